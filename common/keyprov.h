@@ -2,10 +2,10 @@
  *
  * A key provider holds an RSA-3072 "HSM wrapping key" inside a PKCS#11 token
  * and wraps/unwraps the 32-byte root key (RK) with RSA-OAEP. The private half
- * never leaves the token. The only implementation is pkcs11/ (libp11 +
- * OpenSSL 3); nothing outside pkcs11/ includes libp11 or pkcs11.h. The
- * interface is small and message-shaped so it can move into a helper process
- * over a socketpair later without changing callers.
+ * never leaves the token. The only implementation is pkcs11/ (the PKCS#11
+ * wrapper library and OpenSSL 3); nothing outside pkcs11/ includes their
+ * headers or pkcs11.h. The interface is small and message-shaped so it can
+ * move into a helper process over a socketpair later without changing callers.
  *
  * HSM keys are named by (label, version): CKA_LABEL = label, CKA_ID = the
  * version as 4 big-endian bytes. Several versions may coexist (rotation).
