@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""vaultd end to end: every route of the secrets API over the Unix socket."""
+import json
+import os
+import socket
+import time
+
+from harness import ADMIN, PASSPHRASE, Vault, VaultTestCase, main
+
+TRMM = {"url": "https://rmm.acme.example", "api_key": "TRMM-e2e-key-0123456789"}
+
+# One valid example per credential type.
+EXAMPLES = {
+    "tactical-rmm": TRMM,
+    "connectwise-manage": {"site": "api-na.myconnectwise.net", "company_id": "acme",
+                           "public_key": "pubkey123", "private_key": "privkey-e2e-1",
+                           "client_id": "1b1e3c9e-5f61-4bd3-9a34-0d7b2f7a9c11"},
+    "connectwise-automate": {"server_url": "https://automate.acme.example", "username": "svc",
+                             "password": "pw-e2e-automate", "client_id": "cid-1"},
+    "kaseya-vsa": {"url": "https://vsa.acme.example", "username": "svc", "api_token": "tok-e2e-vsa"},
+    "autotask": {"username": "api@acme.example", "secret": "sec-e2e-at", "integration_code": "IC-E2E"},
+    "prtg": {"url": "https://prtg.acme.example", "username": "prtgadmin", "passhash": "1234567890"},
+    "slack": {"bot_token": "xoxb-1234-5678-e2etoken", "signing_secret": "0123456789abcdef0123456789abcdef"},
+    "teams": {"tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+              "client_id": "1b1e3c9e-5f61-4bd3-9a34-0d7b2f7a9c11", "client_secret": "teams-e2e-secret"},
+    "generic": {"token": "gen-e2e-token", "pem": "-----BEGIN KEY-----\nabc\n-----END KEY-----\n"},
+}
+
+
+class Lifecycle(VaultTestCase):
+    def test_states_init_unlock_lock(self):
+        v = self.v.start()
+        h = v.get("/v1/sys/health")
+        self.assertEqual(h.status, 200)
+        self.assertEqual(h.json["initialized"], False)
+        self.assertTrue(h.json["locked"])
+        self.assertRegex(h.headers["X-Request-Id"], r"^[0-9a-f]{32}$")
+        # Before init: everything but health and init answers 503.
+        for method, path in [("GET", "/v1/secrets/acme/x"), ("POST", "/v1/sys/lock"), ("GET", "/v1/types")]:
+            r = v.request(method, path)
+            self.assertEqual(r.status, 503, (method, path, r))
+            self.assertEqual(r.json["error"], "uninitialized")
+        r = v.post("/v1/sys/unlock", {"user": ADMIN, "passphrase": PASSPHRASE})
+        self.assertEqual(r.status, 503)
+
+        r = v.init()
+        self.assertEqual(r.json, {"initialized": True, "admin": ADMIN, "locked": True})
+        self.assertEqual(v.post("/v1/sys/init", {"admin": "x", "passphrase": PASSPHRASE * 2}).status, 409)
+        h = v.get("/v1/sys/health").json
+        self.assertTrue(h["initialized"] and h["locked"])
+        # Locked: 503 locked.
+        for method, path in [("GET", "/v1/secrets/acme/x"), ("PUT", "/v1/secrets/acme/x"),
+                             ("GET", "/v1/secrets/acme?list=1"), ("GET", "/v1/types"), ("POST", "/v1/sys/lock")]:
+            r = v.request(method, path)
+            self.assertEqual(r.status, 503, (method, path, r))
+            self.assertEqual(r.json["error"], "locked")
+
+        self.assertEqual(v.post("/v1/sys/unlock", {"user": ADMIN, "passphrase": "wrong passphrase!"}).status, 401)
+        r = v.post("/v1/sys/unlock", {"user": "nobody", "passphrase": PASSPHRASE})
+        self.assertEqual(r.status, 401)
+        self.assertEqual(r.json["message"], "wrong user or passphrase")
+        v.unlock()
+        self.assertFalse(v.get("/v1/sys/health").json["locked"])
+        self.assertEqual(v.put("/v1/secrets/acme/rmm/tactical", {"type": "tactical-rmm", "data": TRMM}).status, 200)
+        self.assertEqual(v.post("/v1/sys/lock").json, {"locked": True})
+        self.assertEqual(v.get("/v1/secrets/acme/rmm/tactical").status, 503)
+        v.unlock()
+        self.assertEqual(v.get("/v1/secrets/acme/rmm/tactical").json["data"], TRMM)
+
+    def test_init_validation(self):
+        v = self.v.start()
+        for body, field in [({"admin": "admin", "passphrase": "short"}, "passphrase"),
+                            ({"admin": "bad name!", "passphrase": PASSPHRASE}, "admin"),
+                            ({"admin": "admin"}, "passphrase"),
+                            ({"passphrase": PASSPHRASE}, "admin")]:
+            r = v.post("/v1/sys/init", body)
+            self.assertEqual(r.status, 400, r)
+            self.assertIn(field, r.json["fields"])
+        r = v.post("/v1/sys/init", {"admin": "admin", "passphrase": PASSPHRASE, "extra": 1})
+        self.assertEqual((r.status, r.json["error"]), (400, "unknown_field"))
+        self.assertFalse(v.get("/v1/sys/health").json["initialized"])
+
+    def test_restart_then_unlock_keeps_data(self):
+        v = self.v.ready()
+        for i in range(20):
+            self.assertEqual(v.put(f"/v1/secrets/t{i % 3}/app/s{i}",
+                                   {"type": "generic", "data": {"v": f"value-{i}"}}).status, 200)
+        self.assertEqual(v.stop(), 0)  # SIGTERM: clean exit
+        self.assertFalse(os.path.exists(v.sock), "socket removed on shutdown")
+        v.start()
+        self.assertTrue(v.get("/v1/sys/health").json["locked"], "starts locked")
+        self.assertEqual(v.get("/v1/secrets/t0/app/s0").status, 503)
+        v.unlock()
+        for i in range(20):
+            r = v.get(f"/v1/secrets/t{i % 3}/app/s{i}")
+            self.assertEqual(r.json["data"], {"v": f"value-{i}"})
+
+
+class Secrets(VaultTestCase):
+    def setUp(self):
+        super().setUp()
+        self.v.ready()
+
+    def test_every_type_round_trips(self):
+        v = self.v
+        types = {t["name"] for t in v.get("/v1/types").json["types"]}
+        self.assertEqual(types, set(EXAMPLES))
+        for name, data in EXAMPLES.items():
+            r = v.put(f"/v1/secrets/acme/{name}/main", {"type": name, "data": data})
+            self.assertEqual(r.status, 200, (name, r))
+            g = v.get(f"/v1/secrets/acme/{name}/main")
+            self.assertEqual(g.status, 200)
+            self.assertEqual(g.json["type"], name)
+            self.assertEqual(g.json["data"], data)
+            self.assertEqual(g.json["version"], 1)
+
+    def test_validation_errors_name_each_field(self):
+        v = self.v
+        cases = [
+            ("tactical-rmm", {"url": "http://rmm.acme.example", "api_key": "k"}, ["url"]),
+            ("tactical-rmm", {"url": "https://rmm.acme.example"}, ["api_key"]),
+            ("tactical-rmm", {"url": "https://u:p@rmm.acme.example", "api_key": "k"}, ["url"]),
+            ("tactical-rmm", {"url": "", "api_key": 5}, ["url", "api_key"]),
+            ("tactical-rmm", {"url": "https://rmm.acme.example", "api_key": "k", "extra": "x"}, ["extra"]),
+            ("slack", {"bot_token": "xoxp-nope", "signing_secret": "zz"}, ["bot_token", "signing_secret"]),
+            ("teams", {"tenant_id": "not-a-guid", "client_id": "1b1e3c9e-5f61-4bd3-9a34-0d7b2f7a9c11",
+                       "client_secret": "s"}, ["tenant_id"]),
+            ("generic", {}, None),
+            ("generic", {"ok": 1}, ["ok"]),
+        ]
+        for t, data, fields in cases:
+            r = v.put("/v1/secrets/acme/bad/x", {"type": t, "data": data})
+            self.assertEqual(r.status, 400, (t, data, r))
+            self.assertEqual(r.json["error"], "invalid")
+            if fields:
+                self.assertEqual(sorted(r.json["fields"]), sorted(fields), (t, data, r))
+            self.assertNotIn("xoxp-nope", r.raw.decode(), "values are never echoed")
+        r = v.put("/v1/secrets/acme/bad/x", {"type": "nope", "data": {}})
+        self.assertEqual((r.status, list(r.json["fields"])), (400, ["type"]))
+        r = v.put("/v1/secrets/acme/bad/x", {"type": "generic"})
+        self.assertEqual((r.status, list(r.json["fields"])), (400, ["data"]))
+        r = v.put("/v1/secrets/acme/bad/x", {"type": "generic", "data": {"a": "b"}, "metadata": {"n": {"x": 1}}})
+        self.assertEqual((r.status, list(r.json["fields"])), (400, ["metadata"]))
+        r = v.put("/v1/secrets/acme/bad/x", {"type": "generic", "data": {"a": "b"}, "cas": -1})
+        self.assertEqual((r.status, list(r.json["fields"])), (400, ["cas"]))
+        # Nothing was stored by any of the refusals.
+        self.assertEqual(v.get("/v1/secrets/acme/bad/x").status, 404)
+        self.assertEqual(v.get("/v1/secrets/acme?list=1").json["secrets"], [])
+
+    def test_versions_cas_rollback(self):
+        v = self.v
+        p = "/v1/secrets/acme/psa/autotask"
+        d = dict(EXAMPLES["autotask"])
+        self.assertEqual(v.put(p, {"type": "autotask", "data": d, "cas": 0}).json["version"], 1)
+        self.assertEqual(v.put(p, {"type": "autotask", "data": d, "cas": 0}).status, 409)
+        for i in range(2, 5):
+            d["secret"] = f"secret-v{i}"
+            r = v.put(p, {"type": "autotask", "data": d, "cas": i - 1})
+            self.assertEqual(r.json["version"], i, r)
+        r = v.put(p, {"type": "autotask", "data": d, "cas": 2})
+        self.assertEqual((r.status, r.json["error"]), (409, "conflict"))
+        self.assertEqual(v.get(p).json["version"], 4)
+        self.assertEqual(v.get(p + "?version=1").json["data"]["secret"], "sec-e2e-at")
+        self.assertEqual(v.get(p + "?version=3").json["data"]["secret"], "secret-v3")
+        self.assertEqual(v.get(p + "?version=9").status, 404)
+        for bad in ["0", "-1", "abc", "1x", "99999999999"]:
+            self.assertEqual(v.get(p + "?version=" + bad).status, 400, bad)
+        vs = v.get(p + "?versions=1").json
+        self.assertEqual([x["version"] for x in vs["versions"]], [1, 2, 3, 4])
+        self.assertEqual([x["current"] for x in vs["versions"]], [False, False, False, True])
+        self.assertNotIn("data", json.dumps(vs))
+
+        r = v.post(p + "/rollback", {"version": 2})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["version"], r.json["rolled_back_from"]), (5, 2))
+        g = v.get(p).json
+        self.assertEqual((g["version"], g["data"]["secret"]), (5, "secret-v2"))
+        self.assertEqual(v.post(p + "/rollback", {"version": 77}).status, 404)
+        self.assertEqual(v.post(p + "/rollback", {"version": 1, "cas": 4}).status, 409)
+        self.assertEqual(v.post(p + "/rollback", {"version": 0}).status, 400)
+        self.assertEqual(v.get(p).json["version"], 5, "failed rollbacks changed nothing")
+        # The type of a secret cannot change.
+        r = v.put(p, {"type": "generic", "data": {"a": "b"}})
+        self.assertEqual((r.status, r.json["error"]), (409, "type_mismatch"))
+
+    def test_metadata_kept_and_replaced(self):
+        v = self.v
+        p = "/v1/secrets/acme/chat/slack"
+        v.put(p, {"type": "slack", "data": EXAMPLES["slack"], "metadata": {"owner": "noc", "max_age": "90d"}})
+        v.put(p, {"type": "slack", "data": EXAMPLES["slack"]})
+        self.assertEqual(v.get(p).json["metadata"], {"owner": "noc", "max_age": "90d"})
+        v.put(p, {"type": "slack", "data": EXAMPLES["slack"], "metadata": {"owner": "ops"}})
+        self.assertEqual(v.get(p).json["metadata"], {"owner": "ops"})
+
+    def test_list(self):
+        v = self.v
+        for path in ["acme/rmm/a", "acme/rmm/b", "acme/rmm-old/c", "acme/psa/d", "globex/rmm/a"]:
+            self.assertEqual(v.put("/v1/secrets/" + path, {"type": "generic", "data": {"k": "v"}}).status, 200)
+        names = lambda prefix: [s["path"] for s in v.get(f"/v1/secrets/{prefix}?list=1").json["secrets"]]
+        self.assertEqual(names("acme/rmm"), ["acme/rmm/a", "acme/rmm/b"])
+        self.assertEqual(names("acme"), ["acme/psa/d", "acme/rmm-old/c", "acme/rmm/a", "acme/rmm/b"])
+        self.assertEqual(names("initech"), [])
+        everything = v.get("/v1/secrets?list=1").json["secrets"]
+        self.assertEqual(len(everything), 5)
+        self.assertNotIn('"k"', json.dumps(everything), "list never returns data")
+        self.assertEqual(v.get("/v1/secrets/acme/../x?list=1").status, 400)
+
+    def test_delete_and_destroy(self):
+        v = self.v
+        p = "/v1/secrets/acme/rmm/tactical"
+        v.put(p, {"type": "tactical-rmm", "data": TRMM})
+        v.put(p, {"type": "tactical-rmm", "data": TRMM})
+        r = v.delete(p)
+        self.assertEqual(r.json, {"path": "acme/rmm/tactical", "deleted": True, "destroyed": False})
+        self.assertEqual(v.get(p).status, 404)
+        self.assertEqual(v.get("/v1/secrets/acme?list=1").json["secrets"], [])
+        self.assertEqual(v.delete(p).status, 404, "already deleted")
+        # Writing revives it with the next version.
+        self.assertEqual(v.put(p, {"type": "tactical-rmm", "data": TRMM}).json["version"], 3)
+        self.assertEqual(v.delete(p + "?destroy=1").json["destroyed"], True)
+        self.assertEqual(v.get(p).status, 404)
+        self.assertEqual(v.get(p + "?versions=1").status, 404)
+        self.assertEqual(v.delete(p + "?destroy=1").status, 404)
+        # A destroyed path starts again at version 1, with any type.
+        self.assertEqual(v.put(p, {"type": "generic", "data": {"a": "b"}}).json["version"], 1)
+
+    def test_routes_methods_and_paths(self):
+        v = self.v
+        self.assertEqual(v.get("/v1/nope").status, 404)
+        self.assertEqual(v.get("/").status, 404)
+        self.assertEqual(v.get("/v1/secretsx/acme/a").status, 404)
+        r = v.request("PATCH", "/v1/secrets/acme/a/b")
+        self.assertEqual((r.status, r.json["error"]), (405, "method_not_allowed"))
+        self.assertEqual(v.request("DELETE", "/v1/sys/health").status, 405)
+        self.assertEqual(v.post("/v1/secrets/acme/a/b", {"version": 1}).status, 405)
+        for bad in ["acme", "acme//x", "acme/./x", "acme/../x", "acme/x/", "acme/sp%20ace", "a/b/c/d/e/f/g/h/i",
+                    "acme/" + "x" * 65, "acme/%2e%2e/x"]:
+            r = v.put("/v1/secrets/" + bad, {"type": "generic", "data": {"k": "v"}})
+            self.assertEqual(r.status, 400, (bad, r))
+            self.assertEqual(r.json["error"], "bad_path")
+        self.assertEqual(v.get("/v1/secrets/acme/a?bogus=1").status, 400)
+        self.assertEqual(v.get("/v1/sys/health?x=1").status, 400)
+        self.assertEqual(v.delete("/v1/secrets/acme/a/b?destroy=1&destroy=1").status, 400)
+
+    def test_bad_bodies_are_refused_and_daemon_keeps_serving(self):
+        v = self.v
+        p = "/v1/secrets/acme/x/y"
+        r = v.request("PUT", p, raw_body=b'{"type": "generic", "data": {', headers={"Content-Type": "application/json"})
+        self.assertEqual((r.status, r.json["error"]), (400, "bad_json"))
+        r = v.request("PUT", p, raw_body=b'{"type":"generic","data":{"a":"b"}}', headers={"Content-Type": "text/plain"})
+        self.assertEqual((r.status, r.json["error"]), (415, "unsupported_media_type"))
+        r = v.request("PUT", p, raw_body=b'[1,2]', headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 400)
+        r = v.request("PUT", p, raw_body=b'{"type":"generic","type":"generic","data":{"a":"b"}}',
+                      headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 400, "duplicate keys refused")
+        r = v.request("PUT", p, raw_body=b"", headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 400)
+        big = json.dumps({"type": "generic", "data": {"a": "x" * 70000}}).encode()
+        out = v.raw(b"PUT " + p.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(big) + big)
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:100])
+        self.assertIn(b'"too_large"', out)
+        # Garbage on the wire: libmicrohttpd drops a connection that is not
+        # HTTP at all, and answers protocol errors itself (in HTML: its own
+        # pages cannot be replaced in 0.9.75, docs/api.md says so).
+        for junk in [b"\x00\x01garbage\r\n\r\n", b"GARBAGE\r\n\r\n"]:
+            out = v.raw(junk)
+            self.assertTrue(out == b"" or out.startswith(b"HTTP/1.1 400"), out[:100])
+        out = v.raw(b"PUT /v1/secrets/acme/x/y HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 400"), out[:100])
+        out = v.raw(b"GET /v1/sys/health HTTP/9.9\r\nHost: x\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 505"), out[:100])
+        # Paths are not percent-decoded: every byte must be literal.
+        for raw_path in [b"acme/x%00y", b"acme/%2e%2e/x", b"acme/sp%20ace"]:
+            out = v.raw(b"GET /v1/secrets/" + raw_path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(out.startswith(b"HTTP/1.1 400"), (raw_path, out[:100]))
+            self.assertIn(b'"bad_path"', out)
+        out = v.raw(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertRegex(out[:12].decode(), r"HTTP/1.1 41[34]")
+        self.assertEqual(v.get(p).status, 404, "nothing stored")
+        self.assertEqual(v.get("/v1/sys/health").status, 200, "still serving")
+
+    def test_keep_alive_and_concurrency(self):
+        from harness import UnixHTTPConnection
+        v = self.v
+        conn = UnixHTTPConnection(v.sock)
+        for i in range(5):
+            self.assertEqual(v.put(f"/v1/secrets/acme/ka/{i}", {"type": "generic", "data": {"i": str(i)}},
+                                   conn=conn).status, 200)
+        for i in range(5):
+            self.assertEqual(v.get(f"/v1/secrets/acme/ka/{i}", conn=conn).json["data"], {"i": str(i)})
+        conn.close()
+        import threading
+        errors = []
+
+        def worker(n):
+            try:
+                for j in range(10):
+                    r = v.put(f"/v1/secrets/t{n}/c/x", {"type": "generic", "data": {"j": str(j)}})
+                    if r.status != 200:
+                        errors.append(r)
+                    g = v.get(f"/v1/secrets/t{n}/c/x")
+                    if g.status != 200:
+                        errors.append(g)
+            except Exception as e:  # noqa
+                errors.append(e)
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        self.assertEqual(errors, [])
+        for n in range(6):
+            self.assertEqual(v.get(f"/v1/secrets/t{n}/c/x").json["version"], 10)
+
+    def test_slow_client_does_not_hold_the_daemon(self):
+        v = self.v
+        idle = [socket.socket(socket.AF_UNIX) for _ in range(3)]
+        for s in idle:
+            s.connect(v.sock)
+            s.sendall(b"GET /v1/sys/health HTTP/1.1\r\n")  # never finishes the headers
+        t0 = time.monotonic()
+        self.assertEqual(v.get("/v1/sys/health").status, 200, "others are served meanwhile")
+        self.assertLess(time.monotonic() - t0, 2)
+        for s in idle:
+            s.settimeout(15)
+            data = s.recv(100)  # the daemon drops it after request_timeout (5 s here)
+            self.assertIn(data, (b"",) if not data else (data,))
+            s.close()
+
+
+class Secrecy(VaultTestCase):
+    def test_planted_value_never_on_disk_or_in_log(self):
+        v = self.v.ready()
+        marker = "PLANTED-" + os.urandom(12).hex()
+        for i in range(3):
+            self.assertEqual(v.put(f"/v1/secrets/acme/leak/{i}",
+                                   {"type": "tactical-rmm", "data": {"url": "https://x.example",
+                                                                    "api_key": marker}}).status, 200)
+            self.assertEqual(v.get(f"/v1/secrets/acme/leak/{i}").json["data"]["api_key"], marker)
+        # A failing request carrying the value must not log it either.
+        v.put("/v1/secrets/acme/leak/bad", {"type": "tactical-rmm", "data": {"url": "http://x", "api_key": marker}})
+        raw_marker = marker.encode()
+        for f in os.listdir(v.dir):
+            path = os.path.join(v.dir, f)
+            if os.path.isfile(path):
+                with open(path, "rb") as fh:
+                    self.assertNotIn(raw_marker, fh.read(), f"value found in {f}")
+        self.assertTrue(os.path.exists(v.db + "-wal") or os.path.getsize(v.db) > 0)
+        self.assertNotIn(PASSPHRASE.encode(), open(v.log, "rb").read())
+        v.stop()
+        for f in os.listdir(v.dir):
+            path = os.path.join(v.dir, f)
+            if os.path.isfile(path):
+                self.assertNotIn(raw_marker, open(path, "rb").read(), f"value found in {f} after stop")
+
+
+class Durability(VaultTestCase):
+    def test_kill9_during_acknowledged_writes(self):
+        import subprocess
+        import threading
+        v = self.v.ready()
+        acked = {}
+        stop = threading.Event()
+
+        def writer(n):
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    r = v.put(f"/v1/secrets/acme/dur/w{n}", {"type": "generic", "data": {"i": str(i)}})
+                except OSError:
+                    return
+                if r.status == 200:
+                    acked[n] = (r.json["version"], str(i))
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        [t.start() for t in threads]
+        time.sleep(2.0)
+        v.kill9()
+        stop.set()
+        [t.join() for t in threads]
+        self.assertTrue(acked, "some writes were acknowledged")
+        out = subprocess.run(["sqlite3", v.db, "PRAGMA integrity_check;"], capture_output=True, text=True)
+        self.assertEqual(out.stdout.strip(), "ok", out)
+        v.start()
+        v.unlock()
+        for n, (version, value) in acked.items():
+            r = v.get(f"/v1/secrets/acme/dur/w{n}?version={version}")
+            self.assertEqual(r.status, 200, (n, version, r))
+            self.assertEqual(r.json["data"], {"i": value})
+            self.assertGreaterEqual(v.get(f"/v1/secrets/acme/dur/w{n}").json["version"], version)
+
+
+class HsmErrors(VaultTestCase):
+    def test_wrong_pin_unlock_says_why(self):
+        v = self.v.ready()
+        v.put("/v1/secrets/acme/a/b", {"type": "generic", "data": {"k": "v"}})
+        v.stop()
+        with open(os.path.join(v.dir, "hsm.pin"), "w") as f:
+            f.write("not-the-pin\n")
+        v.start()
+        r = v.post("/v1/sys/unlock", {"user": ADMIN, "passphrase": PASSPHRASE})
+        self.assertEqual((r.status, r.json["error"]), (503, "hsm_unavailable"), r)
+        self.assertIn("PIN", r.json["message"])
+        self.assertTrue(v.get("/v1/sys/health").json["locked"])
+
+
+class Config(VaultTestCase):
+    def test_bad_config_names_file_line_and_key(self):
+        import subprocess
+        v = self.v
+        v.write_config(open(v.conf).read() + "\n[server]\nbogus = 1\n")
+        out = subprocess.run([os.environ.get("VAULTD_BIN", "vaultd"), "-c", v.conf, "-f"], env=v.env,
+                             capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn(v.conf, out.stderr)
+        self.assertIn("bogus", out.stderr)
+        self.assertRegex(out.stderr, r":\d+:")
+
+    def test_world_writable_config_refused(self):
+        import subprocess
+        v = self.v
+        os.chmod(v.conf, 0o666)
+        out = subprocess.run([os.environ.get("VAULTD_BIN", "vaultd"), "-c", v.conf, "-f"], env=v.env,
+                             capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("writable", out.stderr)
+
+    def test_version_and_help(self):
+        import subprocess
+        b = os.environ.get("VAULTD_BIN", "vaultd")
+        out = subprocess.run([b, "--version"], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0)
+        self.assertRegex(out.stdout, r"^vaultd \d+\.\d+\.\d+")
+        out = subprocess.run([b, "--help"], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0)
+        self.assertIn("--dev", out.stdout)
+        self.assertEqual(subprocess.run([b], capture_output=True).returncode, 2)
+        self.assertEqual(subprocess.run([b, "--frobnicate"], capture_output=True).returncode, 2)
+
+
+if __name__ == "__main__":
+    main()

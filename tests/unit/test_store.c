@@ -1,0 +1,940 @@
+/* tests/unit/test_store.c: SQLite storage, each test on a fresh file in its
+ * own mkdtemp() directory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "common/log.h"
+#include "vaultd/store.h"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct store *s;
+};
+
+static void unlink_db(const char *path)
+{
+	char p[160];
+
+	(void)unlink(path);
+	snprintf(p, sizeof(p), "%s-wal", path);
+	(void)unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", path);
+	(void)unlink(p);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	strcpy(f->dir, "/tmp/test_store.XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof(f->path), "%s/vault.db", f->dir);
+	if (store_open(f->path, 2, &f->s) < 0) {
+		unlink_db(f->path);
+		(void)rmdir(f->dir);
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	store_close(f->s);
+	unlink_db(f->path);
+	(void)rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* --- helpers --- */
+
+static uint8_t dek_bytes[40] = "dek-blob-0123456789abcdef0123456789abcde";
+static uint8_t data_bytes[48] = "data-blob-0123456789abcdef0123456789abcdef01234";
+
+static int put_version(struct store *s, const char *path, uint32_t version, const char *type,
+		       const char *metadata, int64_t now)
+{
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_version v = {
+		.version = version, .kek_version = 1,
+		.dek_blob = dek_bytes, .dek_len = sizeof(dek_bytes),
+		.data_blob = data_bytes, .data_len = sizeof(data_bytes),
+		.created_at = now,
+	};
+	char tenant[65];
+	const char *slash = strchr(path, '/');
+	int r;
+
+	snprintf(tenant, sizeof(tenant), "%.*s", slash ? (int)(slash - path) : 0, path);
+	if ((r = store_write_begin(s, &tx)) < 0)
+		return r;
+	if ((r = store_secret_put_version(tx, path, tenant, type, metadata, &v)) < 0)
+		return r;
+	return store_write_commit(TAKE_PTR(tx));
+}
+
+static int get_head(struct store *s, const char *path, struct store_secret *ret)
+{
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	int r;
+
+	if ((r = store_read_begin(s, &tx)) < 0)
+		return r;
+	return store_secret_get(tx, path, ret);
+}
+
+static int put_rootkey(struct store *s, uint32_t version)
+{
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	uint8_t blob[16];
+	struct store_rootkey rk = { .version = version, .hsm_version = 7, .blob = blob,
+				    .blob_len = sizeof(blob), .created_at = 1000 + version };
+	int r;
+
+	memset(blob, (int)version, sizeof(blob));
+	strcpy(rk.hsm_label, "vaultd-root");
+	if ((r = store_write_begin(s, &tx)) < 0 || (r = store_rootkey_put(tx, &rk)) < 0)
+		return r;
+	return store_write_commit(TAKE_PTR(tx));
+}
+
+static bool file_contains(const char *path, const uint8_t *needle, size_t n)
+{
+	FILE *fp = fopen(path, "rb");
+	uint8_t *buf;
+	long size;
+	bool found;
+
+	if (!fp)
+		return false;
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	size = ftell(fp);
+	rewind(fp);
+	buf = malloc((size_t)size + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)size, fp), (size_t)size);
+	fclose(fp);
+	found = memmem(buf, (size_t)size, needle, n) != NULL;
+	free(buf);
+	return found;
+}
+
+static int64_t raw_pragma(const char *path, const char *sql, char *text, size_t text_size)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t v;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	if (text)
+		snprintf(text, text_size, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	return v;
+}
+
+static void raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* --- open, migrations --- */
+
+static void test_open_creates_0600_wal_v1(void **state)
+{
+	struct fixture *f = *state;
+	struct store *s = NULL;
+	char path[160], wal[170], mode[16];
+	struct stat st;
+	mode_t old;
+
+	/* A permissive umask must not leak into the file's mode. */
+	snprintf(path, sizeof(path), "%s/other.db", f->dir);
+	old = umask(0);
+	assert_int_equal(store_open(path, 1, &s), 0);
+	umask(old);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	assert_int_equal(stat(wal, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(store_schema_version(s), 1);
+	store_close(s);
+
+	raw_pragma(path, "PRAGMA journal_mode", mode, sizeof(mode));
+	assert_string_equal(mode, "wal");
+	assert_int_equal(raw_pragma(path, "PRAGMA user_version", NULL, 0), 1);
+	assert_int_equal(raw_pragma(path, "PRAGMA application_id", NULL, 0), 0x564c5444);
+	/* The close checkpointed and removed the WAL. */
+	assert_int_not_equal(access(wal, F_OK), 0);
+
+	/* An existing file with a loose mode is tightened. */
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(store_open(path, 1, &s), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	store_close(s);
+	unlink_db(path);
+}
+
+static void test_open_bad_args(void **state)
+{
+	struct fixture *f = *state;
+	struct store *s = NULL;
+
+	assert_int_equal(store_open(f->path, 0, &s), -EINVAL);
+	assert_int_equal(store_open(f->path, 17, &s), -EINVAL);
+	assert_int_equal(store_open(NULL, 1, &s), -EINVAL);
+	assert_int_equal(store_open(f->dir, 1, &s), -EISDIR);
+	assert_null(s);
+	store_close(NULL);
+	store_tx_end(NULL);
+}
+
+static void test_reopen_keeps_data(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	_cleanup_free_ char *v = NULL;
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_meta_set(tx, "initialized_at", "12345"), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+	assert_int_equal(put_version(f->s, "acme/rmm", 1, "generic", NULL, 10), 0);
+	store_close(f->s);
+	f->s = NULL;
+
+	assert_int_equal(store_open(f->path, 2, &f->s), 0);
+	assert_int_equal(store_schema_version(f->s), 1);
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_meta_get(tx, "initialized_at", &v), 0);
+	assert_string_equal(v, "12345");
+	{
+		struct store_secret h = {0};
+
+		assert_int_equal(store_secret_get(tx, "acme/rmm", &h), 0);
+		assert_int_equal(h.latest_version, 1);
+		store_secret_clear(&h);
+	}
+}
+
+static void test_future_version_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct store *s = NULL;
+	char path[160];
+
+	store_close(f->s);
+	f->s = NULL;
+	raw_exec(f->path, "PRAGMA user_version = 2");
+	assert_int_equal(store_open(f->path, 1, &s), -EIO);
+	assert_null(s);
+	/* Refusal changed nothing. */
+	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 2);
+
+	/* Someone else's database is not migrated into. */
+	snprintf(path, sizeof(path), "%s/foreign.db", f->dir);
+	raw_exec(path, "CREATE TABLE foo(x)");
+	assert_int_equal(store_open(path, 1, &s), -EIO);
+	assert_null(s);
+	unlink_db(path);
+}
+
+/* --- meta --- */
+
+static void test_meta(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	char *v = NULL;
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_meta_get(tx, "k", &v), -ENOENT);
+	assert_null(v);
+	assert_int_equal(store_meta_set(tx, "k", "one"), 0);
+	assert_int_equal(store_meta_get(tx, "k", &v), 0);
+	assert_string_equal(v, "one");
+	free(v);
+	assert_int_equal(store_meta_set(tx, "k", "two"), 0);      /* upsert */
+	assert_int_equal(store_meta_set(tx, "empty", ""), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_meta_get(tx, "k", &v), 0);
+	assert_string_equal(v, "two");
+	free(v);
+	assert_int_equal(store_meta_get(tx, "empty", &v), 0);
+	assert_string_equal(v, "");
+	free(v);
+	/* A read transaction refuses writes. */
+	assert_int_equal(store_meta_set(tx, "k", "three"), -EINVAL);
+	assert_int_equal(store_meta_set(NULL, "k", "three"), -EINVAL);
+}
+
+/* --- root keys --- */
+
+static void test_rootkey(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_rootkey rk = {0};
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_rootkey_get_current(tx, &rk), -ENOENT);
+	store_tx_end(TAKE_PTR(tx));
+
+	assert_int_equal(put_rootkey(f->s, 2), 0);
+	assert_int_equal(put_rootkey(f->s, 1), 0);
+	assert_int_equal(put_rootkey(f->s, 2), -EEXIST);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_rootkey_get_current(tx, &rk), 0);
+	assert_int_equal(rk.version, 2);            /* highest wins, not latest inserted */
+	assert_string_equal(rk.hsm_label, "vaultd-root");
+	assert_int_equal(rk.hsm_version, 7);
+	assert_int_equal(rk.blob_len, 16);
+	for (size_t i = 0; i < rk.blob_len; i++)
+		assert_int_equal(rk.blob[i], 2);
+	assert_int_equal(rk.created_at, 1002);
+	store_rootkey_clear(&rk);
+	assert_null(rk.blob);
+	store_rootkey_clear(&rk);                   /* twice is harmless */
+}
+
+/* --- KEKs --- */
+
+static void test_kek(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	uint8_t blob[60];
+	struct store_kek k = { .version = 1, .rk_version = 1, .blob = blob,
+			       .blob_len = sizeof(blob), .created_at = 50 };
+	struct store_kek got = {0};
+
+	memset(blob, 0xab, sizeof(blob));
+	strcpy(k.tenant, "acme");
+	assert_int_equal(put_rootkey(f->s, 1), 0);
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_kek_put(tx, &k), 0);
+	assert_int_equal(store_kek_put(tx, &k), -EEXIST);
+	k.version = 2;
+	k.wrap_count = 4;
+	assert_int_equal(store_kek_put(tx, &k), 0);
+	/* The foreign key to root_keys is enforced. */
+	k.version = 3;
+	k.rk_version = 99;
+	assert_int_equal(store_kek_put(tx, &k), -EINVAL);
+	assert_int_equal(store_kek_add_wraps(tx, "acme", 1, 5), 0);
+	assert_int_equal(store_kek_add_wraps(tx, "acme", 1, 3), 0);
+	assert_int_equal(store_kek_add_wraps(tx, "acme", 9, 1), -ENOENT);
+	assert_int_equal(store_kek_add_wraps(tx, "acme", 1, UINT64_MAX), -EINVAL);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_kek_get(tx, "acme", 1, &got), 0);
+	assert_string_equal(got.tenant, "acme");
+	assert_int_equal(got.version, 1);
+	assert_int_equal(got.rk_version, 1);
+	assert_int_equal(got.wrap_count, 8);
+	assert_int_equal(got.created_at, 50);
+	assert_int_equal(got.blob_len, sizeof(blob));
+	assert_memory_equal(got.blob, blob, sizeof(blob));
+	store_kek_clear(&got);
+
+	assert_int_equal(store_kek_get_current(tx, "acme", &got), 0);
+	assert_int_equal(got.version, 2);
+	assert_int_equal(got.wrap_count, 4);
+	store_kek_clear(&got);
+
+	assert_int_equal(store_kek_get(tx, "acme", 3, &got), -ENOENT);
+	assert_int_equal(store_kek_get_current(tx, "other", &got), -ENOENT);
+	assert_null(got.blob);
+}
+
+/* --- secrets --- */
+
+static void test_secret_versions(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_secret h = {0};
+	struct store_version v = {0};
+
+	assert_int_equal(put_version(f->s, "acme/rmm", 1, "tactical-rmm", "{\"a\":1}", 100), 0);
+	assert_int_equal(put_version(f->s, "acme/rmm", 2, "tactical-rmm", NULL, 200), 0);
+	assert_int_equal(put_version(f->s, "acme/rmm", 3, "generic", NULL, 300), 0);
+
+	assert_int_equal(get_head(f->s, "acme/rmm", &h), 0);
+	assert_string_equal(h.path, "acme/rmm");
+	assert_string_equal(h.tenant, "acme");
+	assert_string_equal(h.type, "generic");     /* the head keeps the latest type */
+	assert_string_equal(h.metadata, "{\"a\":1}"); /* NULL kept the previous metadata */
+	assert_int_equal(h.current_version, 3);
+	assert_int_equal(h.latest_version, 3);
+	assert_int_equal(h.created_at, 100);
+	assert_int_equal(h.updated_at, 300);
+	assert_int_equal(h.deleted_at, 0);
+	store_secret_clear(&h);
+
+	/* Not latest + 1: a stale writer cannot overwrite or skip. */
+	assert_int_equal(put_version(f->s, "acme/rmm", 3, "generic", "{}", 400), -EEXIST);
+	assert_int_equal(put_version(f->s, "acme/rmm", 2, "generic", "{}", 400), -EEXIST);
+	assert_int_equal(put_version(f->s, "acme/rmm", 5, "generic", "{}", 400), -EEXIST);
+	assert_int_equal(put_version(f->s, "acme/new", 2, "generic", NULL, 400), -EEXIST);
+	assert_int_equal(put_version(f->s, "acme/rmm", 0, "generic", NULL, 400), -EEXIST);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_get(tx, "acme/rmm", &h), 0);
+	assert_int_equal(h.latest_version, 3);
+	assert_int_equal(h.updated_at, 300);
+	assert_string_equal(h.metadata, "{\"a\":1}");
+	store_secret_clear(&h);
+	assert_int_equal(store_secret_get(tx, "acme/new", &h), -ENOENT);
+	assert_int_equal(store_version_get(tx, "acme/rmm", 4, &v), -ENOENT);
+	assert_int_equal(store_version_get(tx, "acme/rmm", 5, &v), -ENOENT);
+	for (uint32_t i = 1; i <= 3; i++) {
+		assert_int_equal(store_version_get(tx, "acme/rmm", i, &v), 0);
+		assert_int_equal(v.version, i);
+		assert_int_equal(v.kek_version, 1);
+		assert_int_equal(v.created_at, 100 * i);
+		assert_int_equal(v.dek_len, sizeof(dek_bytes));
+		assert_memory_equal(v.dek_blob, dek_bytes, sizeof(dek_bytes));
+		assert_int_equal(v.data_len, sizeof(data_bytes));
+		assert_memory_equal(v.data_blob, data_bytes, sizeof(data_bytes));
+		store_version_clear(&v);
+	}
+	store_tx_end(TAKE_PTR(tx));
+
+	/* A new path gets "{}" when no metadata is given. */
+	assert_int_equal(put_version(f->s, "acme/new", 1, "generic", NULL, 500), 0);
+	assert_int_equal(get_head(f->s, "acme/new", &h), 0);
+	assert_string_equal(h.metadata, "{}");
+	store_secret_clear(&h);
+}
+
+static void test_secret_put_bad_args(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_version v = { .version = 1, .dek_blob = dek_bytes, .dek_len = 4,
+				   .data_blob = data_bytes, .data_len = 4 };
+	char long_type[40];
+
+	memset(long_type, 't', sizeof(long_type) - 1);
+	long_type[sizeof(long_type) - 1] = 0;
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_put_version(tx, "other/x", "acme", "generic", NULL, &v),
+			 -EINVAL);
+	assert_int_equal(store_secret_put_version(tx, "acme", "acme", "generic", NULL, &v), -EINVAL);
+	assert_int_equal(store_secret_put_version(tx, "acme/", "acme", "generic", NULL, &v), -EINVAL);
+	assert_int_equal(store_secret_put_version(tx, "acmex/y", "acme", "generic", NULL, &v),
+			 -EINVAL);
+	assert_int_equal(store_secret_put_version(tx, "acme/x", "acme", long_type, NULL, &v),
+			 -EINVAL);
+	v.data_len = 0;
+	assert_int_equal(store_secret_put_version(tx, "acme/x", "acme", "generic", NULL, &v),
+			 -EINVAL);
+	v.data_len = 4;
+	assert_int_equal(store_secret_put_version(tx, "acme/x", "acme", "generic", NULL, &v), 0);
+	/* The writer's own transaction sees its write. */
+	{
+		struct store_secret h = {0};
+
+		assert_int_equal(store_secret_get(tx, "acme/x", &h), 0);
+		store_secret_clear(&h);
+	}
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+}
+
+static int collect_paths(const struct store_secret *s, void *userdata)
+{
+	char *out = userdata;
+
+	strcat(out, s->path);
+	strcat(out, ";");
+	return 0;
+}
+
+static void test_soft_delete_and_revive(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_secret h = {0};
+	char paths[256] = "";
+
+	assert_int_equal(put_version(f->s, "acme/a", 1, "generic", NULL, 10), 0);
+	assert_int_equal(put_version(f->s, "acme/b", 1, "generic", NULL, 10), 0);
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_soft_delete(tx, "acme/a", 77), 0);
+	assert_int_equal(store_secret_soft_delete(tx, "acme/a", 78), -ENOENT);     /* already */
+	assert_int_equal(store_secret_soft_delete(tx, "acme/none", 78), -ENOENT);
+	assert_int_equal(store_secret_soft_delete(tx, "acme/b", 0), -EINVAL);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(get_head(f->s, "acme/a", &h), 0);
+	assert_int_equal(h.deleted_at, 77);
+	assert_int_equal(h.latest_version, 1);
+	store_secret_clear(&h);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_list(tx, "acme", 0, collect_paths, paths), 1);
+	assert_string_equal(paths, "acme/b;");
+	store_tx_end(TAKE_PTR(tx));
+
+	/* Writing the next version makes it live again. */
+	assert_int_equal(put_version(f->s, "acme/a", 2, "generic", NULL, 90), 0);
+	assert_int_equal(get_head(f->s, "acme/a", &h), 0);
+	assert_int_equal(h.deleted_at, 0);
+	assert_int_equal(h.current_version, 2);
+	assert_int_equal(h.created_at, 10);
+	store_secret_clear(&h);
+	paths[0] = 0;
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_list(tx, "acme", 0, collect_paths, paths), 2);
+	assert_string_equal(paths, "acme/a;acme/b;");
+}
+
+static void test_destroy_wipes_blobs(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	uint8_t marker[64], dek[32];
+	struct store_version v = { .version = 1, .kek_version = 1, .dek_blob = dek,
+				   .dek_len = sizeof(dek), .data_blob = marker,
+				   .data_len = sizeof(marker), .created_at = 1 };
+	struct store_secret h = {0};
+	struct store_version got = {0};
+	char wal[170];
+	struct stat st;
+
+	for (size_t i = 0; i < sizeof(marker); i++)
+		marker[i] = (uint8_t)(0x80 ^ (i * 37));
+	memcpy(marker, "MARKER!!", 8);
+	memset(dek, 0xd5, sizeof(dek));
+	/* Neighbours in the same pages, which must survive. */
+	assert_int_equal(put_version(f->s, "acme/keep", 1, "generic", NULL, 1), 0);
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_put_version(tx, "acme/gone", "acme", "generic", NULL, &v), 0);
+	v.version = 2;
+	assert_int_equal(store_secret_put_version(tx, "acme/gone", "acme", "generic", NULL, &v), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+	assert_int_equal(store_checkpoint(f->s), 0);
+	assert_true(file_contains(f->path, marker, sizeof(marker)));
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_destroy(tx, "acme/gone"), 0);
+	assert_int_equal(store_secret_destroy(tx, "acme/gone"), -ENOENT);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+	assert_int_equal(store_checkpoint(f->s), 0);
+
+	assert_false(file_contains(f->path, marker, sizeof(marker)));
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_int_equal(stat(wal, &st), 0);
+	assert_int_equal(st.st_size, 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_get(tx, "acme/gone", &h), -ENOENT);
+	assert_int_equal(store_version_get(tx, "acme/gone", 1, &got), -ENOENT);
+	assert_int_equal(store_version_get(tx, "acme/gone", 2, &got), -ENOENT);
+	assert_int_equal(store_secret_get(tx, "acme/keep", &h), 0);
+	store_secret_clear(&h);
+	store_tx_end(TAKE_PTR(tx));
+	assert_int_equal(store_integrity_check(f->s), 0);
+}
+
+struct list_acc {
+	char paths[512];
+	int stop_after;
+	int seen;
+};
+
+static int list_cb(const struct store_secret *s, void *userdata)
+{
+	struct list_acc *a = userdata;
+
+	a->seen++;
+	strcat(a->paths, s->path);
+	strcat(a->paths, ";");
+	if (a->stop_after && a->seen >= a->stop_after)
+		return -ECANCELED;
+	return 0;
+}
+
+static void test_list_prefix(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	static const char *const paths[] = {
+		"acme/rmm", "acme/rmm/x", "acme/rmm/y/z", "acme/rmm-x", "acme/rmm.x", "acme/rmmx",
+		"acme/rm", "acme/rmm0", "acme/a%b/x", "acme/a_b/y", "acme/aXb/z", "acme/aXXb/w",
+		"acmex/rmm/x",
+	};
+	struct list_acc a = {0};
+
+	for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+		assert_int_equal(put_version(f->s, paths[i], 1, "generic", NULL, 1), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_list(tx, "acme/rmm", 0, list_cb, &a), 3);
+	assert_string_equal(a.paths, "acme/rmm;acme/rmm/x;acme/rmm/y/z;");
+
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(store_secret_list(tx, "acme/rmm/x", 0, list_cb, &a), 1);
+	assert_string_equal(a.paths, "acme/rmm/x;");
+
+	/* LIKE metacharacters are ordinary characters. */
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(store_secret_list(tx, "acme/a%b", 0, list_cb, &a), 1);
+	assert_string_equal(a.paths, "acme/a%b/x;");
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(store_secret_list(tx, "acme/a_b", 0, list_cb, &a), 1);
+	assert_string_equal(a.paths, "acme/a_b/y;");
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(store_secret_list(tx, "acme/a%", 0, list_cb, &a), 0);
+	assert_int_equal(store_secret_list(tx, "acme/%", 0, list_cb, &a), 0);
+
+	/* The tenant itself as prefix: not the "acmex" tenant. */
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(store_secret_list(tx, "acme", 0, list_cb, &a), 12);
+	assert_null(strstr(a.paths, "acmex"));
+
+	/* Limit, and sorted order. */
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(store_secret_list(tx, "acme/rmm", 2, list_cb, &a), 2);
+	assert_string_equal(a.paths, "acme/rmm;acme/rmm/x;");
+
+	/* An empty prefix lists everything. */
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(store_secret_list(tx, "", 0, list_cb, &a), (int)ELEMENTSOF(paths));
+
+	/* A callback error stops the walk and is returned. */
+	memset(&a, 0, sizeof(a));
+	a.stop_after = 2;
+	assert_int_equal(store_secret_list(tx, "acme", 0, list_cb, &a), -ECANCELED);
+	assert_int_equal(a.seen, 2);
+
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(store_secret_list(tx, "nobody", 0, list_cb, &a), 0);
+}
+
+struct vacc {
+	uint32_t versions[8];
+	size_t lens[8];
+	int n;
+};
+
+static int version_cb(const struct store_version *v, void *userdata)
+{
+	struct vacc *a = userdata;
+
+	assert_null(v->dek_blob);
+	assert_null(v->data_blob);
+	assert_int_equal(v->dek_len, sizeof(dek_bytes));
+	a->versions[a->n] = v->version;
+	a->lens[a->n] = v->data_len;
+	a->n++;
+	return 0;
+}
+
+static void test_version_list(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct vacc a = {0};
+
+	for (uint32_t i = 1; i <= 3; i++)
+		assert_int_equal(put_version(f->s, "acme/v", i, "generic", NULL, i), 0);
+	assert_int_equal(put_version(f->s, "acme/v2", 1, "generic", NULL, 1), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_version_list(tx, "acme/v", version_cb, &a), 3);
+	assert_int_equal(a.n, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(a.versions[i], (uint32_t)i + 1);
+		assert_int_equal(a.lens[i], sizeof(data_bytes));
+	}
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(store_version_list(tx, "acme/none", version_cb, &a), 0);
+}
+
+/* --- users --- */
+
+static void test_users(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_user u = { .phc = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA",
+				.roles = "[\"admin\"]", .created_at = 5, .updated_at = 5 };
+	struct store_user got = {0};
+
+	strcpy(u.name, "alice");
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_count(tx), 0);
+	assert_int_equal(store_user_put(tx, &u), 0);
+	strcpy(u.name, "bob");
+	assert_int_equal(store_user_put(tx, &u), 0);
+	assert_int_equal(store_user_count(tx), 2);
+	/* Upsert: new hash and roles, created_at kept. */
+	strcpy(u.name, "alice");
+	u.phc = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdDI$aGFzaDI";
+	u.roles = "[\"auditor\"]";
+	u.created_at = 99;
+	u.updated_at = 9;
+	assert_int_equal(store_user_put(tx, &u), 0);
+	assert_int_equal(store_user_count(tx), 2);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_get(tx, "alice", &got), 0);
+	assert_string_equal(got.name, "alice");
+	assert_string_equal(got.phc, u.phc);
+	assert_string_equal(got.roles, "[\"auditor\"]");
+	assert_int_equal(got.created_at, 5);
+	assert_int_equal(got.updated_at, 9);
+	store_user_clear(&got);
+	assert_int_equal(store_user_get(tx, "carol", &got), -ENOENT);
+	store_tx_end(TAKE_PTR(tx));
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_delete(tx, "alice"), 0);
+	assert_int_equal(store_user_delete(tx, "alice"), -ENOENT);
+	assert_int_equal(store_user_get(tx, "alice", &got), -ENOENT);
+	assert_int_equal(store_user_count(tx), 1);
+	u.name[0] = 0;
+	assert_int_equal(store_user_put(tx, &u), -EINVAL);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+}
+
+/* --- transactions --- */
+
+static void test_rollback_without_commit(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_version v = { .version = 1, .kek_version = 1, .dek_blob = dek_bytes,
+				   .dek_len = 8, .data_blob = data_bytes, .data_len = 8 };
+	struct store_secret h = {0};
+	char *val = NULL;
+
+	{
+		_cleanup_(store_tx_endp) struct store_tx *w = NULL;
+
+		assert_int_equal(store_write_begin(f->s, &w), 0);
+		assert_int_equal(store_meta_set(w, "k", "v"), 0);
+		assert_int_equal(store_secret_put_version(w, "acme/x", "acme", "generic", NULL, &v),
+				 0);
+		/* Scope ends without commit. */
+	}
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_meta_get(tx, "k", &val), -ENOENT);
+	assert_int_equal(store_secret_get(tx, "acme/x", &h), -ENOENT);
+	store_tx_end(TAKE_PTR(tx));
+
+	/* The writer is free again, and a failed commit argument is refused. */
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_put_version(tx, "acme/x", "acme", "generic", NULL, &v), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+	assert_int_equal(store_write_commit(NULL), -EINVAL);
+	assert_int_equal(get_head(f->s, "acme/x", &h), 0);
+	store_secret_clear(&h);
+}
+
+static void test_write_begin_reentry(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_tx *again = NULL;
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_write_begin(f->s, &again), -EDEADLK);
+	assert_null(again);
+}
+
+static void test_read_snapshot_does_not_block_writer(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *rtx = NULL;
+	struct store_secret h = {0};
+
+	assert_int_equal(put_version(f->s, "acme/s", 1, "generic", "{\"v\":1}", 1), 0);
+	assert_int_equal(store_read_begin(f->s, &rtx), 0);
+
+	/* The writer commits twice while the read transaction is open. */
+	assert_int_equal(put_version(f->s, "acme/s", 2, "generic", "{\"v\":2}", 2), 0);
+	assert_int_equal(put_version(f->s, "acme/t", 1, "generic", NULL, 2), 0);
+
+	assert_int_equal(store_secret_get(rtx, "acme/s", &h), 0);
+	assert_int_equal(h.latest_version, 1);
+	assert_string_equal(h.metadata, "{\"v\":1}");
+	store_secret_clear(&h);
+	assert_int_equal(store_secret_get(rtx, "acme/t", &h), -ENOENT);
+	store_tx_end(TAKE_PTR(rtx));
+
+	assert_int_equal(get_head(f->s, "acme/s", &h), 0);
+	assert_int_equal(h.latest_version, 2);
+	store_secret_clear(&h);
+}
+
+struct writer_arg {
+	struct store *s;
+	int iterations;
+	int failures;
+};
+
+static void *writer_thread(void *p)
+{
+	struct writer_arg *a = p;
+
+	for (int i = 0; i < a->iterations; i++) {
+		_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+		struct store_secret h = {0};
+		struct store_version v = { .kek_version = 1, .dek_blob = dek_bytes, .dek_len = 8,
+					   .data_blob = data_bytes, .data_len = 8 };
+		int r;
+
+		/* Read the head and write latest + 1 in one write transaction:
+		 * the writer lock makes the pair atomic. */
+		if (store_write_begin(a->s, &tx) < 0) {
+			a->failures++;
+			continue;
+		}
+		r = store_secret_get(tx, "acme/shared", &h);
+		v.version = r == -ENOENT ? 1 : h.latest_version + 1;
+		store_secret_clear(&h);
+		if ((r < 0 && r != -ENOENT) ||
+		    store_secret_put_version(tx, "acme/shared", "acme", "generic", NULL, &v) < 0 ||
+		    store_write_commit(TAKE_PTR(tx)) < 0)
+			a->failures++;
+	}
+	return NULL;
+}
+
+static void test_concurrent_writers(void **state)
+{
+	struct fixture *f = *state;
+	struct writer_arg a = { .s = f->s, .iterations = 25 }, b = a;
+	pthread_t ta, tb;
+	struct store_secret h = {0};
+
+	assert_int_equal(pthread_create(&ta, NULL, writer_thread, &a), 0);
+	assert_int_equal(pthread_create(&tb, NULL, writer_thread, &b), 0);
+	assert_int_equal(pthread_join(ta, NULL), 0);
+	assert_int_equal(pthread_join(tb, NULL), 0);
+	assert_int_equal(a.failures, 0);
+	assert_int_equal(b.failures, 0);
+	assert_int_equal(get_head(f->s, "acme/shared", &h), 0);
+	assert_int_equal(h.latest_version, 50);
+	store_secret_clear(&h);
+}
+
+struct reader_arg {
+	struct store *s;
+	atomic_int got;
+};
+
+static void *reader_thread(void *p)
+{
+	struct reader_arg *a = p;
+	struct store_tx *tx = NULL;
+
+	if (store_read_begin(a->s, &tx) == 0) {
+		atomic_store(&a->got, 1);
+		store_tx_end(tx);
+	} else
+		atomic_store(&a->got, -1);
+	return NULL;
+}
+
+static void test_reader_pool_waits(void **state)
+{
+	struct fixture *f = *state;
+	struct store_tx *r1 = NULL, *r2 = NULL;
+	struct reader_arg a = { .s = f->s };
+	pthread_t t;
+
+	/* The fixture's pool has two readers: a third waits for one back. */
+	assert_int_equal(store_read_begin(f->s, &r1), 0);
+	assert_int_equal(store_read_begin(f->s, &r2), 0);
+	assert_ptr_not_equal(r1, r2);
+	assert_int_equal(pthread_create(&t, NULL, reader_thread, &a), 0);
+	usleep(100 * 1000);
+	assert_int_equal(atomic_load(&a.got), 0);
+	store_tx_end(r1);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(atomic_load(&a.got), 1);
+	store_tx_end(r2);
+}
+
+static void test_integrity_check(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(store_integrity_check(f->s), 0);
+	assert_int_equal(put_version(f->s, "acme/i", 1, "generic", NULL, 1), 0);
+	assert_int_equal(store_integrity_check(f->s), 0);
+	assert_int_equal(store_checkpoint(f->s), 0);
+	assert_int_equal(store_integrity_check(f->s), 0);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_open_creates_0600_wal_v1),
+		T(test_open_bad_args),
+		T(test_reopen_keeps_data),
+		T(test_future_version_refused),
+		T(test_meta),
+		T(test_rootkey),
+		T(test_kek),
+		T(test_secret_versions),
+		T(test_secret_put_bad_args),
+		T(test_soft_delete_and_revive),
+		T(test_destroy_wipes_blobs),
+		T(test_list_prefix),
+		T(test_version_list),
+		T(test_users),
+		T(test_rollback_without_commit),
+		T(test_write_begin_reentry),
+		T(test_read_snapshot_does_not_block_writer),
+		T(test_concurrent_writers),
+		T(test_reader_pool_waits),
+		T(test_integrity_check),
+	};
+#undef T
+	/* VAULTD_TEST_DEBUG=1 shows the store's debug lines (SQLite messages). */
+	if (getenv("VAULTD_TEST_DEBUG"))
+		log_set_max_level(LOG_DEBUG);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1010 @@
+/* vaultd/api.c: see api.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+#include "common/err.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/path.h"
+#include "vaultd/api.h"
+#include "vaultd/types.h"
+#include "version.h"
+
+#define SECRETS_PREFIX "/v1/secrets"
+#define METADATA_MAX 8192
+#define METADATA_KEYS_MAX 32
+#define LIST_MAX 10000
+
+struct api {
+	struct api_config cfg;
+	struct store *store;
+	struct keyring *keyring;
+	pthread_mutex_t state_mu;       /* serialises init, unlock and lock */
+	bool initialized;
+};
+
+/* ---- replies ---- */
+
+static int reply(json_t **ret_body, int status, json_t *body)
+{
+	*ret_body = body;
+	return status;
+}
+
+_printf_(4, 5) static int reply_error(json_t **ret_body, int status, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return reply(ret_body, status, server_error_json(code, msg));
+}
+
+static int reply_invalid(json_t **ret_body, json_t *fields, const char *message)
+{
+	json_t *e = server_error_json("invalid", message);
+
+	json_object_set_new(e, "fields", fields);
+	return reply(ret_body, 400, e);
+}
+
+static int reply_internal(json_t **ret_body, const struct server_request *req, int r, const char *what)
+{
+	/* Logged once here, where the failure is decided; the client gets the
+	 * request id to quote, not our internals. */
+	log_error_errno(r, "%s (request %s)", what, req->request_id);
+	return reply_error(ret_body, 500, "internal", "internal error; see the daemon log for request %s",
+			   req->request_id);
+}
+
+static int reply_store_busy_or_internal(json_t **ret_body, const struct server_request *req, int r,
+					const char *what)
+{
+	if (r == -EBUSY)
+		return reply_error(ret_body, 503, "busy", "the database is busy; retry");
+	return reply_internal(ret_body, req, r, what);
+}
+
+static json_t *json_time(int64_t t)
+{
+	char buf[32];
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (!gmtime_r(&tt, &tm))
+		return json_null();
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(buf);
+}
+
+/* ---- strict input ---- */
+
+static bool content_type_is_json(const char *ct)
+{
+	size_t n = strlen("application/json");
+
+	if (!ct || strncasecmp(ct, "application/json", n) != 0)
+		return false;
+	return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+}
+
+/* Parses the body as a JSON object with only the allowed keys. On failure
+ * writes the reply and returns its status (> 0); 0 on success. */
+static int parse_body(const struct server_request *req, const char *const *allowed, json_t **ret_obj,
+		      json_t **ret_body)
+{
+	json_error_t jerr;
+	const char *key;
+	json_t *obj, *v;
+
+	if (!req->body || req->body->len == 0)
+		return reply_error(ret_body, 400, "bad_request", "a JSON object body is required");
+	if (!content_type_is_json(req->content_type))
+		return reply_error(ret_body, 415, "unsupported_media_type",
+				   "the body must be sent as Content-Type: application/json");
+	obj = json_loadb((const char *)req->body->p, req->body->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!obj)
+		/* jerr.text describes the syntax, it does not quote the input. */
+		return reply_error(ret_body, 400, "bad_json", "malformed JSON at line %d column %d: %s",
+				   jerr.line, jerr.column, jerr.text);
+	if (!json_is_object(obj)) {
+		json_decref(obj);
+		return reply_error(ret_body, 400, "bad_request", "the body must be a JSON object");
+	}
+	json_object_foreach(obj, key, v) {
+		bool ok = false;
+		for (size_t i = 0; allowed[i]; i++)
+			if (streq(key, allowed[i]))
+				ok = true;
+		if (!ok) {
+			char name[80];
+			snprintf(name, sizeof(name), "%.64s", key);
+			json_decref(obj);
+			return reply_error(ret_body, 400, "unknown_field", "unknown field '%s'", name);
+		}
+	}
+	*ret_obj = obj;
+	return 0;
+}
+
+struct query_check {
+	const char *const *allowed;
+	char bad[80];
+};
+
+static int query_check_one(const char *k, const char *v, void *u)
+{
+	struct query_check *q = u;
+
+	for (size_t i = 0; q->allowed[i]; i++)
+		if (streq(k, q->allowed[i]))
+			return 0;
+	snprintf(q->bad, sizeof(q->bad), "%.64s", k);
+	return -EINVAL;
+}
+
+/* 0, or writes a 400 reply and returns its status. */
+static int check_query(const struct server_request *req, const char *const *allowed, json_t **ret_body)
+{
+	struct query_check q = { .allowed = allowed };
+
+	if (req->query_repeated)
+		return reply_error(ret_body, 400, "bad_request", "a query parameter is repeated");
+	if (server_request_query_foreach(req, query_check_one, &q) < 0)
+		return reply_error(ret_body, 400, "bad_request", "unknown query parameter '%s'", q.bad);
+	return 0;
+}
+
+/* Strict decimal in [min, max]. */
+static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+static bool flag_set(const struct server_request *req, const char *key)
+{
+	const char *v = server_request_query(req, key);
+
+	return v && (streq(v, "1") || streq(v, "true"));
+}
+
+/* A JSON string into guarded memory. */
+static int json_to_secret(const json_t *v, struct secret **ret)
+{
+	size_t n = json_string_length(v);
+
+	if (n == 0)
+		return -EINVAL;
+	return secret_from_bytes(json_string_value(v), n, ret);
+}
+
+/* ---- state ---- */
+
+bool api_is_initialized(struct api *a)
+{
+	bool i;
+
+	pthread_mutex_lock(&a->state_mu);
+	i = a->initialized;
+	pthread_mutex_unlock(&a->state_mu);
+	return i;
+}
+
+int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, struct api **ret)
+{
+	struct store_rootkey rk = {0};
+	struct store_tx *tx = NULL;
+	struct api *a;
+	int r;
+
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->cfg = *cfg;
+	a->store = s;
+	a->keyring = k;
+	pthread_mutex_init(&a->state_mu, NULL);
+
+	r = store_read_begin(s, &tx);
+	if (r >= 0) {
+		r = store_rootkey_get_current(tx, &rk);
+		store_tx_end(tx);
+	}
+	if (r == 0)
+		a->initialized = true;
+	else if (r != -ENOENT) {
+		api_free(a);
+		return r;
+	}
+	store_rootkey_clear(&rk);
+	*ret = a;
+	return 0;
+}
+
+void api_free(struct api *a)
+{
+	if (!a)
+		return;
+	pthread_mutex_destroy(&a->state_mu);
+	free(a);
+}
+
+int api_init_vault(struct api *a, const char *admin, const struct secret *pass)
+{
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	char *phc = NULL;
+	char now[32];
+	int r;
+
+	if (!name_valid(admin) || auth_passphrase_check(pass))
+		return -EINVAL;
+	/* Hash before taking the state lock: Argon2 is the slow part. */
+	r = auth_hash(&a->cfg.argon2, pass, &phc);
+	if (r < 0)
+		return r;
+
+	pthread_mutex_lock(&a->state_mu);
+	if (a->initialized) {
+		r = -EEXIST;
+		goto out;
+	}
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		goto out;
+	r = keyring_init(a->keyring, tx);
+	if (r < 0)
+		goto out;
+	snprintf(u.name, sizeof(u.name), "%s", admin);
+	u.phc = phc;
+	u.roles = (char *)"[\"admin\"]";
+	u.created_at = u.updated_at = time(NULL);
+	r = store_user_put(tx, &u);
+	if (r < 0)
+		goto out;
+	snprintf(now, sizeof(now), "%" PRId64, (int64_t)u.created_at);
+	r = store_meta_set(tx, "initialized_at", now);
+	if (r < 0)
+		goto out;
+	r = store_write_commit(TAKE_PTR(tx));
+	if (r < 0)
+		goto out;
+	a->initialized = true;
+	log_info("vault initialised; admin user '%s'", admin);
+out:
+	store_tx_end(tx);
+	pthread_mutex_unlock(&a->state_mu);
+	free(phc);
+	return r;
+}
+
+int api_unlock_vault(struct api *a, const char *user, const struct secret *pass)
+{
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	bool is_admin;
+	int r;
+
+	if (!api_is_initialized(a))
+		return -ENOENT;
+	if (!name_valid(user) || !pass || pass->len > AUTH_PASSPHRASE_MAX)
+		return -EACCES;
+	r = store_read_begin(a->store, &tx);
+	if (r < 0)
+		return r;
+	r = store_user_get(tx, user, &u);
+	store_tx_end(tx);
+	if (r == -ENOENT) {
+		/* Same Argon2 work as a real check: timing does not tell. */
+		auth_burn(&a->cfg.argon2, pass);
+		return -EACCES;
+	}
+	if (r < 0)
+		return r;
+	r = auth_verify(u.phc, pass);
+	/* XXX: role check by substring until RBAC (issue 4) parses roles. */
+	is_admin = strstr(u.roles, "\"admin\"") != NULL;
+	store_user_clear(&u);
+	if (r == -EACCES || r == -EINVAL || !is_admin)
+		return -EACCES;
+	if (r < 0)
+		return r;
+
+	pthread_mutex_lock(&a->state_mu);
+	r = keyring_unlock(a->keyring, a->store);
+	pthread_mutex_unlock(&a->state_mu);
+	if (r == 0)
+		log_info("vault unlocked by '%s'", user);
+	return r;
+}
+
+/* ---- handlers ---- */
+
+static int h_health(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
+{
+	static const char *const q[] = { NULL };
+	int r;
+
+	if ((r = check_query(req, q, ret_body)))
+		return r;
+	return reply(ret_body, 200,
+		     json_pack("{s:b, s:b, s:s}", "initialized", api_is_initialized(a), "locked",
+			       !keyring_is_unlocked(a->keyring), "version", VAULTD_VERSION));
+}
+
+static int reply_hsm_error(json_t **ret_body, const struct server_request *req, int r, const char *what)
+{
+	/* HSM trouble is the operator's to fix: say which, without internals. */
+	log_error_errno(r, "%s (request %s)", what, req->request_id);
+	if (r == -VLT_E_HSM_TIMEOUT)
+		return reply_error(ret_body, 503, "hsm_unavailable", "the HSM did not answer in time");
+	if (-r > VLT_E_FIRST && -r < VLT_E_LAST)
+		return reply_error(ret_body, 503, "hsm_unavailable", "%s", vlt_strerror(r));
+	return reply_internal(ret_body, req, r, what);
+}
+
+static int h_init(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
+{
+	static const char *const fields[] = { "admin", "passphrase", NULL };
+	static const char *const q[] = { NULL };
+	_cleanup_json_ json_t *body = NULL;
+	_cleanup_secret_ struct secret *pass = NULL;
+	json_t *admin, *pp;
+	const char *why;
+	int r;
+
+	if ((r = check_query(req, q, ret_body)) || (r = parse_body(req, fields, &body, ret_body)))
+		return r;
+	admin = json_object_get(body, "admin");
+	pp = json_object_get(body, "passphrase");
+	if (!json_is_string(admin) || !name_valid(json_string_value(admin)))
+		return reply_invalid(ret_body, json_pack("{s:s}", "admin", "required: 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit"),
+				     "invalid init request");
+	if (!json_is_string(pp) || json_to_secret(pp, &pass) < 0)
+		return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", "required"), "invalid init request");
+	why = auth_passphrase_check(pass);
+	if (why)
+		return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", why), "invalid init request");
+
+	r = api_init_vault(a, json_string_value(admin), pass);
+	if (r == -EEXIST)
+		return reply_error(ret_body, 409, "conflict", "the vault is already initialized");
+	if (r < 0)
+		return reply_hsm_error(ret_body, req, r, "init");
+	return reply(ret_body, 200, json_pack("{s:b, s:s, s:b}", "initialized", 1, "admin",
+					      json_string_value(admin), "locked", 1));
+}
+
+static int h_unlock(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
+{
+	static const char *const fields[] = { "user", "passphrase", NULL };
+	static const char *const q[] = { NULL };
+	_cleanup_json_ json_t *body = NULL;
+	_cleanup_secret_ struct secret *pass = NULL;
+	json_t *user, *pp;
+	int r;
+
+	if (!api_is_initialized(a))
+		return reply_error(ret_body, 503, "uninitialized", "the vault is not initialized; run 'vaultctl init'");
+	if ((r = check_query(req, q, ret_body)) || (r = parse_body(req, fields, &body, ret_body)))
+		return r;
+	user = json_object_get(body, "user");
+	pp = json_object_get(body, "passphrase");
+	if (!json_is_string(user) || !json_is_string(pp) || json_to_secret(pp, &pass) < 0)
+		return reply_invalid(ret_body, json_pack("{s:s, s:s}", "user", "required", "passphrase", "required"),
+				     "invalid unlock request");
+	r = api_unlock_vault(a, json_string_value(user), pass);
+	if (r == -EACCES) {
+		char name[80];
+		snprintf(name, sizeof(name), "%.64s", json_string_value(user));
+		log_warning("unlock refused for user '%s' (uid %u)", name, (unsigned)req->uid);
+		return reply_error(ret_body, 401, "unauthorized", "wrong user or passphrase");
+	}
+	if (r < 0)
+		return reply_hsm_error(ret_body, req, r, "unlock");
+	return reply(ret_body, 200, json_pack("{s:b}", "locked", 0));
+}
+
+static int h_lock(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
+{
+	static const char *const q[] = { NULL };
+	int r;
+
+	if ((r = check_query(req, q, ret_body)))
+		return r;
+	pthread_mutex_lock(&a->state_mu);
+	keyring_lock(a->keyring);
+	pthread_mutex_unlock(&a->state_mu);
+	log_info("vault locked by uid %u", (unsigned)req->uid);
+	return reply(ret_body, 200, json_pack("{s:b}", "locked", 1));
+}
+
+static int h_types(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
+{
+	static const char *const q[] = { NULL };
+	int r;
+
+	if ((r = check_query(req, q, ret_body)))
+		return r;
+	return reply(ret_body, 200, cred_types_to_json());
+}
+
+/* ---- secrets ---- */
+
+static json_t *secret_head_json(const struct store_secret *s)
+{
+	json_t *meta = json_loads(s->metadata, 0, NULL);
+
+	return json_pack("{s:s, s:s, s:i, s:o, s:o, s:o}", "path", s->path, "type", s->type, "version",
+			 (json_int_t)s->current_version, "metadata", meta ? meta : json_object(),
+			 "created_at", json_time(s->created_at), "updated_at", json_time(s->updated_at));
+}
+
+/* Metadata: a flat object of strings, numbers and booleans. Not encrypted,
+ * so the reasons say "not secret" in the docs. */
+static const char *metadata_check(const json_t *m)
+{
+	const char *k;
+	json_t *v;
+
+	if (!json_is_object(m))
+		return "must be a JSON object";
+	if (json_object_size(m) > METADATA_KEYS_MAX)
+		return "at most 32 keys";
+	json_object_foreach((json_t *)m, k, v) {
+		if (strlen(k) == 0 || strlen(k) > 64)
+			return "keys must be 1-64 characters";
+		if (!json_is_string(v) && !json_is_number(v) && !json_is_boolean(v))
+			return "values must be strings, numbers or booleans";
+		if (json_is_string(v) && json_string_length(v) > 1024)
+			return "string values must be at most 1024 characters";
+	}
+	return NULL;
+}
+
+/* Seals 'data' as the next version of path and commits. cas < 0: no check. */
+static int write_version(struct api *a, const struct server_request *req, const char *path,
+			 const char *type, const char *metadata, const struct secret *plain,
+			 int64_t cas, uint32_t from_version, json_t **ret_body)
+{
+	char tenant[PATH_SEGMENT_MAX + 1];
+	struct store_secret head = {0};
+	struct store_version v = {0};
+	struct store_tx *tx = NULL;
+	uint32_t next;
+	int r, status;
+
+	if (path_tenant(path, tenant) < 0)
+		return reply_error(ret_body, 400, "bad_path", "invalid path");
+	r = keyring_ensure_kek(a->keyring, a->store, tenant);
+	if (r == -EACCES)
+		return reply_error(ret_body, 503, "locked", "the vault is locked");
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "create tenant key");
+
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "begin write");
+	r = store_secret_get(tx, path, &head);
+	if (r < 0 && r != -ENOENT) {
+		status = reply_store_busy_or_internal(ret_body, req, r, "read secret");
+		goto out;
+	}
+	if (r == -ENOENT && from_version) {
+		status = reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
+		goto out;
+	}
+	if (r == 0 && from_version && head.deleted_at) {
+		status = reply_error(ret_body, 404, "not_found", "the secret at '%s' is deleted", path);
+		goto out;
+	}
+	if (r == 0 && !streq(head.type, type)) {
+		status = reply_error(ret_body, 409, "type_mismatch",
+				     "'%s' holds a %s credential; its type cannot change (destroy it first)",
+				     path, head.type);
+		goto out;
+	}
+	if (cas >= 0) {
+		int64_t current = (r == 0 && !head.deleted_at) ? head.current_version : 0;
+		if (current != cas) {
+			status = reply_error(ret_body, 409, "conflict",
+					     "check-and-set failed: current version is %" PRId64 ", not %" PRId64,
+					     current, cas);
+			goto out;
+		}
+	}
+	next = r == 0 ? head.latest_version + 1 : 1;
+	if (next == 0) {
+		status = reply_error(ret_body, 409, "conflict", "'%s' has run out of version numbers", path);
+		goto out;
+	}
+
+	r = keyring_seal(a->keyring, tx, path, next, plain, &v);
+	if (r == -EACCES) {
+		status = reply_error(ret_body, 503, "locked", "the vault is locked");
+		goto out;
+	}
+	if (r >= 0)
+		r = store_secret_put_version(tx, path, tenant, type, metadata, &v);
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	if (r < 0) {
+		status = reply_store_busy_or_internal(ret_body, req, r, "write secret");
+		goto out;
+	}
+	status = reply(ret_body, 200, json_pack("{s:s, s:i}", "path", path, "version", (json_int_t)next));
+out:
+	store_tx_end(tx);
+	store_secret_clear(&head);
+	store_version_clear(&v);
+	return status;
+}
+
+static int secret_put(struct api *a, const struct server_request *req, const char *path, json_t **ret_body)
+{
+	static const char *const fields[] = { "type", "data", "metadata", "cas", NULL };
+	static const char *const q[] = { NULL };
+	_cleanup_json_ json_t *body = NULL, *errors = NULL;
+	_cleanup_secret_ struct secret *plain = NULL;
+	_cleanup_free_ char *meta_text = NULL;
+	const struct cred_type *t;
+	json_t *type, *data, *meta, *cas;
+	char *text;
+	const char *why;
+	int r;
+
+	if ((r = check_query(req, q, ret_body)) || (r = parse_body(req, fields, &body, ret_body)))
+		return r;
+	type = json_object_get(body, "type");
+	data = json_object_get(body, "data");
+	meta = json_object_get(body, "metadata");
+	cas = json_object_get(body, "cas");
+	if (!json_is_string(type))
+		return reply_invalid(ret_body, json_pack("{s:s}", "type", "required; see GET /v1/types"),
+				     "invalid credential");
+	t = cred_type_find(json_string_value(type));
+	if (!t)
+		return reply_invalid(ret_body, json_pack("{s:s}", "type", "unknown type; see GET /v1/types"),
+				     "invalid credential");
+	if (!data)
+		return reply_invalid(ret_body, json_pack("{s:s}", "data", "required"), "invalid credential");
+	if (cred_type_validate(t, data, &errors) < 0)
+		return reply_invalid(ret_body, TAKE_PTR(errors), "invalid credential");
+	if (meta && (why = metadata_check(meta)))
+		return reply_invalid(ret_body, json_pack("{s:s}", "metadata", why), "invalid metadata");
+	if (cas && (!json_is_integer(cas) || json_integer_value(cas) < 0 ||
+		    json_integer_value(cas) > UINT32_MAX))
+		return reply_invalid(ret_body, json_pack("{s:s}", "cas", "must be a non-negative integer version"),
+				     "invalid check-and-set");
+	if (meta) {
+		meta_text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+		if (!meta_text || strlen(meta_text) > METADATA_MAX)
+			return reply_invalid(ret_body, json_pack("{s:s}", "metadata", "at most 8192 bytes"),
+					     "invalid metadata");
+	}
+
+	/* The canonical text of the data goes straight into guarded memory;
+	 * jansson's copy is wiped by the secure allocator. */
+	text = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!text)
+		return reply_internal(ret_body, req, -ENOMEM, "serialise data");
+	r = secret_from_bytes(text, strlen(text), &plain);
+	json_secure_free(text);
+	if (r == -EINVAL)
+		return reply_error(ret_body, 413, "too_large", "the credential data is too large");
+	if (r < 0)
+		return reply_internal(ret_body, req, r, "copy data");
+	if (plain->len > 256 * 1024)
+		return reply_error(ret_body, 413, "too_large", "the credential data is too large");
+
+	/* meta_text came from the secure allocator too: hand the store a copy. */
+	if (meta_text) {
+		char *copy = strdup(meta_text);
+		json_secure_free(TAKE_PTR(meta_text));
+		meta_text = copy;
+		if (!meta_text)
+			return reply_internal(ret_body, req, -ENOMEM, "copy metadata");
+	}
+	return write_version(a, req, path, t->name, meta_text, plain, cas ? json_integer_value(cas) : -1, 0,
+			     ret_body);
+}
+
+/* Loads and opens one version. Writes the reply on failure (returns > 0). */
+static int load_version(struct api *a, const struct server_request *req, struct store_tx *tx,
+			const struct store_secret *head, uint32_t version, struct secret **ret_plain,
+			int64_t *ret_created, json_t **ret_body)
+{
+	struct store_version v = {0};
+	int r;
+
+	r = store_version_get(tx, head->path, version, &v);
+	if (r == -ENOENT)
+		return reply_error(ret_body, 404, "not_found", "'%s' has no version %u", head->path, version);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "read version");
+	r = keyring_open(a->keyring, tx, head->path, &v, ret_plain);
+	*ret_created = v.created_at;
+	store_version_clear(&v);
+	if (r == -ENOENT)
+		return reply_error(ret_body, 404, "not_found", "version %u of '%s' was destroyed", version, head->path);
+	if (r == -EACCES)
+		return reply_error(ret_body, 503, "locked", "the vault is locked");
+	if (r < 0)
+		/* -EBADMSG here means the row was tampered with or moved. */
+		return reply_internal(ret_body, req, r, "open secret");
+	return 0;
+}
+
+static int secret_get(struct api *a, const struct server_request *req, const char *path, json_t **ret_body)
+{
+	static const char *const q[] = { "version", NULL };
+	_cleanup_secret_ struct secret *plain = NULL;
+	struct store_secret head = {0};
+	struct store_tx *tx = NULL;
+	json_t *data, *out;
+	int64_t created = 0;
+	uint32_t version = 0;
+	const char *vs;
+	int r, status;
+
+	if ((r = check_query(req, q, ret_body)))
+		return r;
+	vs = server_request_query(req, "version");
+	if (vs && parse_u32(vs, 1, UINT32_MAX, &version) < 0)
+		return reply_error(ret_body, 400, "bad_request", "version must be a positive integer");
+
+	r = store_read_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "begin read");
+	r = store_secret_get(tx, path, &head);
+	if (r == -ENOENT || (r == 0 && head.deleted_at)) {
+		status = reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
+		goto out;
+	}
+	if (r < 0) {
+		status = reply_store_busy_or_internal(ret_body, req, r, "read secret");
+		goto out;
+	}
+	if (!vs)
+		version = head.current_version;
+	status = load_version(a, req, tx, &head, version, &plain, &created, ret_body);
+	if (status)
+		goto out;
+
+	data = json_loadb((const char *)plain->p, plain->len, 0, NULL);
+	if (!data) {
+		status = reply_internal(ret_body, req, -EBADMSG, "parse stored data");
+		goto out;
+	}
+	out = secret_head_json(&head);
+	json_object_set_new(out, "version", json_integer(version));
+	json_object_set_new(out, "current_version", json_integer(head.current_version));
+	json_object_set_new(out, "data", data);
+	json_object_set_new(out, "version_created_at", json_time(created));
+	status = reply(ret_body, 200, out);
+out:
+	store_tx_end(tx);
+	store_secret_clear(&head);
+	return status;
+}
+
+static int list_one(const struct store_secret *s, void *userdata)
+{
+	json_t *arr = userdata;
+
+	return json_array_append_new(arr, secret_head_json(s)) < 0 ? -ENOMEM : 0;
+}
+
+static int secret_list(struct api *a, const struct server_request *req, const char *prefix, json_t **ret_body)
+{
+	static const char *const q[] = { "list", NULL };
+	struct store_tx *tx = NULL;
+	json_t *arr;
+	int r;
+
+	if ((r = check_query(req, q, ret_body)))
+		return r;
+	r = store_read_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "begin read");
+	arr = json_array();
+	r = store_secret_list(tx, prefix, LIST_MAX, list_one, arr);
+	store_tx_end(tx);
+	if (r < 0) {
+		json_decref(arr);
+		return reply_store_busy_or_internal(ret_body, req, r, "list secrets");
+	}
+	return reply(ret_body, 200, json_pack("{s:s, s:o}", "prefix", prefix, "secrets", arr));
+}
+
+struct versions_ctx {
+	json_t *arr;
+	uint32_t current;
+};
+
+static int versions_one(const struct store_version *v, void *userdata)
+{
+	struct versions_ctx *c = userdata;
+
+	return json_array_append_new(c->arr, json_pack("{s:i, s:o, s:b, s:b}", "version", (json_int_t)v->version,
+						       "created_at", json_time(v->created_at), "destroyed",
+						       v->dek_len == 0, "current", v->version == c->current)) < 0
+		       ? -ENOMEM
+		       : 0;
+}
+
+static int secret_versions(struct api *a, const struct server_request *req, const char *path, json_t **ret_body)
+{
+	static const char *const q[] = { "versions", NULL };
+	struct store_secret head = {0};
+	struct store_tx *tx = NULL;
+	struct versions_ctx c = {0};
+	int r, status;
+
+	if ((r = check_query(req, q, ret_body)))
+		return r;
+	r = store_read_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "begin read");
+	r = store_secret_get(tx, path, &head);
+	if (r == -ENOENT) {
+		status = reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
+		goto out;
+	}
+	if (r < 0) {
+		status = reply_store_busy_or_internal(ret_body, req, r, "read secret");
+		goto out;
+	}
+	c.arr = json_array();
+	c.current = head.current_version;
+	r = store_version_list(tx, path, versions_one, &c);
+	if (r < 0) {
+		json_decref(c.arr);
+		status = reply_store_busy_or_internal(ret_body, req, r, "list versions");
+		goto out;
+	}
+	status = reply(ret_body, 200, json_pack("{s:s, s:i, s:b, s:o}", "path", path, "current_version",
+					       (json_int_t)head.current_version, "deleted", head.deleted_at != 0,
+					       "versions", c.arr));
+out:
+	store_tx_end(tx);
+	store_secret_clear(&head);
+	return status;
+}
+
+static int secret_delete(struct api *a, const struct server_request *req, const char *path, json_t **ret_body)
+{
+	static const char *const q[] = { "destroy", NULL };
+	struct store_tx *tx = NULL;
+	bool destroy;
+	int r;
+
+	if ((r = check_query(req, q, ret_body)))
+		return r;
+	destroy = flag_set(req, "destroy");
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "begin write");
+	if (destroy)
+		r = store_secret_destroy(tx, path);
+	else
+		r = store_secret_soft_delete(tx, path, time(NULL));
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	if (r == -ENOENT)
+		return reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, destroy ? "destroy secret" : "delete secret");
+	if (destroy) {
+		/* Move the freed pages out of the WAL too, so the wrapped DEKs are
+		 * gone from disk, not just unreferenced. */
+		r = store_checkpoint(a->store);
+		if (r < 0)
+			log_warning_errno(r, "checkpoint after destroying '%s'", path);
+		log_info("destroyed '%s'", path);
+	}
+	return reply(ret_body, 200, json_pack("{s:s, s:b, s:b}", "path", path, "deleted", 1, "destroyed", destroy));
+}
+
+static int secret_rollback(struct api *a, const struct server_request *req, const char *path, json_t **ret_body)
+{
+	static const char *const fields[] = { "version", "cas", NULL };
+	static const char *const q[] = { NULL };
+	_cleanup_json_ json_t *body = NULL;
+	_cleanup_secret_ struct secret *plain = NULL;
+	_cleanup_free_ char *type = NULL;
+	struct store_secret head = {0};
+	struct store_tx *tx = NULL;
+	json_t *ver, *cas;
+	int64_t created;
+	int r, status;
+
+	if ((r = check_query(req, q, ret_body)) || (r = parse_body(req, fields, &body, ret_body)))
+		return r;
+	ver = json_object_get(body, "version");
+	cas = json_object_get(body, "cas");
+	if (!json_is_integer(ver) || json_integer_value(ver) < 1 || json_integer_value(ver) > UINT32_MAX)
+		return reply_invalid(ret_body, json_pack("{s:s}", "version", "required: a positive integer"),
+				     "invalid rollback");
+	if (cas && (!json_is_integer(cas) || json_integer_value(cas) < 0 || json_integer_value(cas) > UINT32_MAX))
+		return reply_invalid(ret_body, json_pack("{s:s}", "cas", "must be a non-negative integer version"),
+				     "invalid rollback");
+
+	/* Read the old version in a snapshot, then write it as a new version;
+	 * check-and-set (optional) guards against a write in between. */
+	r = store_read_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "begin read");
+	r = store_secret_get(tx, path, &head);
+	if (r == -ENOENT || (r == 0 && head.deleted_at)) {
+		status = reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
+		goto out;
+	}
+	if (r < 0) {
+		status = reply_store_busy_or_internal(ret_body, req, r, "read secret");
+		goto out;
+	}
+	status = load_version(a, req, tx, &head, (uint32_t)json_integer_value(ver), &plain, &created, ret_body);
+	if (status)
+		goto out;
+	type = strdup(head.type);
+	store_tx_end(TAKE_PTR(tx));
+	if (!type) {
+		status = reply_internal(ret_body, req, -ENOMEM, "rollback");
+		goto out;
+	}
+	status = write_version(a, req, path, type, NULL, plain, cas ? json_integer_value(cas) : -1,
+			       (uint32_t)json_integer_value(ver), ret_body);
+	if (status == 200)
+		json_object_set_new(*ret_body, "rolled_back_from", json_integer(json_integer_value(ver)));
+out:
+	store_tx_end(tx);
+	store_secret_clear(&head);
+	return status;
+}
+
+static int h_secrets(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
+{
+	const char *method = req->method, *why;
+	char path[PATH_MAX_LEN + 16];
+	size_t n;
+
+	/* rest is what follows "/v1/secrets": "" or "/<path>". */
+	if (*rest == '/')
+		rest++;
+	n = strlen(rest);
+	if (n >= sizeof(path))
+		return reply_error(ret_body, 400, "bad_path", "path too long");
+	memcpy(path, rest, n + 1);
+
+	if (streq(method, "GET") && flag_set(req, "list")) {
+		if (n > 0 && (why = path_check(path, 1)))
+			return reply_error(ret_body, 400, "bad_path", "invalid prefix: %s", why);
+		return secret_list(a, req, path, ret_body);
+	}
+	if (streq(method, "POST")) {
+		static const char suffix[] = "/rollback";
+		size_t s = sizeof(suffix) - 1;
+		if (n <= s || !streq(path + n - s, suffix))
+			return reply_error(ret_body, 405, "method_not_allowed",
+					   "POST is only for .../rollback under /v1/secrets");
+		path[n - s] = '\0';
+	}
+	if ((why = path_check(path, 2)))
+		return reply_error(ret_body, 400, "bad_path", "invalid path: %s", why);
+
+	if (streq(method, "GET"))
+		return server_request_query(req, "versions") ? secret_versions(a, req, path, ret_body)
+							     : secret_get(a, req, path, ret_body);
+	if (streq(method, "PUT"))
+		return secret_put(a, req, path, ret_body);
+	if (streq(method, "DELETE"))
+		return secret_delete(a, req, path, ret_body);
+	if (streq(method, "POST"))
+		return secret_rollback(a, req, path, ret_body);
+	return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on secrets", method);
+}
+
+/* ---- routing ---- */
+
+enum {
+	ROUTE_PREFIX = 1u << 0,         /* path is a prefix ("/v1/secrets" + "" or "/...") */
+	ROUTE_WHEN_UNINIT = 1u << 1,    /* answers before init */
+	ROUTE_WHEN_LOCKED = 1u << 2,    /* answers while locked */
+	ROUTE_ANYONE = 1u << 3,         /* no identity needed */
+};
+
+typedef int (*handler_fn)(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body);
+
+static const struct route {
+	const char *methods;            /* space-separated */
+	const char *path;
+	unsigned flags;
+	handler_fn fn;
+} routes[] = {
+	{ "GET", "/v1/sys/health", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_ANYONE, h_health },
+	{ "POST", "/v1/sys/init", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED, h_init },
+	{ "POST", "/v1/sys/unlock", ROUTE_WHEN_LOCKED | ROUTE_ANYONE, h_unlock },
+	{ "POST", "/v1/sys/lock", 0, h_lock },
+	{ "GET", "/v1/types", 0, h_types },
+	{ "GET PUT DELETE POST", SECRETS_PREFIX, ROUTE_PREFIX, h_secrets },
+};
+
+static bool method_in(const char *list, const char *m)
+{
+	size_t n = strlen(m);
+
+	for (const char *p = list; *p;) {
+		const char *e = strchrnul(p, ' ');
+		if ((size_t)(e - p) == n && strncmp(p, m, n) == 0)
+			return true;
+		p = *e ? e + 1 : e;
+	}
+	return false;
+}
+
+static const struct route *route_find(const char *path, const char **ret_rest)
+{
+	for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+		const struct route *rt = &routes[i];
+		size_t n = strlen(rt->path);
+
+		if (rt->flags & ROUTE_PREFIX) {
+			if (strncmp(path, rt->path, n) == 0 && (path[n] == '\0' || path[n] == '/')) {
+				*ret_rest = path + n;
+				return rt;
+			}
+		} else if (streq(path, rt->path)) {
+			*ret_rest = path + n;
+			return rt;
+		}
+	}
+	return NULL;
+}
+
+/* The interim access rule until RBAC (issue 4): root and the daemon's uid. */
+static bool caller_is_local_admin(const struct api *a, const struct server_request *req)
+{
+	return req->uid == 0 || req->uid == a->cfg.daemon_uid;
+}
+
+int api_handle(void *userdata, const struct server_request *req, json_t **ret_body)
+{
+	struct api *a = userdata;
+	const struct route *rt;
+	const char *rest = NULL;
+
+	rt = route_find(req->path, &rest);
+	if (!rt)
+		return reply_error(ret_body, 404, "not_found", "no such API route");
+	if (!method_in(rt->methods, req->method))
+		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
+				   req->method, rt->methods);
+
+	if (!(rt->flags & ROUTE_WHEN_UNINIT) && !api_is_initialized(a))
+		return reply_error(ret_body, 503, "uninitialized", "the vault is not initialized; run 'vaultctl init'");
+	if (!(rt->flags & ROUTE_WHEN_LOCKED) && !keyring_is_unlocked(a->keyring))
+		return reply_error(ret_body, 503, "locked", "the vault is locked; run 'vaultctl unlock'");
+	if (!(rt->flags & ROUTE_ANYONE) && !caller_is_local_admin(a, req)) {
+		log_warning("uid %u refused on %s %s (request %s)", (unsigned)req->uid, req->method, req->path,
+			    req->request_id);
+		return reply_error(ret_body, 403, "forbidden", "uid %u may not use this route", (unsigned)req->uid);
+	}
+	return rt->fn(a, req, rest, ret_body);
+}

@@ -1,0 +1,35 @@
+/* vaultd/api.h: the HTTP API of ARCHITECTURE.md section 5.
+ *
+ * One route table decides, for every request and before any handler runs:
+ * route (404/405), vault state (503 while uninitialised or locked), and
+ * access (403). Handlers then parse strictly (unknown fields and query
+ * parameters are 400) and answer {"error", "message"[, "fields"]} on failure.
+ * Until users, tokens and RBAC land (issue 4), the secrets API is open only
+ * to root and the daemon's own uid.
+ *
+ * api_handle() is a server_handler_fn and runs on server worker threads.
+ */
+#pragma once
+#include <sys/types.h>
+#include "vaultd/auth.h"
+#include "vaultd/keyring.h"
+#include "vaultd/server.h"
+#include "vaultd/store.h"
+
+struct api_config {
+	uid_t daemon_uid;
+	struct auth_params argon2;
+};
+
+struct api;
+
+int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, struct api **ret);
+void api_free(struct api *a);                  /* NULL-safe */
+int api_handle(void *userdata, const struct server_request *req, json_t **ret_body);
+
+bool api_is_initialized(struct api *a);
+/* The init and unlock flows, shared by the HTTP handlers and vaultd --dev.
+ * 0; -EEXIST already initialised; -EINVAL bad name/passphrase; -EACCES wrong
+ * user or passphrase; HSM and storage errors otherwise. */
+int api_init_vault(struct api *a, const char *admin, const struct secret *pass);
+int api_unlock_vault(struct api *a, const char *user, const struct secret *pass);

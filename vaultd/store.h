@@ -1,0 +1,152 @@
+/* vaultd/store.h: SQLite storage for wrapped keys, secrets and users.
+ *
+ * Nothing here is plaintext secret material: data and DEKs arrive sealed
+ * (see envelope.h); only names, types, metadata (non-secret by contract),
+ * timestamps and Argon2id PHC strings are stored as text.
+ *
+ * The database runs in WAL mode with synchronous=FULL (an acknowledged commit
+ * survives kill -9 and power loss), secure_delete=ON, foreign_keys=ON, and a
+ * busy timeout. The schema is created and upgraded by numbered migrations
+ * (PRAGMA user_version). Every statement is prepared with bound parameters.
+ *
+ * Concurrency: one writer connection (a mutex serialises write transactions)
+ * and a small pool of reader connections; readers see a consistent snapshot
+ * and never block the writer. Every access happens inside a transaction
+ * handle: store_write_begin() / store_read_begin(), then _commit/_end. A
+ * struct store_tx belongs to the thread that began it.
+ *
+ * Errors: 0 or a count on success; -ENOENT not found; -EEXIST constraint
+ * (unique) violation; -EBUSY database locked past the busy timeout; -EIO any
+ * other SQLite failure (logged at debug level with sqlite3_errmsg); -ENOMEM;
+ * -EINVAL bad argument. Out-structures are filled only on success; their
+ * heap members (blobs, strings) are owned by the caller and released with the
+ * matching *_clear() function.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "common/util.h"
+
+struct store;
+struct store_tx;
+
+/* Opens (creating if needed, mode 0600) and migrates. readers: pool size (1..16).
+ * -EIO also for a database from a newer vaultd (user_version too high) or one
+ * that is not a vaultd database. */
+int store_open(const char *path, unsigned readers, struct store **ret);
+void store_close(struct store *s);              /* NULL-safe; checkpoints the WAL */
+DEFINE_CLEANUP(struct store *, store_close)
+int store_schema_version(struct store *s);      /* >= 1 */
+
+/* BEGIN IMMEDIATE on the writer, holding the writer mutex until commit/abort.
+ * -EDEADLK if the calling thread already holds the write transaction. */
+int store_write_begin(struct store *s, struct store_tx **ret);
+/* COMMIT and release. On failure the transaction is rolled back and released. */
+int store_write_commit(struct store_tx *tx);
+/* BEGIN (deferred) on a pooled reader: a consistent snapshot. */
+int store_read_begin(struct store *s, struct store_tx **ret);
+/* Ends either kind: ROLLBACK if still open, release. NULL-safe. */
+void store_tx_end(struct store_tx *tx);
+DEFINE_CLEANUP(struct store_tx *, store_tx_end)
+/* PRAGMA wal_checkpoint(TRUNCATE): after destroy, so wiped blobs leave the WAL. */
+int store_checkpoint(struct store *s);
+/* PRAGMA integrity_check == "ok" -> 0, else -EIO. */
+int store_integrity_check(struct store *s);
+
+/* --- key-value metadata (e.g. "initialized_at") --- */
+int store_meta_get(struct store_tx *tx, const char *key, char **ret_value);     /* -ENOENT */
+int store_meta_set(struct store_tx *tx, const char *key, const char *value);    /* upsert */
+
+/* --- root keys: the HSM-wrapped RK, one row per RK version --- */
+struct store_rootkey {
+	uint32_t version;
+	char hsm_label[65];
+	uint32_t hsm_version;
+	uint8_t *blob;          /* keyprov blob */
+	size_t blob_len;
+	int64_t created_at;     /* unix seconds */
+};
+void store_rootkey_clear(struct store_rootkey *rk);
+int store_rootkey_put(struct store_tx *tx, const struct store_rootkey *rk);     /* -EEXIST */
+/* The highest version. -ENOENT when the vault is not initialised. */
+int store_rootkey_get_current(struct store_tx *tx, struct store_rootkey *ret);
+
+/* --- tenant KEKs: one row per (tenant, version), wrapped by an RK version --- */
+struct store_kek {
+	char tenant[65];
+	uint32_t version;
+	uint32_t rk_version;
+	uint8_t *blob;          /* envelope KEK blob */
+	size_t blob_len;
+	uint64_t wrap_count;    /* DEKs wrapped so far under this KEK */
+	int64_t created_at;
+};
+void store_kek_clear(struct store_kek *k);
+int store_kek_put(struct store_tx *tx, const struct store_kek *k);              /* -EEXIST */
+int store_kek_get(struct store_tx *tx, const char *tenant, uint32_t version, struct store_kek *ret);
+/* The highest version for the tenant; -ENOENT if the tenant has none. */
+int store_kek_get_current(struct store_tx *tx, const char *tenant, struct store_kek *ret);
+/* wrap_count += n. -ENOENT if absent. */
+int store_kek_add_wraps(struct store_tx *tx, const char *tenant, uint32_t version, uint64_t n);
+
+/* --- secrets: a head row per path and one row per version --- */
+struct store_secret {
+	char *path;             /* "<tenant>/<rest>" */
+	char tenant[65];
+	char type[33];
+	char *metadata;         /* JSON object text, never NULL ("{}") */
+	uint32_t current_version;
+	uint32_t latest_version;/* highest version ever written (versions are never reused) */
+	int64_t created_at, updated_at;
+	int64_t deleted_at;     /* 0 when live; soft-deleted otherwise */
+};
+void store_secret_clear(struct store_secret *s);
+struct store_version {
+	uint32_t version;
+	uint32_t kek_version;
+	uint8_t *dek_blob;      /* NULL once destroyed */
+	size_t dek_len;
+	uint8_t *data_blob;     /* NULL once destroyed */
+	size_t data_len;
+	int64_t created_at;
+};
+void store_version_clear(struct store_version *v);
+
+/* Head row, including soft-deleted ones. -ENOENT if the path was never
+ * written or was destroyed. */
+int store_secret_get(struct store_tx *tx, const char *path, struct store_secret *ret);
+int store_version_get(struct store_tx *tx, const char *path, uint32_t version, struct store_version *ret);
+/* Writes version v->version of path (must be latest_version + 1, or 1 for a
+ * new path: else -EEXIST) and makes it current: upserts the head with type,
+ * metadata (NULL keeps the previous metadata, or "{}"), updated_at = v->created_at,
+ * deleted_at = 0; created_at set on first write only. */
+int store_secret_put_version(struct store_tx *tx, const char *path, const char *tenant,
+			     const char *type, const char *metadata, const struct store_version *v);
+/* Sets deleted_at. -ENOENT if absent or already deleted. */
+int store_secret_soft_delete(struct store_tx *tx, const char *path, int64_t now);
+/* Deletes the head and every version row (secure_delete zeroes the pages).
+ * -ENOENT if absent. */
+int store_secret_destroy(struct store_tx *tx, const char *path);
+/* Live (not soft-deleted) heads whose path equals prefix or starts with
+ * prefix + "/", ordered by path; at most limit rows (0 = no limit). cb's
+ * struct is borrowed for the call. cb returning < 0 stops with that value. */
+int store_secret_list(struct store_tx *tx, const char *prefix, unsigned limit,
+		      int (*cb)(const struct store_secret *s, void *userdata), void *userdata);
+/* Version rows of one path, ascending; blobs are not loaded (NULL) but
+ * dek_len/data_len are set (0 = destroyed). */
+int store_version_list(struct store_tx *tx, const char *path,
+		       int (*cb)(const struct store_version *v, void *userdata), void *userdata);
+
+/* --- users --- */
+struct store_user {
+	char name[65];
+	char *phc;              /* Argon2id encoded hash */
+	char *roles;            /* JSON array text, e.g. ["admin"] */
+	int64_t created_at, updated_at;
+};
+void store_user_clear(struct store_user *u);
+int store_user_put(struct store_tx *tx, const struct store_user *u);    /* upsert */
+int store_user_get(struct store_tx *tx, const char *name, struct store_user *ret);
+int store_user_delete(struct store_tx *tx, const char *name);          /* -ENOENT */
+int store_user_count(struct store_tx *tx);                               /* >= 0 */
