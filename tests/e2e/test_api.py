@@ -328,6 +328,76 @@ class Secrets(VaultTestCase):
             s.close()
 
 
+def as_uid(uid, gid, fn):
+    """Runs fn() in a child process under uid/gid; returns what it returned (status codes)."""
+    import pickle
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            out = pickle.dumps(fn())
+        except BaseException as e:  # noqa
+            out = pickle.dumps(repr(e))
+        os.write(w, out)
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        data += b
+    os.close(r)
+    os.waitpid(pid, 0)
+    return pickle.loads(data)
+
+
+class Identity(VaultTestCase):
+    def test_other_uid_is_refused_until_rbac(self):
+        import grp
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        gid = grp.getgrnam("nogroup").gr_gid
+        with open(self.v.conf) as f:
+            conf = f.read()
+        self.v.write_config(conf.replace("socket_mode = 0660",
+                                                             "socket_mode = 0660\nsocket_group = nogroup"))
+        os.chmod(self.v.dir, 0o711)  # let the other uid reach the socket
+        v = self.v.ready()
+        self.assertEqual(os.stat(v.sock).st_gid, gid)
+        v.put("/v1/secrets/acme/rmm/tactical", {"type": "tactical-rmm", "data": TRMM})
+
+        def probe():
+            return [v.get("/v1/sys/health").status,
+                    v.get("/v1/secrets/acme/rmm/tactical").status,
+                    v.get("/v1/secrets/acme/nothing/here").status,
+                    v.put("/v1/secrets/acme/rmm/tactical", {"type": "tactical-rmm", "data": TRMM}).status,
+                    v.get("/v1/secrets/acme?list=1").status,
+                    v.post("/v1/sys/lock").status,
+                    v.post("/v1/sys/init", {"admin": "x", "passphrase": PASSPHRASE}).status,
+                    v.get("/v1/types").status]
+        # Health answers; everything else is 403, whether the path exists or not.
+        self.assertEqual(as_uid(nobody.pw_uid, gid, probe), [200, 403, 403, 403, 403, 403, 403, 403])
+        self.assertEqual(v.get("/v1/secrets/acme/rmm/tactical").json["version"], 1, "nothing changed")
+        self.assertFalse(v.get("/v1/sys/health").json["locked"])
+
+    def test_process_hardening(self):
+        v = self.v.ready()
+        limits = open(f"/proc/{v.proc.pid}/limits").read()
+        core = [l for l in limits.splitlines() if l.startswith("Max core file size")][0]
+        self.assertEqual(core.split()[4:6], ["0", "0"], core)
+        status = open(f"/proc/{v.proc.pid}/status").read()
+        self.assertIn("NoNewPrivs:\t1", status)
+        # Non-dumpable: /proc/PID/mem of a non-dumpable process belongs to root
+        # and the process's fds beyond the standard ones are only its own.
+        fds = os.listdir(f"/proc/{v.proc.pid}/fd")
+        self.assertLess(len(fds), 64)
+
+
 class Secrecy(VaultTestCase):
     def test_planted_value_never_on_disk_or_in_log(self):
         v = self.v.ready()
