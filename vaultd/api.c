@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/path.h"
 #include "vaultd/api.h"
+#include "vaultd/api_internal.h"
 #include "vaultd/types.h"
 #include "version.h"
 
@@ -18,23 +19,15 @@
 #define METADATA_KEYS_MAX 32
 #define LIST_MAX 10000
 
-struct api {
-	struct api_config cfg;
-	struct store *store;
-	struct keyring *keyring;
-	pthread_mutex_t state_mu;       /* serialises init, unlock and lock */
-	bool initialized;
-};
-
 /* ---- replies ---- */
 
-static int reply(json_t **ret_body, int status, json_t *body)
+int reply(json_t **ret_body, int status, json_t *body)
 {
 	*ret_body = body;
 	return status;
 }
 
-_printf_(4, 5) static int reply_error(json_t **ret_body, int status, const char *code, const char *fmt, ...)
+_printf_(4, 5) int reply_error(json_t **ret_body, int status, const char *code, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -45,7 +38,7 @@ _printf_(4, 5) static int reply_error(json_t **ret_body, int status, const char 
 	return reply(ret_body, status, server_error_json(code, msg));
 }
 
-static int reply_invalid(json_t **ret_body, json_t *fields, const char *message)
+int reply_invalid(json_t **ret_body, json_t *fields, const char *message)
 {
 	json_t *e = server_error_json("invalid", message);
 
@@ -53,7 +46,7 @@ static int reply_invalid(json_t **ret_body, json_t *fields, const char *message)
 	return reply(ret_body, 400, e);
 }
 
-static int reply_internal(json_t **ret_body, const struct server_request *req, int r, const char *what)
+int reply_internal(json_t **ret_body, const struct server_request *req, int r, const char *what)
 {
 	/* Logged once here, where the failure is decided; the client gets the
 	 * request id to quote, not our internals. */
@@ -62,7 +55,7 @@ static int reply_internal(json_t **ret_body, const struct server_request *req, i
 			   req->request_id);
 }
 
-static int reply_store_busy_or_internal(json_t **ret_body, const struct server_request *req, int r,
+int reply_store_busy_or_internal(json_t **ret_body, const struct server_request *req, int r,
 					const char *what)
 {
 	if (r == -EBUSY)
@@ -70,7 +63,7 @@ static int reply_store_busy_or_internal(json_t **ret_body, const struct server_r
 	return reply_internal(ret_body, req, r, what);
 }
 
-static json_t *json_time(int64_t t)
+json_t *json_time(int64_t t)
 {
 	char buf[32];
 	struct tm tm;
@@ -95,7 +88,7 @@ static bool content_type_is_json(const char *ct)
 
 /* Parses the body as a JSON object with only the allowed keys. On failure
  * writes the reply and returns its status (> 0); 0 on success. */
-static int parse_body(const struct server_request *req, const char *const *allowed, json_t **ret_obj,
+int parse_body(const struct server_request *req, const char *const *allowed, json_t **ret_obj,
 		      json_t **ret_body)
 {
 	json_error_t jerr;
@@ -149,7 +142,7 @@ static int query_check_one(const char *k, const char *v, void *u)
 }
 
 /* 0, or writes a 400 reply and returns its status. */
-static int check_query(const struct server_request *req, const char *const *allowed, json_t **ret_body)
+int check_query(const struct server_request *req, const char *const *allowed, json_t **ret_body)
 {
 	struct query_check q = { .allowed = allowed };
 
@@ -161,7 +154,7 @@ static int check_query(const struct server_request *req, const char *const *allo
 }
 
 /* Strict decimal in [min, max]. */
-static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
+int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
 {
 	char *end;
 	unsigned long long v;
@@ -176,7 +169,7 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
 	return 0;
 }
 
-static bool flag_set(const struct server_request *req, const char *key)
+bool flag_set(const struct server_request *req, const char *key)
 {
 	const char *v = server_request_query(req, key);
 
@@ -184,7 +177,7 @@ static bool flag_set(const struct server_request *req, const char *key)
 }
 
 /* A JSON string into guarded memory. */
-static int json_to_secret(const json_t *v, struct secret **ret)
+int json_to_secret(const json_t *v, struct secret **ret)
 {
 	size_t n = json_string_length(v);
 
@@ -244,99 +237,11 @@ void api_free(struct api *a)
 	free(a);
 }
 
-int api_init_vault(struct api *a, const char *admin, const struct secret *pass)
-{
-	struct store_user u = {0};
-	struct store_tx *tx = NULL;
-	char *phc = NULL;
-	char now[32];
-	int r;
-
-	if (!name_valid(admin) || auth_passphrase_check(pass))
-		return -EINVAL;
-	/* Hash before taking the state lock: Argon2 is the slow part. */
-	r = auth_hash(&a->cfg.argon2, pass, &phc);
-	if (r < 0)
-		return r;
-
-	pthread_mutex_lock(&a->state_mu);
-	if (a->initialized) {
-		r = -EEXIST;
-		goto out;
-	}
-	r = store_write_begin(a->store, &tx);
-	if (r < 0)
-		goto out;
-	r = keyring_init(a->keyring, tx);
-	if (r < 0)
-		goto out;
-	snprintf(u.name, sizeof(u.name), "%s", admin);
-	u.phc = phc;
-	u.roles = (char *)"[\"admin\"]";
-	u.created_at = u.updated_at = time(NULL);
-	r = store_user_put(tx, &u);
-	if (r < 0)
-		goto out;
-	snprintf(now, sizeof(now), "%" PRId64, (int64_t)u.created_at);
-	r = store_meta_set(tx, "initialized_at", now);
-	if (r < 0)
-		goto out;
-	r = store_write_commit(TAKE_PTR(tx));
-	if (r < 0)
-		goto out;
-	a->initialized = true;
-	log_info("vault initialised; admin user '%s'", admin);
-out:
-	store_tx_end(tx);
-	pthread_mutex_unlock(&a->state_mu);
-	free(phc);
-	return r;
-}
-
-int api_unlock_vault(struct api *a, const char *user, const struct secret *pass)
-{
-	struct store_user u = {0};
-	struct store_tx *tx = NULL;
-	bool is_admin;
-	int r;
-
-	if (!api_is_initialized(a))
-		return -ENOENT;
-	if (!name_valid(user) || !pass || pass->len > AUTH_PASSPHRASE_MAX)
-		return -EACCES;
-	r = store_read_begin(a->store, &tx);
-	if (r < 0)
-		return r;
-	r = store_user_get(tx, user, &u);
-	store_tx_end(tx);
-	if (r == -ENOENT) {
-		/* Same Argon2 work as a real check: timing does not tell. */
-		auth_burn(&a->cfg.argon2, pass);
-		return -EACCES;
-	}
-	if (r < 0)
-		return r;
-	r = auth_verify(u.phc, pass);
-	/* XXX: role check by substring until RBAC (issue 4) parses roles. */
-	is_admin = strstr(u.roles, "\"admin\"") != NULL;
-	store_user_clear(&u);
-	if (r == -EACCES || r == -EINVAL || !is_admin)
-		return -EACCES;
-	if (r < 0)
-		return r;
-
-	pthread_mutex_lock(&a->state_mu);
-	r = keyring_unlock(a->keyring, a->store);
-	pthread_mutex_unlock(&a->state_mu);
-	if (r == 0)
-		log_info("vault unlocked by '%s'", user);
-	return r;
-}
-
 /* ---- handlers ---- */
 
-static int h_health(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
+static int h_health(struct api *a, struct call *c, json_t **ret_body)
 {
+	const struct server_request *req = c->req;
 	static const char *const q[] = { NULL };
 	int r;
 
@@ -347,7 +252,7 @@ static int h_health(struct api *a, const struct server_request *req, const char 
 			       !keyring_is_unlocked(a->keyring), "version", VAULTD_VERSION));
 }
 
-static int reply_hsm_error(json_t **ret_body, const struct server_request *req, int r, const char *what)
+int reply_hsm_error(json_t **ret_body, const struct server_request *req, int r, const char *what)
 {
 	/* HSM trouble is the operator's to fix: say which, without internals. */
 	log_error_errno(r, "%s (request %s)", what, req->request_id);
@@ -358,70 +263,10 @@ static int reply_hsm_error(json_t **ret_body, const struct server_request *req, 
 	return reply_internal(ret_body, req, r, what);
 }
 
-static int h_init(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
+static int h_lock(struct api *a, struct call *c, json_t **ret_body)
 {
-	static const char *const fields[] = { "admin", "passphrase", NULL };
-	static const char *const q[] = { NULL };
-	_cleanup_json_ json_t *body = NULL;
-	_cleanup_secret_ struct secret *pass = NULL;
-	json_t *admin, *pp;
-	const char *why;
-	int r;
-
-	if ((r = check_query(req, q, ret_body)) || (r = parse_body(req, fields, &body, ret_body)))
-		return r;
-	admin = json_object_get(body, "admin");
-	pp = json_object_get(body, "passphrase");
-	if (!json_is_string(admin) || !name_valid(json_string_value(admin)))
-		return reply_invalid(ret_body, json_pack("{s:s}", "admin", "required: 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit"),
-				     "invalid init request");
-	if (!json_is_string(pp) || json_to_secret(pp, &pass) < 0)
-		return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", "required"), "invalid init request");
-	why = auth_passphrase_check(pass);
-	if (why)
-		return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", why), "invalid init request");
-
-	r = api_init_vault(a, json_string_value(admin), pass);
-	if (r == -EEXIST)
-		return reply_error(ret_body, 409, "conflict", "the vault is already initialized");
-	if (r < 0)
-		return reply_hsm_error(ret_body, req, r, "init");
-	return reply(ret_body, 200, json_pack("{s:b, s:s, s:b}", "initialized", 1, "admin",
-					      json_string_value(admin), "locked", 1));
-}
-
-static int h_unlock(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
-{
-	static const char *const fields[] = { "user", "passphrase", NULL };
-	static const char *const q[] = { NULL };
-	_cleanup_json_ json_t *body = NULL;
-	_cleanup_secret_ struct secret *pass = NULL;
-	json_t *user, *pp;
-	int r;
-
-	if (!api_is_initialized(a))
-		return reply_error(ret_body, 503, "uninitialized", "the vault is not initialized; run 'vaultctl init'");
-	if ((r = check_query(req, q, ret_body)) || (r = parse_body(req, fields, &body, ret_body)))
-		return r;
-	user = json_object_get(body, "user");
-	pp = json_object_get(body, "passphrase");
-	if (!json_is_string(user) || !json_is_string(pp) || json_to_secret(pp, &pass) < 0)
-		return reply_invalid(ret_body, json_pack("{s:s, s:s}", "user", "required", "passphrase", "required"),
-				     "invalid unlock request");
-	r = api_unlock_vault(a, json_string_value(user), pass);
-	if (r == -EACCES) {
-		char name[80];
-		snprintf(name, sizeof(name), "%.64s", json_string_value(user));
-		log_warning("unlock refused for user '%s' (uid %u)", name, (unsigned)req->uid);
-		return reply_error(ret_body, 401, "unauthorized", "wrong user or passphrase");
-	}
-	if (r < 0)
-		return reply_hsm_error(ret_body, req, r, "unlock");
-	return reply(ret_body, 200, json_pack("{s:b}", "locked", 0));
-}
-
-static int h_lock(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
-{
+	const struct server_request *req = c->req;
+	struct store_tx *tx = NULL;
 	static const char *const q[] = { NULL };
 	int r;
 
@@ -430,12 +275,22 @@ static int h_lock(struct api *a, const struct server_request *req, const char *r
 	pthread_mutex_lock(&a->state_mu);
 	keyring_lock(a->keyring);
 	pthread_mutex_unlock(&a->state_mu);
-	log_info("vault locked by uid %u", (unsigned)req->uid);
+	/* Sessions end with the unlock they were made under. */
+	r = store_write_begin(a->store, &tx);
+	if (r >= 0)
+		r = store_token_delete_all(tx);
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	if (r < 0)
+		log_error_errno(r, "could not revoke session tokens at lock");
+	log_info("vault locked by '%s' (uid %u)", c->who.name, (unsigned)req->uid);
 	return reply(ret_body, 200, json_pack("{s:b}", "locked", 1));
 }
 
-static int h_types(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
+static int h_types(struct api *a, struct call *c, json_t **ret_body)
 {
+	const struct server_request *req = c->req;
 	static const char *const q[] = { NULL };
 	int r;
 
@@ -703,18 +558,27 @@ out:
 	return status;
 }
 
+struct list_ctx {
+	json_t *arr;
+	const struct principal *who;
+};
+
 static int list_one(const struct store_secret *s, void *userdata)
 {
-	json_t *arr = userdata;
+	struct list_ctx *l = userdata;
 
-	return json_array_append_new(arr, secret_head_json(s)) < 0 ? -ENOMEM : 0;
+	/* A role may cover part of the prefix: show only what it may list. */
+	if (!rbac_allowed(l->who->roles, l->who->n_roles, s->path, RBAC_LIST))
+		return 0;
+	return json_array_append_new(l->arr, secret_head_json(s)) < 0 ? -ENOMEM : 0;
 }
 
-static int secret_list(struct api *a, const struct server_request *req, const char *prefix, json_t **ret_body)
+static int secret_list(struct api *a, struct call *c, const char *prefix, json_t **ret_body)
 {
 	static const char *const q[] = { "list", NULL };
+	const struct server_request *req = c->req;
+	struct list_ctx l = { .who = &c->who };
 	struct store_tx *tx = NULL;
-	json_t *arr;
 	int r;
 
 	if ((r = check_query(req, q, ret_body)))
@@ -722,14 +586,14 @@ static int secret_list(struct api *a, const struct server_request *req, const ch
 	r = store_read_begin(a->store, &tx);
 	if (r < 0)
 		return reply_store_busy_or_internal(ret_body, req, r, "begin read");
-	arr = json_array();
-	r = store_secret_list(tx, prefix, LIST_MAX, list_one, arr);
+	l.arr = json_array();
+	r = store_secret_list(tx, prefix, LIST_MAX, list_one, &l);
 	store_tx_end(tx);
 	if (r < 0) {
-		json_decref(arr);
+		json_decref(l.arr);
 		return reply_store_busy_or_internal(ret_body, req, r, "list secrets");
 	}
-	return reply(ret_body, 200, json_pack("{s:s, s:o}", "prefix", prefix, "secrets", arr));
+	return reply(ret_body, 200, json_pack("{s:s, s:o}", "prefix", prefix, "secrets", l.arr));
 }
 
 struct versions_ctx {
@@ -879,71 +743,117 @@ out:
 	return status;
 }
 
-static int h_secrets(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body)
+enum secrets_op {
+	OP_GET = 1,
+	OP_VERSIONS,
+	OP_LIST,
+	OP_PUT,
+	OP_DELETE,
+	OP_ROLLBACK,
+};
+
+/* Works out which secrets operation a request is, and on which path, so
+ * the access decision can be made before any handler runs. 0, or writes a
+ * 400/405 reply and returns its status. Sets *ret_cap. */
+static int secrets_classify(struct call *c, unsigned *ret_cap, json_t **ret_body)
 {
-	const char *method = req->method, *why;
-	char path[PATH_MAX_LEN + 16];
+	const char *method = c->req->method, *rest = c->rest, *why;
 	size_t n;
 
 	/* rest is what follows "/v1/secrets": "" or "/<path>". */
 	if (*rest == '/')
 		rest++;
 	n = strlen(rest);
-	if (n >= sizeof(path))
+	if (n >= sizeof(c->path))
 		return reply_error(ret_body, 400, "bad_path", "path too long");
-	memcpy(path, rest, n + 1);
+	memcpy(c->path, rest, n + 1);
 
-	if (streq(method, "GET") && flag_set(req, "list")) {
-		if (n > 0 && (why = path_check(path, 1)))
+	if (streq(method, "GET") && flag_set(c->req, "list")) {
+		if (n > 0 && (why = path_check(c->path, 1)))
 			return reply_error(ret_body, 400, "bad_path", "invalid prefix: %s", why);
-		return secret_list(a, req, path, ret_body);
+		c->op = OP_LIST;
+		*ret_cap = RBAC_LIST;
+		return 0;
 	}
 	if (streq(method, "POST")) {
 		static const char suffix[] = "/rollback";
 		size_t s = sizeof(suffix) - 1;
-		if (n <= s || !streq(path + n - s, suffix))
+		if (n <= s || !streq(c->path + n - s, suffix))
 			return reply_error(ret_body, 405, "method_not_allowed",
 					   "POST is only for .../rollback under /v1/secrets");
-		path[n - s] = '\0';
+		c->path[n - s] = '\0';
 	}
-	if ((why = path_check(path, 2)))
+	if ((why = path_check(c->path, 2)))
 		return reply_error(ret_body, 400, "bad_path", "invalid path: %s", why);
-
-	if (streq(method, "GET"))
-		return server_request_query(req, "versions") ? secret_versions(a, req, path, ret_body)
-							     : secret_get(a, req, path, ret_body);
-	if (streq(method, "PUT"))
-		return secret_put(a, req, path, ret_body);
-	if (streq(method, "DELETE"))
-		return secret_delete(a, req, path, ret_body);
-	if (streq(method, "POST"))
-		return secret_rollback(a, req, path, ret_body);
-	return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on secrets", method);
+	if (streq(method, "GET")) {
+		c->op = server_request_query(c->req, "versions") ? OP_VERSIONS : OP_GET;
+		*ret_cap = RBAC_READ;
+	} else if (streq(method, "PUT")) {
+		c->op = OP_PUT;
+		*ret_cap = RBAC_WRITE;
+	} else if (streq(method, "DELETE")) {
+		c->op = OP_DELETE;
+		*ret_cap = RBAC_DELETE;
+	} else if (streq(method, "POST")) {
+		c->op = OP_ROLLBACK;
+		*ret_cap = RBAC_WRITE;
+	} else
+		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on secrets", method);
+	return 0;
 }
 
-/* ---- routing ---- */
+static int h_secrets(struct api *a, struct call *c, json_t **ret_body)
+{
+	switch (c->op) {
+	case OP_LIST:
+		return secret_list(a, c, c->path, ret_body);
+	case OP_VERSIONS:
+		return secret_versions(a, c->req, c->path, ret_body);
+	case OP_GET:
+		return secret_get(a, c->req, c->path, ret_body);
+	case OP_PUT:
+		return secret_put(a, c->req, c->path, ret_body);
+	case OP_DELETE:
+		return secret_delete(a, c->req, c->path, ret_body);
+	case OP_ROLLBACK:
+		return secret_rollback(a, c->req, c->path, ret_body);
+	}
+	return reply_internal(ret_body, c->req, -EINVAL, "unclassified secrets request");
+}
+
+/* ---- routing and the access decision ---- */
 
 enum {
-	ROUTE_PREFIX = 1u << 0,         /* path is a prefix ("/v1/secrets" + "" or "/...") */
+	ROUTE_PREFIX = 1u << 0,         /* path is a prefix: "" or "/..." may follow */
 	ROUTE_WHEN_UNINIT = 1u << 1,    /* answers before init */
 	ROUTE_WHEN_LOCKED = 1u << 2,    /* answers while locked */
-	ROUTE_ANYONE = 1u << 3,         /* no identity needed */
+	ROUTE_PUBLIC = 1u << 3,         /* no principal needed (the handler checks credentials) */
+	ROUTE_ANY_PRINCIPAL = 1u << 4,  /* any user or service, no capability */
+	ROUTE_SECRETS = 1u << 5,        /* capability and path from secrets_classify() */
 };
 
-typedef int (*handler_fn)(struct api *a, const struct server_request *req, const char *rest, json_t **ret_body);
+typedef int (*handler_fn)(struct api *a, struct call *c, json_t **ret_body);
 
 static const struct route {
 	const char *methods;            /* space-separated */
 	const char *path;
 	unsigned flags;
+	unsigned cap;                   /* asked on "*" (no path) unless ROUTE_SECRETS */
 	handler_fn fn;
 } routes[] = {
-	{ "GET", "/v1/sys/health", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_ANYONE, h_health },
-	{ "POST", "/v1/sys/init", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED, h_init },
-	{ "POST", "/v1/sys/unlock", ROUTE_WHEN_LOCKED | ROUTE_ANYONE, h_unlock },
-	{ "POST", "/v1/sys/lock", 0, h_lock },
-	{ "GET", "/v1/types", 0, h_types },
-	{ "GET PUT DELETE POST", SECRETS_PREFIX, ROUTE_PREFIX, h_secrets },
+	{ "GET", "/v1/sys/health", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_health },
+	{ "POST", "/v1/sys/init", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_init },
+	{ "POST", "/v1/sys/unlock", ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_unlock },
+	{ "POST", "/v1/sys/lock", 0, RBAC_ADMIN, h_lock },
+	{ "POST", "/v1/auth/login", ROUTE_PUBLIC, 0, h_login },
+	{ "POST", "/v1/auth/logout", ROUTE_ANY_PRINCIPAL, 0, h_logout },
+	{ "GET", "/v1/auth/self", ROUTE_ANY_PRINCIPAL, 0, h_self },
+	{ "POST", "/v1/auth/passphrase", ROUTE_ANY_PRINCIPAL, 0, h_passphrase },
+	{ "GET", "/v1/types", ROUTE_ANY_PRINCIPAL, 0, h_types },
+	{ "GET PUT DELETE POST", "/v1/users", ROUTE_PREFIX, RBAC_ADMIN, h_users },
+	{ "GET PUT DELETE", "/v1/roles", ROUTE_PREFIX, RBAC_ADMIN, h_roles },
+	{ "GET PUT DELETE", "/v1/services", ROUTE_PREFIX, RBAC_ADMIN, h_services },
+	{ "GET PUT DELETE POST", SECRETS_PREFIX, ROUTE_PREFIX | ROUTE_SECRETS, 0, h_secrets },
 };
 
 static bool method_in(const char *list, const char *m)
@@ -978,33 +888,66 @@ static const struct route *route_find(const char *path, const char **ret_rest)
 	return NULL;
 }
 
-/* The interim access rule until RBAC (issue 4): root and the daemon's uid. */
-static bool caller_is_local_admin(const struct api *a, const struct server_request *req)
+/* The one access decision, before any handler or lookup runs: a forbidden
+ * path answers 403 whether or not it exists. */
+static int authorize(const struct route *rt, struct call *c, unsigned cap, json_t **ret_body)
 {
-	return req->uid == 0 || req->uid == a->cfg.daemon_uid;
+	const struct principal *w = &c->who;
+	bool ok;
+
+	if (w->kind == PRINCIPAL_NONE) {
+		log_warning("unbound uid %u refused on %s %s (request %s)", (unsigned)c->req->uid, c->req->method,
+			    c->req->path, c->req->request_id);
+		return reply_error(ret_body, 403, "forbidden",
+				   "uid %u is not bound to a service; log in or ask an admin to bind it",
+				   (unsigned)c->req->uid);
+	}
+	if (rt->flags & ROUTE_ANY_PRINCIPAL)
+		return 0;
+	if (rt->flags & ROUTE_SECRETS)
+		ok = cap == RBAC_LIST ? rbac_allowed_list(w->roles, w->n_roles, c->path)
+				      : rbac_allowed(w->roles, w->n_roles, c->path, cap);
+	else
+		ok = rbac_allowed(w->roles, w->n_roles, NULL, cap);
+	if (!ok) {
+		log_warning("%s '%s' (uid %u) denied %s on %s %s (request %s)",
+			    w->kind == PRINCIPAL_USER ? "user" : "service", w->name, (unsigned)c->req->uid,
+			    rbac_cap_name(cap), c->req->method, c->req->path, c->req->request_id);
+		return reply_error(ret_body, 403, "forbidden", "%s '%s' may not %s here",
+				   w->kind == PRINCIPAL_USER ? "user" : "service", w->name, rbac_cap_name(cap));
+	}
+	return 0;
 }
 
 int api_handle(void *userdata, const struct server_request *req, json_t **ret_body)
 {
 	struct api *a = userdata;
 	const struct route *rt;
-	const char *rest = NULL;
+	struct call c = { .req = req };
+	unsigned cap;
+	int status;
 
-	rt = route_find(req->path, &rest);
+	rt = route_find(req->path, &c.rest);
 	if (!rt)
 		return reply_error(ret_body, 404, "not_found", "no such API route");
 	if (!method_in(rt->methods, req->method))
 		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
 				   req->method, rt->methods);
-
 	if (!(rt->flags & ROUTE_WHEN_UNINIT) && !api_is_initialized(a))
 		return reply_error(ret_body, 503, "uninitialized", "the vault is not initialized; run 'vaultctl init'");
 	if (!(rt->flags & ROUTE_WHEN_LOCKED) && !keyring_is_unlocked(a->keyring))
 		return reply_error(ret_body, 503, "locked", "the vault is locked; run 'vaultctl unlock'");
-	if (!(rt->flags & ROUTE_ANYONE) && !caller_is_local_admin(a, req)) {
-		log_warning("uid %u refused on %s %s (request %s)", (unsigned)req->uid, req->method, req->path,
-			    req->request_id);
-		return reply_error(ret_body, 403, "forbidden", "uid %u may not use this route", (unsigned)req->uid);
+	if (rt->flags & ROUTE_PUBLIC)
+		return rt->fn(a, &c, ret_body);
+
+	cap = rt->cap;
+	if ((rt->flags & ROUTE_SECRETS) && (status = secrets_classify(&c, &cap, ret_body)))
+		return status;
+	if ((status = identity_resolve(a, &c, ret_body)) || (status = authorize(rt, &c, cap, ret_body))) {
+		principal_clear(&c.who);
+		return status;
 	}
-	return rt->fn(a, req, rest, ret_body);
+	status = rt->fn(a, &c, ret_body);
+	principal_clear(&c.who);
+	return status;
 }

@@ -4,8 +4,8 @@
  * route (404/405), vault state (503 while uninitialised or locked), and
  * access (403). Handlers then parse strictly (unknown fields and query
  * parameters are 400) and answer {"error", "message"[, "fields"]} on failure.
- * Until users, tokens and RBAC land (issue 4), the secrets API is open only
- * to root and the daemon's own uid.
+ * Callers are users (bearer token from login) or services (a uid an admin
+ * bound); roles decide (rbac.h), default deny.
  *
  * api_handle() is a server_handler_fn and runs on server worker threads.
  */
@@ -19,6 +19,9 @@
 struct api_config {
 	uid_t daemon_uid;
 	struct auth_params argon2;
+	unsigned session_ttl;           /* seconds a login token lives */
+	unsigned max_failures;          /* failed authentications before 429 ... */
+	unsigned lockout_seconds;       /* ... within and for this long */
 };
 
 struct api;
@@ -32,4 +35,12 @@ bool api_is_initialized(struct api *a);
  * 0; -EEXIST already initialised; -EINVAL bad name/passphrase; -EACCES wrong
  * user or passphrase; HSM and storage errors otherwise. */
 int api_init_vault(struct api *a, const char *admin, const struct secret *pass);
+/* vaultd --dev only: unlock with the passphrase alone (the dev process holds
+ * the TOTP secret too, so a second factor would prove nothing). */
 int api_unlock_vault(struct api *a, const char *user, const struct secret *pass);
+/* Init that also returns the admin's MFA enrolment ({"totp_uri",
+ * "totp_secret", "recovery_codes"}) when ret_enrolment is non-NULL. */
+/* Binds uid as service name with the given roles (JSON array text); used by
+ * vaultd --dev. -EEXIST if the uid is bound to another service. */
+int api_bind_service(struct api *a, const char *name, uid_t uid, const char *roles_json);
+int api_init_vault_mfa(struct api *a, const char *admin, const struct secret *pass, json_t **ret_enrolment);

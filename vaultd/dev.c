@@ -28,6 +28,7 @@ void dev_vault_clear(struct dev_vault *d)
 	free(d->config_text);
 	free(d->config_name);
 	secret_free(d->passphrase);
+	secret_free(d->totp_secret);
 	*d = (struct dev_vault){0};
 }
 
@@ -177,6 +178,11 @@ int dev_prepare(const char *dir_arg, struct dev_vault *ret)
 		}
 		d.created = true;
 	}
+	if (read_secret_file(d.dir, "admin.totp", &d.totp_secret) == 0 &&
+	    secret_append(d.totp_secret, "", 1) < 0) {
+		secret_free(d.totp_secret);     /* no room for the NUL: not ours */
+		d.totp_secret = NULL;
+	}
 	r = read_secret_file(d.dir, "admin.passphrase", &d.passphrase);
 	if (r < 0) {
 		log_error_errno(r, "cannot read '%s/admin.passphrase'", d.dir);
@@ -210,4 +216,30 @@ int dev_prepare(const char *dir_arg, struct dev_vault *ret)
 fail:
 	dev_vault_clear(&d);
 	return r;
+}
+
+int dev_save_enrolment(struct dev_vault *d, const char *totp_b32, const json_t *recovery_codes)
+{
+	_cleanup_free_ char *codes = NULL;
+	size_t size = 0, i;
+	json_t *v;
+	FILE *f;
+	int r;
+
+	if (!totp_b32 || !json_is_array(recovery_codes))
+		return -EINVAL;
+	f = open_memstream(&codes, &size);
+	if (!f)
+		return -ENOMEM;
+	json_array_foreach(recovery_codes, i, v)
+		fprintf(f, "%s\n", json_string_value(v));
+	if (fclose(f) != 0)
+		return -ENOMEM;
+	if ((r = write_new_file(d->dir, "admin.totp", totp_b32, strlen(totp_b32))) < 0 ||
+	    (r = write_new_file(d->dir, "admin.recovery", codes, size)) < 0)
+		return r;
+	sodium_memzero(codes, size);
+	secret_free(d->totp_secret);
+	d->totp_secret = NULL;
+	return secret_from_bytes(totp_b32, strlen(totp_b32) + 1, &d->totp_secret);
 }

@@ -18,8 +18,13 @@ struct dev_vault {
 	char *config_text;              /* for config_load_string() */
 	char *config_name;              /* "DIR/vaultd.conf (generated)" for messages */
 	struct secret *passphrase;      /* the admin's */
+	struct secret *totp_secret;     /* the admin's TOTP secret, base32, NUL-terminated; NULL before init */
 	bool created;                   /* true on the first run */
 };
 
 int dev_prepare(const char *dir, struct dev_vault *ret);
+/* First run: keeps the admin's TOTP secret (DIR/admin.totp) and recovery
+ * codes (DIR/admin.recovery, one per line), 0600, and loads the secret. */
+#include <jansson.h>
+int dev_save_enrolment(struct dev_vault *d, const char *totp_b32, const json_t *recovery_codes);
 void dev_vault_clear(struct dev_vault *d);

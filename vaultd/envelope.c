@@ -120,6 +120,11 @@ static int blob_parse(const uint8_t *blob, size_t len, enum envelope_kind want,
 		if (ct_len == 0 || ct_len > ENVELOPE_DATA_MAX)
 			return -VLT_E_BLOB_FORMAT;
 		break;
+	case ENVELOPE_KIND_TOTP:
+		ct_len = c.len;
+		if (ct_len < ENVELOPE_TOTP_MIN || ct_len > ENVELOPE_TOTP_MAX)
+			return -VLT_E_BLOB_FORMAT;
+		break;
 	default:
 		return -VLT_E_BLOB_FORMAT;
 	}
@@ -318,4 +323,42 @@ int envelope_peek(const uint8_t *blob, size_t len, enum envelope_kind *ret_kind,
 	*ret_kind = (enum envelope_kind)v.kind;
 	*ret_key_version = v.key_version;
 	return 0;
+}
+
+int envelope_seal_totp(const struct secret *mfa_key, const char *user, const struct secret *totp_secret,
+		       uint8_t **ret, size_t *ret_len)
+{
+	uint8_t header[ENVELOPE_HEADER_LEN], aad[ENVELOPE_AAD_MAX];
+	size_t aad_len;
+	int r;
+
+	if (!key_valid(mfa_key) || !name_valid(user) || !totp_secret || !ret || !ret_len ||
+	    totp_secret->len < ENVELOPE_TOTP_MIN || totp_secret->len > ENVELOPE_TOTP_MAX)
+		return -EINVAL;
+	header_put(header, ENVELOPE_KIND_TOTP, 1);
+	r = aad_build(aad, &aad_len, header, "vaultd/v1/totp|%s", user);
+	if (r < 0)
+		return r;
+	return seal(mfa_key, header, aad, aad_len, totp_secret->p, totp_secret->len, ret, ret_len);
+}
+
+int envelope_open_totp(const struct secret *mfa_key, const char *user, const uint8_t *blob, size_t len,
+		       struct secret **ret_totp_secret)
+{
+	uint8_t aad[ENVELOPE_AAD_MAX];
+	struct blob_view v;
+	size_t aad_len;
+	int r;
+
+	if (!key_valid(mfa_key) || !name_valid(user) || !ret_totp_secret)
+		return -EINVAL;
+	r = blob_parse(blob, len, ENVELOPE_KIND_TOTP, &v);
+	if (r < 0)
+		return r;
+	if (v.key_version != 1)
+		return -EBADMSG;
+	r = aad_build(aad, &aad_len, v.header, "vaultd/v1/totp|%s", user);
+	if (r < 0)
+		return r;
+	return open_blob(mfa_key, &v, aad, aad_len, ret_totp_secret);
 }

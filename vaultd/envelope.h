@@ -8,7 +8,7 @@
  *   u8  format version (ENVELOPE_FORMAT = 1)
  *   u8  kind (enum envelope_kind)
  *   u32 key version: the version of the key that sealed it
- *       (RK version for a KEK, KEK version for a DEK, 1 for data)
+ *       (RK version for a KEK, KEK version for a DEK, 1 for data and TOTP)
  *   12  nonce, fresh from the CSPRNG for every seal
  *   16  GCM tag
  *   n   ciphertext (32 bytes for KEK and DEK, 1..ENVELOPE_DATA_MAX for data)
@@ -18,6 +18,7 @@
  *   KEK:  "vaultd/v1/kek|<tenant>|<kek_version>|<rk_version>"
  *   DEK:  "vaultd/v1/dek|<tenant>/<path>|<version>|<kek_version>"
  *   data: "vaultd/v1/data|<tenant>/<path>|<version>"
+ *   TOTP: "vaultd/v1/totp|<user>"   (key version 1: a user's MFA key is never rotated in place)
  * <tenant>/<path> is the full secret path (its first segment is the tenant).
  * Keys and plaintext are struct secret; blobs are malloc()ed (not secret).
  * Errors: -EINVAL (bad argument), -ENOMEM, -EIO (OpenSSL), -VLT_E_BLOB_FORMAT
@@ -39,7 +40,10 @@ enum envelope_kind {
 	ENVELOPE_KIND_KEK = 1,
 	ENVELOPE_KIND_DEK = 2,
 	ENVELOPE_KIND_DATA = 3,
+	ENVELOPE_KIND_TOTP = 4,
 };
+#define ENVELOPE_TOTP_MIN 16
+#define ENVELOPE_TOTP_MAX 64
 
 int envelope_wrap_kek(const struct secret *rk, uint32_t rk_version, const char *tenant,
 		      uint32_t kek_version, const struct secret *kek, uint8_t **ret, size_t *ret_len);
@@ -55,6 +59,13 @@ int envelope_seal_data(const struct secret *dek, const char *path, uint32_t vers
 		       const struct secret *plaintext, uint8_t **ret, size_t *ret_len);
 int envelope_open_data(const struct secret *dek, const char *path, uint32_t version,
 		       const uint8_t *blob, size_t len, struct secret **ret_plaintext);
+
+/* A user's TOTP secret (16..64 bytes) under that user's MFA key, a 32-byte
+ * key that only the HSM can unwrap (so it is usable while the vault is locked). */
+int envelope_seal_totp(const struct secret *mfa_key, const char *user, const struct secret *totp_secret,
+		       uint8_t **ret, size_t *ret_len);
+int envelope_open_totp(const struct secret *mfa_key, const char *user, const uint8_t *blob, size_t len,
+		       struct secret **ret_totp_secret);
 
 /* Reads kind and key version from a blob's header without opening it (to pick
  * the right KEK or RK version). -VLT_E_BLOB_FORMAT, -VLT_E_BLOB_VERSION. */

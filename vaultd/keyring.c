@@ -18,6 +18,10 @@ struct kek_entry {
 
 struct keyring {
 	struct keyring_hsm hsm;
+	/* Every use of the key provider, open to close. Closing a provider
+	 * finalises the PKCS#11 module for the whole process, so two must
+	 * never overlap. */
+	pthread_mutex_t hsm_mu;
 	pthread_rwlock_t state;         /* shared: seal/open; exclusive: unlock/lock */
 	struct secret *rk;              /* NULL while locked */
 	uint32_t rk_version;
@@ -32,6 +36,7 @@ int keyring_new(const struct keyring_hsm *hsm, struct keyring **ret)
 	if (!k)
 		return -ENOMEM;
 	k->hsm = *hsm;
+	pthread_mutex_init(&k->hsm_mu, NULL);
 	pthread_rwlock_init(&k->state, NULL);
 	pthread_mutex_init(&k->cache_mu, NULL);
 	*ret = k;
@@ -67,6 +72,7 @@ void keyring_free(struct keyring *k)
 	keyring_lock(k);
 	pthread_rwlock_destroy(&k->state);
 	pthread_mutex_destroy(&k->cache_mu);
+	pthread_mutex_destroy(&k->hsm_mu);
 	free(k);
 }
 
@@ -80,7 +86,7 @@ bool keyring_is_unlocked(struct keyring *k)
 	return u;
 }
 
-int keyring_init(struct keyring *k, struct store_tx *tx)
+static int init_locked(struct keyring *k, struct store_tx *tx)
 {
 	_cleanup_(keyprov_closep) struct keyprov *kp = NULL;
 	_cleanup_secret_ struct secret *rk = NULL;
@@ -145,9 +151,12 @@ int keyring_unlock(struct keyring *k, struct store *s)
 	if (r < 0)
 		return r;
 
+	pthread_mutex_lock(&k->hsm_mu);
 	r = keyprov_open(&k->hsm.prov, &kp);
 	if (r >= 0)
 		r = keyprov_unwrap(kp, row.blob, row.blob_len, &rk);
+	keyprov_close(TAKE_PTR(kp));
+	pthread_mutex_unlock(&k->hsm_mu);
 	if (r >= 0 && rk->len != KEYPROV_RK_LEN)
 		r = -VLT_E_HSM_UNWRAP;
 	if (r < 0) {
@@ -181,11 +190,54 @@ int keyring_check_hsm(struct keyring *k, struct store *s)
 	if (r < 0)
 		return r;
 	r = keyprov_blob_parse(row.blob, row.blob_len, &b);
+	pthread_mutex_lock(&k->hsm_mu);
 	if (r >= 0)
 		r = keyprov_open(&k->hsm.prov, &kp);
 	if (r >= 0)
 		r = keyprov_find(kp, b.label, b.key_version);
+	keyprov_close(TAKE_PTR(kp));
+	pthread_mutex_unlock(&k->hsm_mu);
 	store_rootkey_clear(&row);
+	return r;
+}
+
+int keyring_init(struct keyring *k, struct store_tx *tx)
+{
+	int r;
+
+	pthread_mutex_lock(&k->hsm_mu);
+	r = init_locked(k, tx);
+	pthread_mutex_unlock(&k->hsm_mu);
+	return r;
+}
+
+int keyring_hsm_wrap_key(struct keyring *k, const struct secret *key, uint8_t **ret_blob, size_t *ret_len)
+{
+	_cleanup_(keyprov_closep) struct keyprov *kp = NULL;
+	int r;
+
+	pthread_mutex_lock(&k->hsm_mu);
+	r = keyprov_open(&k->hsm.prov, &kp);
+	/* XXX: HSM key version 1 until HSM-key rotation (issue 6) tracks the
+	 * current one; rotation must then rewrap these blobs too. */
+	if (r >= 0)
+		r = keyprov_wrap(kp, k->hsm.key_label, 1, k->hsm.mech, k->hsm.hash, key, ret_blob, ret_len);
+	keyprov_close(TAKE_PTR(kp));
+	pthread_mutex_unlock(&k->hsm_mu);
+	return r;
+}
+
+int keyring_hsm_unwrap_key(struct keyring *k, const uint8_t *blob, size_t len, struct secret **ret_key)
+{
+	_cleanup_(keyprov_closep) struct keyprov *kp = NULL;
+	int r;
+
+	pthread_mutex_lock(&k->hsm_mu);
+	r = keyprov_open(&k->hsm.prov, &kp);
+	if (r >= 0)
+		r = keyprov_unwrap(kp, blob, len, ret_key);
+	keyprov_close(TAKE_PTR(kp));
+	pthread_mutex_unlock(&k->hsm_mu);
 	return r;
 }
 

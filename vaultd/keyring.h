@@ -47,6 +47,12 @@ void keyring_lock(struct keyring *k);
  * (start-up diagnostics). Does not unwrap. */
 int keyring_check_hsm(struct keyring *k, struct store *s);
 
+/* Wraps/unwraps a 32-byte key (a user's MFA key) with the HSM key, like the
+ * root key: usable while locked, useless without the token. Serialised with
+ * every other HSM use. */
+int keyring_hsm_wrap_key(struct keyring *k, const struct secret *key, uint8_t **ret_blob, size_t *ret_len);
+int keyring_hsm_unwrap_key(struct keyring *k, const uint8_t *blob, size_t len, struct secret **ret_key);
+
 /* Makes sure tenant has a KEK, creating version 1 in its own committed
  * transaction when it has none. -EACCES when locked. */
 int keyring_ensure_kek(struct keyring *k, struct store *s, const char *tenant);

@@ -120,12 +120,14 @@ static void print_dev_banner(const struct dev_vault *d, const struct config *cfg
 	       "  socket      %s\n"
 	       "  admin user  %s\n"
 	       "  passphrase  %.*s   (also in %s/admin.passphrase)\n"
-	       "  uid %u may use the API without logging in.\n"
+	       "  TOTP secret %s   (for your authenticator app; recovery codes in %s/admin.recovery)\n"
+	       "  uid %u is bound as service 'dev' with role admin: it may use the API without logging in.\n"
 	       "\n"
 	       "  curl --unix-socket %s http://vaultd/v1/sys/health\n"
 	       "\n",
 	       VAULTD_VERSION, d->dir, cfg->server.socket, DEV_ADMIN, (int)d->passphrase->len,
-	       (const char *)d->passphrase->p, d->dir, (unsigned)getuid(), cfg->server.socket);
+	       (const char *)d->passphrase->p, d->dir, d->totp_secret ? (const char *)d->totp_secret->p : "?",
+	       d->dir, (unsigned)getuid(), cfg->server.socket);
 	fflush(stdout);
 }
 
@@ -250,6 +252,9 @@ int main(int argc, char **argv)
 		};
 		struct api_config acfg = {
 			.daemon_uid = getuid(),
+			.session_ttl = cfg.auth.session_ttl,
+			.max_failures = cfg.auth.max_failures,
+			.lockout_seconds = cfg.auth.lockout_seconds,
 			.argon2 = {
 				.iterations = cfg.auth.argon2_iterations,
 				.memory_kib = cfg.auth.argon2_memory_kib,
@@ -275,13 +280,20 @@ int main(int argc, char **argv)
 
 	if (dev_dir) {
 		if (!api_is_initialized(api)) {
-			r = api_init_vault(api, DEV_ADMIN, dev.passphrase);
+			json_t *enrolment = NULL;
+			r = api_init_vault_mfa(api, DEV_ADMIN, dev.passphrase, &enrolment);
+			if (r >= 0)
+				r = dev_save_enrolment(&dev, json_string_value(json_object_get(enrolment, "totp_secret")),
+						       json_object_get(enrolment, "recovery_codes"));
+			json_decref(enrolment);
 			if (r < 0) {
 				log_error_errno(r, "cannot initialise the dev vault");
 				goto out;
 			}
 		}
 		r = api_unlock_vault(api, DEV_ADMIN, dev.passphrase);
+		if (r >= 0)
+			r = api_bind_service(api, "dev", getuid(), "[\"admin\"]");
 		if (r < 0) {
 			log_error_errno(r, "cannot unlock the dev vault");
 			goto out;

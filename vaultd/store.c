@@ -93,6 +93,49 @@ static const char *const migrations[] = {
 	"	created_at INTEGER NOT NULL,\n"
 	"	updated_at INTEGER NOT NULL\n"
 	") STRICT;\n",
+	/* 2: MFA, recovery codes, session tokens, custom roles, service
+	 * bindings, brute-force accounting. ADD COLUMN checks the new CHECKs
+	 * against existing rows; the defaults make v1 users MFA_NONE. */
+	"ALTER TABLE users ADD COLUMN mfa_state INTEGER NOT NULL DEFAULT 0\n"
+	"	CHECK (mfa_state IN (0, 1, 2));\n"
+	"ALTER TABLE users ADD COLUMN mfa_key BLOB;\n"
+	"ALTER TABLE users ADD COLUMN totp_blob BLOB;\n"
+	"ALTER TABLE users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0\n"
+	"	CHECK (totp_last_step >= 0);\n"
+	"CREATE TABLE recovery_codes (\n"
+	"	user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,\n"
+	"	hash TEXT NOT NULL,\n"
+	"	PRIMARY KEY (user, hash)\n"
+	") STRICT, WITHOUT ROWID;\n"
+	"CREATE TABLE tokens (\n"
+	"	hash TEXT NOT NULL PRIMARY KEY,\n"
+	"	user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,\n"
+	"	uid INTEGER NOT NULL CHECK (uid BETWEEN 0 AND 4294967295),\n"
+	"	created_at INTEGER NOT NULL,\n"
+	"	expires_at INTEGER NOT NULL\n"
+	") STRICT, WITHOUT ROWID;\n"
+	/* The cascade from users and logout-everywhere; the purge. */
+	"CREATE INDEX tokens_by_user ON tokens(user);\n"
+	"CREATE INDEX tokens_by_expiry ON tokens(expires_at);\n"
+	"CREATE TABLE roles (\n"
+	"	name TEXT NOT NULL PRIMARY KEY,\n"
+	"	rules TEXT NOT NULL,\n"
+	"	created_at INTEGER NOT NULL,\n"
+	"	updated_at INTEGER NOT NULL\n"
+	") STRICT, WITHOUT ROWID;\n"
+	"CREATE TABLE services (\n"
+	"	name TEXT NOT NULL PRIMARY KEY,\n"
+	"	uid INTEGER NOT NULL UNIQUE CHECK (uid BETWEEN 0 AND 4294967295),\n"
+	"	roles TEXT NOT NULL,\n"
+	"	created_at INTEGER NOT NULL,\n"
+	"	updated_at INTEGER NOT NULL\n"
+	") STRICT, WITHOUT ROWID;\n"
+	"CREATE TABLE auth_failures (\n"
+	"	key TEXT NOT NULL PRIMARY KEY,\n"
+	"	count INTEGER NOT NULL CHECK (count BETWEEN 0 AND 4294967295),\n"
+	"	window_start INTEGER NOT NULL,\n"
+	"	locked_until INTEGER NOT NULL DEFAULT 0\n"
+	") STRICT, WITHOUT ROWID;\n",
 };
 
 /* Every statement the module runs after open, prepared once per connection. */
@@ -127,6 +170,35 @@ enum query {
 	Q_USER_GET,
 	Q_USER_DELETE,
 	Q_USER_COUNT,
+	Q_USER_EXISTS,
+	Q_USER_LIST,
+	Q_USER_COUNT_ROLE,
+	Q_USER_USE_STEP,
+	Q_ROLES_VALID,
+	Q_JSON_VALID,
+	Q_RECOVERY_CLEAR,
+	Q_RECOVERY_ADD,
+	Q_RECOVERY_CONSUME,
+	Q_RECOVERY_COUNT,
+	Q_TOKEN_PUT,
+	Q_TOKEN_GET,
+	Q_TOKEN_DELETE,
+	Q_TOKEN_DELETE_USER,
+	Q_TOKEN_DELETE_ALL,
+	Q_TOKEN_PURGE,
+	Q_ROLE_PUT,
+	Q_ROLE_GET,
+	Q_ROLE_DELETE,
+	Q_ROLE_LIST,
+	Q_ROLE_REFS,
+	Q_SERVICE_PUT,
+	Q_SERVICE_GET,
+	Q_SERVICE_GET_UID,
+	Q_SERVICE_DELETE,
+	Q_SERVICE_LIST,
+	Q_FAILURE_GET,
+	Q_FAILURE_PUT,
+	Q_FAILURE_CLEAR,
 	_Q_MAX,
 };
 
@@ -190,13 +262,83 @@ static const char *const query_sql[_Q_MAX] = {
 	[Q_VERSION_LIST] = "SELECT version, kek_version, coalesce(length(dek_blob), 0), "
 			   "coalesce(length(data_blob), 0), created_at "
 			   "FROM secret_versions WHERE path = ?1 ORDER BY version",
-	[Q_USER_PUT] = "INSERT INTO users(name, phc, roles, created_at, updated_at) "
-		       "VALUES (?1, ?2, ?3, ?4, ?5) "
+	[Q_USER_PUT] = "INSERT INTO users(name, phc, roles, mfa_state, mfa_key, totp_blob, "
+		       "totp_last_step, created_at, updated_at) "
+		       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
 		       "ON CONFLICT(name) DO UPDATE SET phc = excluded.phc, "
-		       "roles = excluded.roles, updated_at = excluded.updated_at",
-	[Q_USER_GET] = "SELECT name, phc, roles, created_at, updated_at FROM users WHERE name = ?1",
+		       "roles = excluded.roles, mfa_state = excluded.mfa_state, "
+		       "mfa_key = excluded.mfa_key, totp_blob = excluded.totp_blob, "
+		       "totp_last_step = excluded.totp_last_step, updated_at = excluded.updated_at",
+	[Q_USER_GET] = "SELECT name, phc, roles, mfa_state, totp_last_step, created_at, updated_at, "
+		       "mfa_key, totp_blob FROM users WHERE name = ?1",
 	[Q_USER_DELETE] = "DELETE FROM users WHERE name = ?1",
 	[Q_USER_COUNT] = "SELECT count(*) FROM users",
+	[Q_USER_EXISTS] = "SELECT 1 FROM users WHERE name = ?1",
+	/* Same first seven columns as Q_USER_GET, without the blobs. */
+	[Q_USER_LIST] = "SELECT name, phc, roles, mfa_state, totp_last_step, created_at, updated_at "
+			"FROM users ORDER BY name",
+	/* Exact match of a string element. The CASE (which SQLite evaluates
+	 * lazily) keeps one malformed or non-array row from failing the whole
+	 * count: such a row names no role. */
+	[Q_USER_COUNT_ROLE] =
+		"SELECT count(*) FROM users WHERE EXISTS (SELECT 1 FROM json_each("
+		"CASE WHEN NOT json_valid(users.roles) THEN '[]' "
+		"WHEN json_type(users.roles) = 'array' THEN users.roles ELSE '[]' END) "
+		"WHERE type = 'text' AND value = ?1)",
+	/* Check-and-set in one statement: of two requests racing with the
+	 * same code, one sees changes() == 1. updated_at moves only when the
+	 * enrolment completes; the API passes no clock here, so it is
+	 * SQLite's. */
+	[Q_USER_USE_STEP] = "UPDATE users SET totp_last_step = ?2, mfa_state = 2, "
+			    "updated_at = CASE WHEN mfa_state = 2 THEN updated_at ELSE unixepoch() END "
+			    "WHERE name = ?1 AND totp_last_step < ?2",
+	[Q_ROLES_VALID] = "SELECT CASE WHEN NOT json_valid(?1) THEN 0 "
+			  "WHEN json_type(?1) = 'array' THEN 1 ELSE 0 END",
+	[Q_JSON_VALID] = "SELECT json_valid(?1)",
+	[Q_RECOVERY_CLEAR] = "DELETE FROM recovery_codes WHERE user = ?1",
+	[Q_RECOVERY_ADD] = "INSERT INTO recovery_codes(user, hash) VALUES (?1, ?2)",
+	[Q_RECOVERY_CONSUME] = "DELETE FROM recovery_codes WHERE user = ?1 AND hash = ?2",
+	[Q_RECOVERY_COUNT] = "SELECT count(*) FROM recovery_codes WHERE user = ?1",
+	[Q_TOKEN_PUT] = "INSERT INTO tokens(hash, user, uid, created_at, expires_at) "
+			"VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_TOKEN_GET] = "SELECT hash, user, uid, created_at, expires_at FROM tokens WHERE hash = ?1",
+	[Q_TOKEN_DELETE] = "DELETE FROM tokens WHERE hash = ?1",
+	[Q_TOKEN_DELETE_USER] = "DELETE FROM tokens WHERE user = ?1",
+	[Q_TOKEN_DELETE_ALL] = "DELETE FROM tokens",
+	[Q_TOKEN_PURGE] = "DELETE FROM tokens WHERE expires_at <= ?1",
+	[Q_ROLE_PUT] = "INSERT INTO roles(name, rules, created_at, updated_at) "
+		       "VALUES (?1, ?2, ?3, ?4) "
+		       "ON CONFLICT(name) DO UPDATE SET rules = excluded.rules, "
+		       "updated_at = excluded.updated_at",
+	[Q_ROLE_GET] = "SELECT name, rules, created_at, updated_at FROM roles WHERE name = ?1",
+	[Q_ROLE_DELETE] = "DELETE FROM roles WHERE name = ?1",
+	[Q_ROLE_LIST] = "SELECT name, rules, created_at, updated_at FROM roles ORDER BY name",
+	[Q_ROLE_REFS] =
+		"SELECT (SELECT count(*) FROM users WHERE EXISTS (SELECT 1 FROM json_each("
+		"CASE WHEN NOT json_valid(users.roles) THEN '[]' "
+		"WHEN json_type(users.roles) = 'array' THEN users.roles ELSE '[]' END) "
+		"WHERE type = 'text' AND value = ?1)) + "
+		"(SELECT count(*) FROM services WHERE EXISTS (SELECT 1 FROM json_each("
+		"CASE WHEN NOT json_valid(services.roles) THEN '[]' "
+		"WHEN json_type(services.roles) = 'array' THEN services.roles ELSE '[]' END) "
+		"WHERE type = 'text' AND value = ?1))",
+	/* The upsert handles a name conflict only: a uid held by another name
+	 * fails the UNIQUE constraint and the statement changes nothing. */
+	[Q_SERVICE_PUT] = "INSERT INTO services(name, uid, roles, created_at, updated_at) "
+			  "VALUES (?1, ?2, ?3, ?4, ?5) "
+			  "ON CONFLICT(name) DO UPDATE SET uid = excluded.uid, "
+			  "roles = excluded.roles, updated_at = excluded.updated_at",
+	[Q_SERVICE_GET] = "SELECT name, uid, roles, created_at, updated_at FROM services WHERE name = ?1",
+	[Q_SERVICE_GET_UID] = "SELECT name, uid, roles, created_at, updated_at FROM services "
+			      "WHERE uid = ?1",
+	[Q_SERVICE_DELETE] = "DELETE FROM services WHERE name = ?1",
+	[Q_SERVICE_LIST] = "SELECT name, uid, roles, created_at, updated_at FROM services ORDER BY name",
+	[Q_FAILURE_GET] = "SELECT count, window_start, locked_until FROM auth_failures WHERE key = ?1",
+	[Q_FAILURE_PUT] = "INSERT INTO auth_failures(key, count, window_start, locked_until) "
+			  "VALUES (?1, ?2, ?3, ?4) "
+			  "ON CONFLICT(key) DO UPDATE SET count = excluded.count, "
+			  "window_start = excluded.window_start, locked_until = excluded.locked_until",
+	[Q_FAILURE_CLEAR] = "DELETE FROM auth_failures WHERE key = ?1",
 };
 
 struct conn;
@@ -1330,6 +1472,125 @@ int store_version_list(struct store_tx *tx, const char *path,
 	return n;
 }
 
+/* --- helpers for the identity tables --- */
+
+/* A blob field is either absent (NULL, 0) or a non-empty buffer. */
+static bool blob_arg_valid(const uint8_t *p, size_t n)
+{
+	return p ? n > 0 : n == 0;
+}
+
+static int bind_blob_opt(struct conn *c, sqlite3_stmt *st, int i, const uint8_t *p, size_t n)
+{
+	int rc;
+
+	if (!p) {
+		rc = sqlite3_bind_null(st, i);
+		return rc == SQLITE_OK ? 0 : sql_error(c->db, rc, "bind");
+	}
+	return bind_blob(c, st, i, p, n);
+}
+
+/* Hex SHA-256 as the callers produce it: 64 lowercase hex digits. */
+static bool hex64_valid(const char *h)
+{
+	if (!h || strnlen(h, 65) != 64)
+		return false;
+	for (size_t i = 0; i < 64; i++)
+		if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* Steps a write statement to the end; returns the rows it changed. */
+static int step_changes(struct conn *c, sqlite3_stmt *st, const char *op)
+{
+	int rc = sqlite3_step(st);
+	int n;
+
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, op);
+	n = sqlite3_changes(c->db);
+	return n < 0 ? 0 : n;
+}
+
+/* Steps a "SELECT count(*) ..." and clamps it into an int. */
+static int step_count(struct conn *c, sqlite3_stmt *st, const char *op)
+{
+	sqlite3_int64 n;
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -EIO : sql_error(c->db, rc, op);
+	n = sqlite3_column_int64(st, 0);
+	if (n < 0)
+		return -EIO;
+	return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+/* 0 if the user row exists, -ENOENT if not. Lets writers that reference a
+ * user say "no such user" instead of the foreign key's -EINVAL. */
+static int user_exists(struct conn *c, const char *name)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(c, Q_USER_EXISTS, &st)) < 0 || (r = bind_text(c, st, 1, name)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : sql_error(c->db, rc, "user exists");
+}
+
+/* Runs a one-row JSON check (Q_ROLES_VALID, Q_JSON_VALID): 0 or -EINVAL.
+ * Checked here, not by a CHECK in the schema: with trusted_schema=OFF,
+ * SQLite 3.40 refuses JSON functions inside the schema. */
+static int json_check(struct conn *c, enum query q, const char *text)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	if (!text)
+		return -EINVAL;
+	if ((r = stmt_get(c, q, &st)) < 0 || (r = bind_text(c, st, 1, text)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return sql_error(c->db, rc, "json check");
+	return sqlite3_column_int(st, 0) == 1 ? 0 : -EINVAL;
+}
+
+/* roles columns hold a JSON array; anything else would never match in
+ * json_each and could hide an assignment. */
+static int roles_check(struct conn *c, const char *roles)
+{
+	return json_check(c, Q_ROLES_VALID, roles);
+}
+
+static int savepoint_begin(struct conn *c)
+{
+	return stmt_run(c, Q_SAVEPOINT, "savepoint");
+}
+
+/* Releases the savepoint on success; rolls back to it on failure (r < 0).
+ * Returns r, or the release's error. */
+static int savepoint_end(struct conn *c, int r)
+{
+	if (r >= 0) {
+		int q = stmt_run(c, Q_RELEASE, "release");
+
+		if (q >= 0)
+			return r;
+		r = q;
+	}
+	if (!sqlite3_get_autocommit(c->db)) {
+		(void)stmt_run(c, Q_ROLLBACK_TO, "rollback to");
+		(void)stmt_run(c, Q_RELEASE, "release");
+	}
+	return r;
+}
+
 /* --- users --- */
 
 void store_user_clear(struct store_user *u)
@@ -1337,12 +1598,21 @@ void store_user_clear(struct store_user *u)
 	if (!u)
 		return;
 	/* A PHC string is not the passphrase, but it is what an offline
-	 * guessing attack needs: do not leave it in freed heap. */
+	 * guessing attack needs: do not leave it in freed heap. The MFA blobs
+	 * are wrapped, but cost nothing to wipe as well. */
 	if (u->phc) {
 		explicit_bzero(u->phc, strlen(u->phc));
 		free(u->phc);
 	}
 	free(u->roles);
+	if (u->mfa_key) {
+		explicit_bzero(u->mfa_key, u->mfa_key_len);
+		free(u->mfa_key);
+	}
+	if (u->totp_blob) {
+		explicit_bzero(u->totp_blob, u->totp_len);
+		free(u->totp_blob);
+	}
 	memset(u, 0, sizeof(*u));
 }
 
@@ -1352,15 +1622,44 @@ int store_user_put(struct store_tx *tx, const struct store_user *u)
 	struct conn *c;
 	int r, rc;
 
-	if (!u || !name_fits(u->name, sizeof(u->name)) || !u->phc || !u->roles)
+	if (!u || !name_fits(u->name, sizeof(u->name)) || !u->phc || !u->roles ||
+	    u->mfa_state < STORE_MFA_NONE || u->mfa_state > STORE_MFA_ACTIVE ||
+	    !blob_arg_valid(u->mfa_key, u->mfa_key_len) ||
+	    !blob_arg_valid(u->totp_blob, u->totp_len) || u->totp_last_step > INT64_MAX)
 		return -EINVAL;
-	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_USER_PUT, &st)) < 0 ||
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = roles_check(c, u->roles)) < 0)
+		return r;
+	if ((r = stmt_get(c, Q_USER_PUT, &st)) < 0 ||
 	    (r = bind_text(c, st, 1, u->name)) < 0 || (r = bind_text(c, st, 2, u->phc)) < 0 ||
-	    (r = bind_text(c, st, 3, u->roles)) < 0 || (r = bind_int(c, st, 4, u->created_at)) < 0 ||
-	    (r = bind_int(c, st, 5, u->updated_at)) < 0)
+	    (r = bind_text(c, st, 3, u->roles)) < 0 || (r = bind_int(c, st, 4, u->mfa_state)) < 0 ||
+	    (r = bind_blob_opt(c, st, 5, u->mfa_key, u->mfa_key_len)) < 0 ||
+	    (r = bind_blob_opt(c, st, 6, u->totp_blob, u->totp_len)) < 0 ||
+	    (r = bind_int(c, st, 7, (int64_t)u->totp_last_step)) < 0 ||
+	    (r = bind_int(c, st, 8, u->created_at)) < 0 ||
+	    (r = bind_int(c, st, 9, u->updated_at)) < 0)
 		return r;
 	rc = sqlite3_step(st);
 	return rc == SQLITE_DONE ? 0 : sql_error(c->db, rc, "user put");
+}
+
+/* Decodes the first seven columns of Q_USER_GET / Q_USER_LIST. */
+static int user_read_row(sqlite3_stmt *st, struct store_user *u)
+{
+	sqlite3_int64 state, step;
+	int r;
+
+	if ((r = col_text_copy(st, 0, u->name, sizeof(u->name))) < 0 ||
+	    (r = col_text_dup(st, 1, &u->phc)) < 0 || (r = col_text_dup(st, 2, &u->roles)) < 0)
+		return r;
+	state = sqlite3_column_int64(st, 3);
+	step = sqlite3_column_int64(st, 4);
+	if (state < STORE_MFA_NONE || state > STORE_MFA_ACTIVE || step < 0)
+		return log_debug_errno(-EIO, "user: bad MFA columns");
+	u->mfa_state = (int)state;
+	u->totp_last_step = (uint64_t)step;
+	u->created_at = sqlite3_column_int64(st, 5);
+	u->updated_at = sqlite3_column_int64(st, 6);
+	return 0;
 }
 
 int store_user_get(struct store_tx *tx, const char *name, struct store_user *ret)
@@ -1380,11 +1679,10 @@ int store_user_get(struct store_tx *tx, const char *name, struct store_user *ret
 		return -ENOENT;
 	if (rc != SQLITE_ROW)
 		return sql_error(c->db, rc, "user get");
-	if ((r = col_text_copy(st, 0, u.name, sizeof(u.name))) < 0 ||
-	    (r = col_text_dup(st, 1, &u.phc)) < 0 || (r = col_text_dup(st, 2, &u.roles)) < 0)
+	if ((r = user_read_row(st, &u)) < 0 ||
+	    (r = col_blob_dup(st, 7, &u.mfa_key, &u.mfa_key_len)) < 0 ||
+	    (r = col_blob_dup(st, 8, &u.totp_blob, &u.totp_len)) < 0)
 		return r;
-	u.created_at = sqlite3_column_int64(st, 3);
-	u.updated_at = sqlite3_column_int64(st, 4);
 	*ret = TAKE_STRUCT(u);
 	return 0;
 }
@@ -1393,31 +1691,575 @@ int store_user_delete(struct store_tx *tx, const char *name)
 {
 	_cleanup_reset_ sqlite3_stmt *st = NULL;
 	struct conn *c;
-	int r, rc;
+	int r;
 
 	if (!name)
 		return -EINVAL;
+	/* Tokens and recovery codes go with the row (ON DELETE CASCADE). */
 	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_USER_DELETE, &st)) < 0 ||
 	    (r = bind_text(c, st, 1, name)) < 0)
 		return r;
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		return sql_error(c->db, rc, "user delete");
-	return sqlite3_changes(c->db) == 0 ? -ENOENT : 0;
+	r = step_changes(c, st, "user delete");
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
 }
 
 int store_user_count(struct store_tx *tx)
 {
 	_cleanup_reset_ sqlite3_stmt *st = NULL;
 	struct conn *c;
-	sqlite3_int64 n;
-	int r, rc;
+	int r;
 
 	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_USER_COUNT, &st)) < 0)
 		return r;
+	return step_count(c, st, "user count");
+}
+
+int store_user_list(struct store_tx *tx, int (*cb)(const struct store_user *u, void *userdata),
+		    void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc, n = 0;
+
+	if (!cb)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_USER_LIST, &st)) < 0)
+		return r;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		_cleanup_(store_user_clear) struct store_user u = {0};
+
+		if ((r = user_read_row(st, &u)) < 0)
+			return r;
+		if ((r = cb(&u, userdata)) < 0)
+			return r;
+		if (n < INT32_MAX)
+			n++;
+	}
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "user list");
+	return n;
+}
+
+int store_user_count_with_role(struct store_tx *tx, const char *role)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!role)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_USER_COUNT_ROLE, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, role)) < 0)
+		return r;
+	return step_count(c, st, "user count with role");
+}
+
+int store_user_use_totp_step(struct store_tx *tx, const char *name, uint64_t step)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!name || step > INT64_MAX)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_USER_USE_STEP, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, name)) < 0 || (r = bind_int(c, st, 2, (int64_t)step)) < 0)
+		return r;
+	if ((r = step_changes(c, st, "user use totp step")) != 0)
+		return r < 0 ? r : 0;
+	/* Nothing changed: a replayed (or older) step, or no such user. */
+	r = user_exists(c, name);
+	return r < 0 ? r : -EALREADY;
+}
+
+/* --- recovery codes --- */
+
+static int recovery_set_steps(struct conn *c, const char *user, const char (*hashes)[65],
+			      unsigned n)
+{
+	_cleanup_reset_ sqlite3_stmt *clear = NULL;
+	int r;
+
+	if ((r = stmt_get(c, Q_RECOVERY_CLEAR, &clear)) < 0 ||
+	    (r = bind_text(c, clear, 1, user)) < 0 ||
+	    (r = step_changes(c, clear, "recovery clear")) < 0)
+		return r;
+	for (unsigned i = 0; i < n; i++) {
+		_cleanup_reset_ sqlite3_stmt *add = NULL;
+
+		if ((r = stmt_get(c, Q_RECOVERY_ADD, &add)) < 0 ||
+		    (r = bind_text(c, add, 1, user)) < 0 ||
+		    (r = bind_text(c, add, 2, hashes[i])) < 0 ||
+		    (r = step_changes(c, add, "recovery add")) < 0)
+			return r;       /* a duplicate in hashes: -EEXIST */
+	}
+	return 0;
+}
+
+int store_recovery_set(struct store_tx *tx, const char *user, const char (*hashes)[65], unsigned n)
+{
+	struct conn *c;
+	int r;
+
+	if (!user || (n > 0 && !hashes))
+		return -EINVAL;
+	/* All checked before anything is deleted. */
+	for (unsigned i = 0; i < n; i++)
+		if (!hex64_valid(hashes[i]))
+			return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = user_exists(c, user)) < 0)
+		return r;
+	/* Delete and n inserts: one step within the caller's transaction. */
+	if ((r = savepoint_begin(c)) < 0)
+		return r;
+	return savepoint_end(c, recovery_set_steps(c, user, hashes, n));
+}
+
+int store_recovery_consume(struct store_tx *tx, const char *user, const char *hash)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!user || !hash)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_RECOVERY_CONSUME, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, user)) < 0 || (r = bind_text(c, st, 2, hash)) < 0)
+		return r;
+	r = step_changes(c, st, "recovery consume");
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int store_recovery_count(struct store_tx *tx, const char *user)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!user)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_RECOVERY_COUNT, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, user)) < 0)
+		return r;
+	return step_count(c, st, "recovery count");
+}
+
+/* --- session tokens --- */
+
+int store_token_put(struct store_tx *tx, const struct store_token *t)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!t || !hex64_valid(t->hash) || !name_fits(t->user, sizeof(t->user)))
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = user_exists(c, t->user)) < 0 ||
+	    (r = stmt_get(c, Q_TOKEN_PUT, &st)) < 0 || (r = bind_text(c, st, 1, t->hash)) < 0 ||
+	    (r = bind_text(c, st, 2, t->user)) < 0 || (r = bind_int(c, st, 3, t->uid)) < 0 ||
+	    (r = bind_int(c, st, 4, t->created_at)) < 0 ||
+	    (r = bind_int(c, st, 5, t->expires_at)) < 0)
+		return r;
+	r = step_changes(c, st, "token put");
+	return r < 0 ? r : 0;
+}
+
+int store_token_get(struct store_tx *tx, const char *hash, struct store_token *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct store_token t = {0};
+	struct conn *c;
+	int r, rc;
+
+	if (!hash || !ret)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_TOKEN_GET, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, hash)) < 0)
+		return r;
 	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
 	if (rc != SQLITE_ROW)
-		return sql_error(c->db, rc, "user count");
-	n = sqlite3_column_int64(st, 0);
-	return n > INT32_MAX ? INT32_MAX : (int)n;
+		return sql_error(c->db, rc, "token get");
+	if ((r = col_text_copy(st, 0, t.hash, sizeof(t.hash))) < 0 ||
+	    (r = col_text_copy(st, 1, t.user, sizeof(t.user))) < 0 || (r = col_u32(st, 2, &t.uid)) < 0)
+		return r;
+	t.created_at = sqlite3_column_int64(st, 3);
+	t.expires_at = sqlite3_column_int64(st, 4);
+	*ret = t;
+	return 0;
+}
+
+/* The token deletes: bind one optional text or integer, return the count. */
+static int token_delete_q(struct store_tx *tx, enum query q, const char *text, int64_t num,
+			  bool use_num)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, q, &st)) < 0 ||
+	    (text && (r = bind_text(c, st, 1, text)) < 0) ||
+	    (use_num && (r = bind_int(c, st, 1, num)) < 0))
+		return r;
+	return step_changes(c, st, "token delete");
+}
+
+int store_token_delete(struct store_tx *tx, const char *hash)
+{
+	int r;
+
+	if (!hash)
+		return -EINVAL;
+	r = token_delete_q(tx, Q_TOKEN_DELETE, hash, 0, false);
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int store_token_delete_user(struct store_tx *tx, const char *user)
+{
+	if (!user)
+		return -EINVAL;
+	return token_delete_q(tx, Q_TOKEN_DELETE_USER, user, 0, false);
+}
+
+int store_token_delete_all(struct store_tx *tx)
+{
+	return token_delete_q(tx, Q_TOKEN_DELETE_ALL, NULL, 0, false);
+}
+
+int store_token_purge_expired(struct store_tx *tx, int64_t now)
+{
+	return token_delete_q(tx, Q_TOKEN_PURGE, NULL, now, true);
+}
+
+/* --- custom roles --- */
+
+void store_role_clear(struct store_role *r)
+{
+	if (!r)
+		return;
+	free(r->rules);
+	memset(r, 0, sizeof(*r));
+}
+
+int store_role_put(struct store_tx *tx, const struct store_role *role)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!role || !name_fits(role->name, sizeof(role->name)) || !role->rules)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = json_check(c, Q_JSON_VALID, role->rules)) < 0 ||
+	    (r = stmt_get(c, Q_ROLE_PUT, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, role->name)) < 0 || (r = bind_text(c, st, 2, role->rules)) < 0 ||
+	    (r = bind_int(c, st, 3, role->created_at)) < 0 ||
+	    (r = bind_int(c, st, 4, role->updated_at)) < 0)
+		return r;
+	r = step_changes(c, st, "role put");
+	return r < 0 ? r : 0;
+}
+
+static int role_read_row(sqlite3_stmt *st, struct store_role *ret)
+{
+	_cleanup_(store_role_clear) struct store_role role = {0};
+	int r;
+
+	if ((r = col_text_copy(st, 0, role.name, sizeof(role.name))) < 0 ||
+	    (r = col_text_dup(st, 1, &role.rules)) < 0)
+		return r;
+	role.created_at = sqlite3_column_int64(st, 2);
+	role.updated_at = sqlite3_column_int64(st, 3);
+	*ret = TAKE_STRUCT(role);
+	return 0;
+}
+
+int store_role_get(struct store_tx *tx, const char *name, struct store_role *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc;
+
+	if (!name || !ret)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_ROLE_GET, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, name)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return sql_error(c->db, rc, "role get");
+	return role_read_row(st, ret);
+}
+
+int store_role_delete(struct store_tx *tx, const char *name)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!name)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_ROLE_DELETE, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, name)) < 0)
+		return r;
+	r = step_changes(c, st, "role delete");
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int store_role_list(struct store_tx *tx, int (*cb)(const struct store_role *r, void *userdata),
+		    void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc, n = 0;
+
+	if (!cb)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_ROLE_LIST, &st)) < 0)
+		return r;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		_cleanup_(store_role_clear) struct store_role role = {0};
+
+		if ((r = role_read_row(st, &role)) < 0)
+			return r;
+		if ((r = cb(&role, userdata)) < 0)
+			return r;
+		if (n < INT32_MAX)
+			n++;
+	}
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "role list");
+	return n;
+}
+
+int store_role_refs(struct store_tx *tx, const char *role)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!role)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_ROLE_REFS, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, role)) < 0)
+		return r;
+	return step_count(c, st, "role refs");
+}
+
+/* --- service bindings --- */
+
+void store_service_clear(struct store_service *s)
+{
+	if (!s)
+		return;
+	free(s->roles);
+	memset(s, 0, sizeof(*s));
+}
+
+int store_service_put(struct store_tx *tx, const struct store_service *s)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!s || !name_fits(s->name, sizeof(s->name)) || !s->roles)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = roles_check(c, s->roles)) < 0)
+		return r;
+	if ((r = stmt_get(c, Q_SERVICE_PUT, &st)) < 0 || (r = bind_text(c, st, 1, s->name)) < 0 ||
+	    (r = bind_int(c, st, 2, s->uid)) < 0 || (r = bind_text(c, st, 3, s->roles)) < 0 ||
+	    (r = bind_int(c, st, 4, s->created_at)) < 0 ||
+	    (r = bind_int(c, st, 5, s->updated_at)) < 0)
+		return r;
+	r = step_changes(c, st, "service put");        /* uid taken: UNIQUE -> -EEXIST */
+	return r < 0 ? r : 0;
+}
+
+static int service_read_row(sqlite3_stmt *st, struct store_service *ret)
+{
+	_cleanup_(store_service_clear) struct store_service svc = {0};
+	int r;
+
+	if ((r = col_text_copy(st, 0, svc.name, sizeof(svc.name))) < 0 ||
+	    (r = col_u32(st, 1, &svc.uid)) < 0 || (r = col_text_dup(st, 2, &svc.roles)) < 0)
+		return r;
+	svc.created_at = sqlite3_column_int64(st, 3);
+	svc.updated_at = sqlite3_column_int64(st, 4);
+	*ret = TAKE_STRUCT(svc);
+	return 0;
+}
+
+static int service_get_q(struct store_tx *tx, enum query q, const char *name, uint32_t uid,
+			 struct store_service *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc;
+
+	if (!ret)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, q, &st)) < 0 ||
+	    (r = name ? bind_text(c, st, 1, name) : bind_int(c, st, 1, uid)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return sql_error(c->db, rc, "service get");
+	return service_read_row(st, ret);
+}
+
+int store_service_get(struct store_tx *tx, const char *name, struct store_service *ret)
+{
+	if (!name)
+		return -EINVAL;
+	return service_get_q(tx, Q_SERVICE_GET, name, 0, ret);
+}
+
+int store_service_get_by_uid(struct store_tx *tx, uint32_t uid, struct store_service *ret)
+{
+	return service_get_q(tx, Q_SERVICE_GET_UID, NULL, uid, ret);
+}
+
+int store_service_delete(struct store_tx *tx, const char *name)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!name)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_SERVICE_DELETE, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, name)) < 0)
+		return r;
+	r = step_changes(c, st, "service delete");
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int store_service_list(struct store_tx *tx,
+		       int (*cb)(const struct store_service *s, void *userdata), void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc, n = 0;
+
+	if (!cb)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_SERVICE_LIST, &st)) < 0)
+		return r;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		_cleanup_(store_service_clear) struct store_service svc = {0};
+
+		if ((r = service_read_row(st, &svc)) < 0)
+			return r;
+		if ((r = cb(&svc, userdata)) < 0)
+			return r;
+		if (n < INT32_MAX)
+			n++;
+	}
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "service list");
+	return n;
+}
+
+/* --- brute-force accounting --- */
+
+/* Keys are "user:<name>" or "uid:<n>"; the bound is ours. */
+#define FAILURE_KEY_MAX 256
+
+static bool failure_key_valid(const char *key)
+{
+	return name_fits(key, FAILURE_KEY_MAX);
+}
+
+/* Reads the record of key: 0, -ENOENT, or an error. */
+static int failure_read(struct conn *c, const char *key, struct store_failure *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct store_failure f = {0};
+	int r, rc;
+
+	if ((r = stmt_get(c, Q_FAILURE_GET, &st)) < 0 || (r = bind_text(c, st, 1, key)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return sql_error(c->db, rc, "failure get");
+	if ((r = col_u32(st, 0, &f.count)) < 0)
+		return r;
+	f.window_start = sqlite3_column_int64(st, 1);
+	f.locked_until = sqlite3_column_int64(st, 2);
+	*ret = f;
+	return 0;
+}
+
+int store_failure_get(struct store_tx *tx, const char *key, struct store_failure *ret)
+{
+	struct conn *c;
+	int r;
+
+	if (!failure_key_valid(key) || !ret)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0)
+		return r;
+	return failure_read(c, key, ret);
+}
+
+int store_failure_record(struct store_tx *tx, const char *key, int64_t now, int64_t window,
+			 uint32_t max, int64_t lockout, struct store_failure *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct store_failure f = {0};
+	struct conn *c;
+	int64_t until;
+	int r;
+
+	/* The arithmetic below must not overflow: now + lockout, now - start. */
+	if (!failure_key_valid(key) || now < 0 || window <= 0 || max == 0 || lockout < 0 ||
+	    lockout > INT64_MAX - now)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0)
+		return r;
+	/* Read, compute, upsert: the caller's write transaction holds the
+	 * writer lock, so no other failure can interleave. */
+	r = failure_read(c, key, &f);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	/* A window_start in the future (clock stepped back) restarts too. */
+	if (r == -ENOENT || f.window_start > now || now - f.window_start >= window) {
+		f.count = 1;
+		f.window_start = now;
+	} else if (f.count < UINT32_MAX)
+		f.count++;
+	if (f.count >= max) {
+		until = now + lockout;
+		if (until > f.locked_until)     /* never shorten a longer lock */
+			f.locked_until = until;
+	}
+	if ((r = stmt_get(c, Q_FAILURE_PUT, &st)) < 0 || (r = bind_text(c, st, 1, key)) < 0 ||
+	    (r = bind_int(c, st, 2, f.count)) < 0 || (r = bind_int(c, st, 3, f.window_start)) < 0 ||
+	    (r = bind_int(c, st, 4, f.locked_until)) < 0 ||
+	    (r = step_changes(c, st, "failure record")) < 0)
+		return r;
+	if (ret)
+		*ret = f;
+	return 0;
+}
+
+int store_failure_clear(struct store_tx *tx, const char *key)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!failure_key_valid(key))
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_FAILURE_CLEAR, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, key)) < 0)
+		return r;
+	r = step_changes(c, st, "failure clear");
+	return r < 0 ? r : 0;
 }

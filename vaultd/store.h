@@ -138,15 +138,98 @@ int store_secret_list(struct store_tx *tx, const char *prefix, unsigned limit,
 int store_version_list(struct store_tx *tx, const char *path,
 		       int (*cb)(const struct store_version *v, void *userdata), void *userdata);
 
-/* --- users --- */
+/* --- users (migration 2 adds the MFA columns) --- */
+enum store_mfa_state {
+	STORE_MFA_NONE = 0,     /* no second factor (never for a usable account) */
+	STORE_MFA_PENDING = 1,  /* enrolled, waiting for the first valid code */
+	STORE_MFA_ACTIVE = 2,
+};
 struct store_user {
 	char name[65];
 	char *phc;              /* Argon2id encoded hash */
 	char *roles;            /* JSON array text, e.g. ["admin"] */
+	int mfa_state;          /* enum store_mfa_state */
+	uint8_t *mfa_key;       /* keyprov blob: the user's 32-byte MFA key wrapped by the HSM; NULL if none */
+	size_t mfa_key_len;
+	uint8_t *totp_blob;     /* envelope TOTP blob: the TOTP secret under the MFA key; NULL if none */
+	size_t totp_len;
+	uint64_t totp_last_step;/* highest TOTP step accepted (single use) */
 	int64_t created_at, updated_at;
 };
 void store_user_clear(struct store_user *u);
-int store_user_put(struct store_tx *tx, const struct store_user *u);    /* upsert */
+int store_user_put(struct store_tx *tx, const struct store_user *u);    /* upsert (created_at kept) */
 int store_user_get(struct store_tx *tx, const char *name, struct store_user *ret);
-int store_user_delete(struct store_tx *tx, const char *name);          /* -ENOENT */
+int store_user_delete(struct store_tx *tx, const char *name);          /* -ENOENT; cascades tokens and recovery codes */
 int store_user_count(struct store_tx *tx);                               /* >= 0 */
+/* Users ordered by name; blobs not loaded (NULL, lengths 0). */
+int store_user_list(struct store_tx *tx, int (*cb)(const struct store_user *u, void *userdata), void *userdata);
+/* Users whose roles array contains role (SQLite json_each). */
+int store_user_count_with_role(struct store_tx *tx, const char *role);
+/* Records a used TOTP step atomically: succeeds only if step > totp_last_step
+ * (else -EALREADY, nothing changed); -ENOENT if no such user. Sets mfa_state
+ * to ACTIVE (completing a pending enrolment). */
+int store_user_use_totp_step(struct store_tx *tx, const char *name, uint64_t step);
+
+/* --- recovery codes: hex SHA-256 of each one-time code --- */
+/* Replaces the user's codes with these n. */
+int store_recovery_set(struct store_tx *tx, const char *user, const char (*hashes)[65], unsigned n);
+/* Deletes one matching code: 0, or -ENOENT if the user has no such code. */
+int store_recovery_consume(struct store_tx *tx, const char *user, const char *hash);
+int store_recovery_count(struct store_tx *tx, const char *user);        /* >= 0 */
+
+/* --- session tokens: stored as hex SHA-256 of the bearer token --- */
+struct store_token {
+	char hash[65];
+	char user[65];
+	uint32_t uid;           /* the uid that logged in; the token works only from it */
+	int64_t created_at, expires_at;
+};
+int store_token_put(struct store_tx *tx, const struct store_token *t);  /* -EEXIST */
+int store_token_get(struct store_tx *tx, const char *hash, struct store_token *ret);   /* -ENOENT */
+int store_token_delete(struct store_tx *tx, const char *hash);          /* -ENOENT */
+int store_token_delete_user(struct store_tx *tx, const char *user);     /* count deleted */
+int store_token_delete_all(struct store_tx *tx);                         /* count deleted */
+int store_token_purge_expired(struct store_tx *tx, int64_t now);         /* count deleted */
+
+/* --- custom roles: rules as JSON text {"rules":[{"path","capabilities"}]} --- */
+struct store_role {
+	char name[65];
+	char *rules;
+	int64_t created_at, updated_at;
+};
+void store_role_clear(struct store_role *r);
+int store_role_put(struct store_tx *tx, const struct store_role *r);    /* upsert (created_at kept) */
+int store_role_get(struct store_tx *tx, const char *name, struct store_role *ret);     /* -ENOENT */
+int store_role_delete(struct store_tx *tx, const char *name);          /* -ENOENT */
+int store_role_list(struct store_tx *tx, int (*cb)(const struct store_role *r, void *userdata), void *userdata);
+/* Users and services whose roles array names role. */
+int store_role_refs(struct store_tx *tx, const char *role);              /* >= 0 */
+
+/* --- service bindings: a Unix uid acting as a named service --- */
+struct store_service {
+	char name[65];
+	uint32_t uid;           /* unique across services */
+	char *roles;            /* JSON array text */
+	int64_t created_at, updated_at;
+};
+void store_service_clear(struct store_service *s);
+/* Upsert by name; -EEXIST if uid is bound to another service. */
+int store_service_put(struct store_tx *tx, const struct store_service *s);
+int store_service_get(struct store_tx *tx, const char *name, struct store_service *ret);       /* -ENOENT */
+int store_service_get_by_uid(struct store_tx *tx, uint32_t uid, struct store_service *ret);    /* -ENOENT */
+int store_service_delete(struct store_tx *tx, const char *name);       /* -ENOENT */
+int store_service_list(struct store_tx *tx, int (*cb)(const struct store_service *s, void *userdata), void *userdata);
+
+/* --- brute-force accounting, keyed "user:<name>" or "uid:<n>" --- */
+struct store_failure {
+	uint32_t count;         /* failures in the current window */
+	int64_t window_start;
+	int64_t locked_until;   /* 0 when not locked */
+};
+/* -ENOENT when the key has no record. */
+int store_failure_get(struct store_tx *tx, const char *key, struct store_failure *ret);
+/* One more failure at now: a window older than 'window' seconds restarts at
+ * count 1; reaching max sets locked_until = now + lockout. Returns the record. */
+int store_failure_record(struct store_tx *tx, const char *key, int64_t now, int64_t window, uint32_t max,
+			 int64_t lockout, struct store_failure *ret);
+int store_failure_clear(struct store_tx *tx, const char *key);          /* 0 even if absent */

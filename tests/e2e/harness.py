@@ -6,12 +6,16 @@ socket with http.client; raw() sends arbitrary bytes for malformed-input tests.
 Standard library only. Paths come from the environment ctest sets:
 VAULTD_BIN, VAULTD_SOFTHSM_MODULE.
 """
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -58,6 +62,19 @@ class Vault:
         self.log = os.path.join(self.dir, "vaultd.log")
         self.conf = os.path.join(self.dir, "vaultd.conf")
         self.proc = None
+        # Issue 4 (MFA, tokens): what init and user creation handed out, per
+        # user name, and the last TOTP step each user spent (codes are single
+        # use per user). Empty against a daemon without MFA.
+        self.totp_secrets = {}
+        self.recovery_codes = {}
+        self._totp_last_step = {}
+        # After unlock(), log in as that user and send the token on every
+        # request made from this uid that names no token (see request()).
+        # Only when the daemon enrols TOTP (issue 4); tests that handle tokens
+        # themselves set it to False.
+        self.auto_login = True
+        self.token = None
+        self.token_uid = None
         self.env = dict(os.environ, SOFTHSM2_CONF=os.path.join(self.dir, "softhsm2.conf"))
         os.makedirs(os.path.join(self.dir, "tokens"), mode=0o700)
         with open(self.env["SOFTHSM2_CONF"], "w") as f:
@@ -154,10 +171,17 @@ level = debug
 
     # ---- requests ----
 
-    def request(self, method, path, body=None, headers=None, raw_body=None, conn=None):
+    def request(self, method, path, body=None, headers=None, raw_body=None, conn=None, token=None):
+        """token: a bearer token to send; None sends self.token (set by
+        auto-login) when this process runs as the uid that logged in; False
+        sends none."""
         own = conn is None
         conn = conn or UnixHTTPConnection(self.sock)
         hdrs = dict(headers or {})
+        if token is None and self.token and self.token_uid == os.getuid():
+            token = self.token
+        if token:
+            hdrs.setdefault("Authorization", "Bearer " + token)
         data = raw_body
         if body is not None:
             data = json.dumps(body).encode()
@@ -211,11 +235,18 @@ level = debug
     def init(self, admin=ADMIN, passphrase=PASSPHRASE):
         r = self.post("/v1/sys/init", {"admin": admin, "passphrase": passphrase})
         assert r.status == 200, r
+        self.remember_enrolment(admin, r)
         return r
 
     def unlock(self, user=ADMIN, passphrase=PASSPHRASE):
-        r = self.post("/v1/sys/unlock", {"user": user, "passphrase": passphrase})
+        body = {"user": user, "passphrase": passphrase}
+        if user in self.totp_secrets:
+            body["totp"] = self.fresh_totp(user)
+        r = self.post("/v1/sys/unlock", body, token=False)
         assert r.status == 200, r
+        if self.auto_login and user in self.totp_secrets:
+            self.token = self.login(user, passphrase)
+            self.token_uid = os.getuid()
         return r
 
     def ready(self):
@@ -224,6 +255,139 @@ level = debug
         self.init()
         self.unlock()
         return self
+
+    # ---- issue 4: MFA, login, other uids ----
+
+    def remember_enrolment(self, user, r):
+        """Keeps the TOTP secret and recovery codes of an init or user-creation
+        (or MFA reset) reply, if it has them."""
+        if r.json and r.json.get("totp_secret"):
+            self.totp_secrets[user] = r.json["totp_secret"]
+            self.recovery_codes[user] = list(r.json.get("recovery_codes") or [])
+
+    def fresh_totp(self, user, secret=None):
+        """A TOTP code for user that the daemon has not seen accepted yet.
+
+        The daemon accepts steps now-1, now, now+1 and each step once per user
+        (codes only ever move forward), so take the smallest step above the
+        last one this user spent that stays acceptable for the next
+        TOTP_MARGIN seconds; sleep to the next step when there is none."""
+        secret = secret or self.totp_secrets[user]
+        while True:
+            t = time.time()
+            lo = int((t + TOTP_MARGIN) // TOTP_PERIOD) - 1
+            hi = int(t // TOTP_PERIOD) + 1
+            last = self._totp_last_step.get(user)
+            steps = [s for s in range(lo, hi + 1) if last is None or s > last]
+            if steps:
+                self._totp_last_step[user] = steps[0]
+                return totp(secret, step=steps[0])
+            time.sleep(TOTP_PERIOD - t % TOTP_PERIOD + 0.05)
+
+    def login_request(self, user=ADMIN, passphrase=PASSPHRASE, totp_secret=None, recovery_code=None, code=None):
+        """POST /v1/auth/login with a fresh TOTP code (from totp_secret or the
+        one remembered for user), a given code, or a recovery code."""
+        body = {"user": user, "passphrase": passphrase}
+        if recovery_code is not None:
+            body["recovery_code"] = recovery_code
+        elif code is not None:
+            body["totp"] = code
+        elif totp_secret is not None or user in self.totp_secrets:
+            body["totp"] = self.fresh_totp(user, totp_secret)
+        return self.post("/v1/auth/login", body, token=False)
+
+    def login(self, user=ADMIN, passphrase=PASSPHRASE, totp_secret=None, recovery_code=None):
+        """Logs in and returns the bearer token (asserts 200)."""
+        r = self.login_request(user, passphrase, totp_secret, recovery_code)
+        assert r.status == 200 and r.json and r.json.get("token"), f"login as {user!r} failed: {r}"
+        return r.json["token"]
+
+    def set_auth(self, **keys):
+        """Adds keys to the [auth] section of the config (before start)."""
+        with open(self.conf) as f:
+            conf = f.read()
+        extra = "".join(f"{k} = {v}\n" for k, v in keys.items())
+        self.write_config(conf.replace("[auth]\n", "[auth]\n" + extra, 1))
+
+    def allow_other_uids(self, group="nogroup"):
+        """Lets processes of other uids (in group) reach the socket (before start)."""
+        with open(self.conf) as f:
+            conf = f.read()
+        self.write_config(conf.replace("socket_mode = 0660", f"socket_mode = 0660\nsocket_group = {group}", 1))
+        os.chmod(self.dir, 0o711)
+
+
+TOTP_PERIOD = 30
+TOTP_MARGIN = 3  # seconds a chosen code must stay acceptable: request latency
+
+
+def totp(secret_b32, t=None, step=None, digits=6):
+    """RFC 6238 TOTP (HMAC-SHA-1, 30 s steps) for a base32 secret, at time t
+    (default now) or at an explicit step number."""
+    s = secret_b32.strip().replace(" ", "").upper()
+    key = base64.b32decode(s + "=" * (-len(s) % 8))
+    if step is None:
+        step = int((time.time() if t is None else t) // TOTP_PERIOD)
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    off = mac[-1] & 0x0F
+    code = (struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % 10 ** digits
+    return "%0*d" % (digits, code)
+
+
+def wrong_totp(secret_b32):
+    """A 6-digit code that is not valid for this secret anywhere near now."""
+    now = int(time.time() // TOTP_PERIOD)
+    valid = {totp(secret_b32, step=s) for s in range(now - 3, now + 4)}
+    n = int(totp(secret_b32, step=now))
+    while "%06d" % n in valid:
+        n = (n + 1) % 1000000
+    return "%06d" % n
+
+
+def as_uid(uid, gid, fn, timeout=120):
+    """Runs fn() in a forked child under uid/gid (no supplementary groups) and
+    returns its result (must pickle). An exception in the child is raised in
+    the parent as an AssertionError carrying the child's traceback."""
+    import pickle
+    import select
+    import traceback
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            out = pickle.dumps((True, fn()))
+        except BaseException:  # noqa
+            out = pickle.dumps((False, traceback.format_exc()))
+        try:
+            os.write(w, out)
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"child as uid {uid} did not finish in {timeout} s")
+            b = os.read(r, 65536)
+            if not b:
+                break
+            data += b
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    if not data:
+        raise AssertionError(f"child as uid {uid} died without an answer")
+    ok, value = pickle.loads(data)
+    if not ok:
+        raise AssertionError(f"child as uid {uid} failed:\n{value}")
+    return value
 
 
 class VaultTestCase(unittest.TestCase):

@@ -44,7 +44,9 @@ class Lifecycle(VaultTestCase):
         self.assertEqual(r.status, 503)
 
         r = v.init()
-        self.assertEqual(r.json, {"initialized": True, "admin": ADMIN, "locked": True})
+        self.assertEqual({k: r.json[k] for k in ("initialized", "admin", "locked")},
+                         {"initialized": True, "admin": ADMIN, "locked": True})
+        self.assertTrue(r.json["totp_uri"].startswith("otpauth://totp/"))
         self.assertEqual(v.post("/v1/sys/init", {"admin": "x", "passphrase": PASSPHRASE * 2}).status, 409)
         h = v.get("/v1/sys/health").json
         self.assertTrue(h["initialized"] and h["locked"])
@@ -55,10 +57,11 @@ class Lifecycle(VaultTestCase):
             self.assertEqual(r.status, 503, (method, path, r))
             self.assertEqual(r.json["error"], "locked")
 
-        self.assertEqual(v.post("/v1/sys/unlock", {"user": ADMIN, "passphrase": "wrong passphrase!"}).status, 401)
-        r = v.post("/v1/sys/unlock", {"user": "nobody", "passphrase": PASSPHRASE})
+        self.assertEqual(v.post("/v1/sys/unlock", {"user": ADMIN, "passphrase": "wrong passphrase!",
+                                                    "totp": "000000"}).status, 401)
+        r = v.post("/v1/sys/unlock", {"user": "nobody", "passphrase": PASSPHRASE, "totp": "000000"})
         self.assertEqual(r.status, 401)
-        self.assertEqual(r.json["message"], "wrong user or passphrase")
+        self.assertEqual(r.json["message"], "wrong user, passphrase or code")
         v.unlock()
         self.assertFalse(v.get("/v1/sys/health").json["locked"])
         self.assertEqual(v.put("/v1/secrets/acme/rmm/tactical", {"type": "tactical-rmm", "data": TRMM}).status, 200)
@@ -468,7 +471,7 @@ class HsmErrors(VaultTestCase):
         with open(os.path.join(v.dir, "hsm.pin"), "w") as f:
             f.write("not-the-pin\n")
         v.start()
-        r = v.post("/v1/sys/unlock", {"user": ADMIN, "passphrase": PASSPHRASE})
+        r = v.post("/v1/sys/unlock", {"user": ADMIN, "passphrase": PASSPHRASE, "totp": v.fresh_totp(ADMIN)})
         self.assertEqual((r.status, r.json["error"]), (503, "hsm_unavailable"), r)
         self.assertIn("PIN", r.json["message"])
         self.assertTrue(v.get("/v1/sys/health").json["locked"])

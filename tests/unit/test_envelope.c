@@ -420,7 +420,10 @@ static void test_wrong_kind(void **state)
 		memcpy(b, f->kek_blob, f->kek_len);
 		b[1] = (uint8_t)k;
 		expect_fail(open_kek(f, b, f->kek_len, &out), -VLT_E_BLOB_FORMAT, out);
-		assert_int_equal(envelope_peek(b, f->kek_len, &kind, &kv), -VLT_E_BLOB_FORMAT);
+		if (k == ENVELOPE_KIND_TOTP)    /* a well-formed TOTP blob, just not a KEK */
+			assert_int_equal(envelope_peek(b, f->kek_len, &kind, &kv), 0);
+		else
+			assert_int_equal(envelope_peek(b, f->kek_len, &kind, &kv), -VLT_E_BLOB_FORMAT);
 	}
 	for (unsigned v = 0; v < 256; v++) {
 		if (v == ENVELOPE_FORMAT)
@@ -579,6 +582,38 @@ static void test_peek(void **state)
 	assert_int_equal(envelope_peek(f->dek_blob, f->dek_len, NULL, &kv), -EINVAL);
 }
 
+/* A user's TOTP secret under their MFA key: round trip, bound to the user,
+ * every bit flip refused, lengths enforced. */
+static void test_totp_layer(void **state)
+{
+	_cleanup_secret_ struct secret *key = NULL, *other = NULL, *totp = NULL, *out = NULL;
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	(void)state;
+
+	assert_int_equal(secret_random(32, &key), 0);
+	assert_int_equal(secret_random(32, &other), 0);
+	assert_int_equal(secret_random(20, &totp), 0);
+	assert_int_equal(envelope_seal_totp(key, "alice", totp, &blob, &len), 0);
+	assert_int_equal(len, ENVELOPE_OVERHEAD + 20);
+	assert_int_equal(envelope_open_totp(key, "alice", blob, len, &out), 0);
+	assert_true(secret_equal(totp, out));
+	secret_free(out);
+	out = NULL;
+	assert_int_equal(envelope_open_totp(key, "bob", blob, len, &out), -EBADMSG);
+	assert_int_equal(envelope_open_totp(other, "alice", blob, len, &out), -EBADMSG);
+	for (size_t i = 0; i < len; i++)
+		for (int bit = 0; bit < 8; bit++) {
+			blob[i] ^= (uint8_t)(1u << bit);
+			assert_true(envelope_open_totp(key, "alice", blob, len, &out) < 0);
+			assert_null(out);
+			blob[i] ^= (uint8_t)(1u << bit);
+		}
+	free(blob);
+	totp->len = 15;
+	assert_int_equal(envelope_seal_totp(key, "alice", totp, &blob, &len), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -587,6 +622,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_data_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_documented_layout, setup, teardown),
 		cmocka_unit_test(test_full_chain),
+		cmocka_unit_test(test_totp_layer),
 		cmocka_unit_test_setup_teardown(test_nonces_differ, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bit_flips, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kek_aad_binding, setup, teardown),

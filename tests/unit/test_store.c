@@ -168,7 +168,7 @@ static void raw_exec(const char *path, const char *sql)
 
 /* --- open, migrations --- */
 
-static void test_open_creates_0600_wal_v1(void **state)
+static void test_open_creates_0600_wal_latest(void **state)
 {
 	struct fixture *f = *state;
 	struct store *s = NULL;
@@ -186,12 +186,12 @@ static void test_open_creates_0600_wal_v1(void **state)
 	snprintf(wal, sizeof(wal), "%s-wal", path);
 	assert_int_equal(stat(wal, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
-	assert_int_equal(store_schema_version(s), 1);
+	assert_int_equal(store_schema_version(s), 2);
 	store_close(s);
 
 	raw_pragma(path, "PRAGMA journal_mode", mode, sizeof(mode));
 	assert_string_equal(mode, "wal");
-	assert_int_equal(raw_pragma(path, "PRAGMA user_version", NULL, 0), 1);
+	assert_int_equal(raw_pragma(path, "PRAGMA user_version", NULL, 0), 2);
 	assert_int_equal(raw_pragma(path, "PRAGMA application_id", NULL, 0), 0x564c5444);
 	/* The close checkpointed and removed the WAL. */
 	assert_int_not_equal(access(wal, F_OK), 0);
@@ -233,7 +233,7 @@ static void test_reopen_keeps_data(void **state)
 	f->s = NULL;
 
 	assert_int_equal(store_open(f->path, 2, &f->s), 0);
-	assert_int_equal(store_schema_version(f->s), 1);
+	assert_int_equal(store_schema_version(f->s), 2);
 	assert_int_equal(store_read_begin(f->s, &tx), 0);
 	assert_int_equal(store_meta_get(tx, "initialized_at", &v), 0);
 	assert_string_equal(v, "12345");
@@ -254,11 +254,11 @@ static void test_future_version_refused(void **state)
 
 	store_close(f->s);
 	f->s = NULL;
-	raw_exec(f->path, "PRAGMA user_version = 2");
+	raw_exec(f->path, "PRAGMA user_version = 3");
 	assert_int_equal(store_open(f->path, 1, &s), -EIO);
 	assert_null(s);
 	/* Refusal changed nothing. */
-	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 2);
+	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 3);
 
 	/* Someone else's database is not migrated into. */
 	snprintf(path, sizeof(path), "%s/foreign.db", f->dir);
@@ -736,6 +736,751 @@ static void test_users(void **state)
 	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
 }
 
+/* --- migration 2 and the identity tables --- */
+
+/* Migration 1 exactly as shipped: a v1 file built by hand. */
+static const char v1_schema[] =
+	"PRAGMA application_id = 1447842884;\n"
+	"CREATE TABLE meta (key TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL) STRICT, WITHOUT ROWID;\n"
+	"CREATE TABLE root_keys (version INTEGER PRIMARY KEY CHECK (version BETWEEN 0 AND 4294967295),\n"
+	"	hsm_label TEXT NOT NULL, hsm_version INTEGER NOT NULL CHECK (hsm_version BETWEEN 0 AND 4294967295),\n"
+	"	blob BLOB NOT NULL, created_at INTEGER NOT NULL) STRICT;\n"
+	"CREATE TABLE keks (tenant TEXT NOT NULL, version INTEGER NOT NULL CHECK (version BETWEEN 0 AND 4294967295),\n"
+	"	rk_version INTEGER NOT NULL REFERENCES root_keys(version), blob BLOB NOT NULL,\n"
+	"	wrap_count INTEGER NOT NULL DEFAULT 0 CHECK (wrap_count >= 0), created_at INTEGER NOT NULL,\n"
+	"	PRIMARY KEY (tenant, version)) STRICT, WITHOUT ROWID;\n"
+	"CREATE INDEX keks_by_rk_version ON keks(rk_version);\n"
+	"CREATE TABLE secrets (path TEXT NOT NULL PRIMARY KEY, tenant TEXT NOT NULL, type TEXT NOT NULL,\n"
+	"	metadata TEXT NOT NULL DEFAULT '{}', current_version INTEGER NOT NULL,\n"
+	"	latest_version INTEGER NOT NULL CHECK (latest_version <= 4294967295),\n"
+	"	created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, deleted_at INTEGER NOT NULL DEFAULT 0,\n"
+	"	CHECK (current_version BETWEEN 1 AND latest_version)) STRICT;\n"
+	"CREATE TABLE secret_versions (path TEXT NOT NULL REFERENCES secrets(path) ON DELETE CASCADE,\n"
+	"	version INTEGER NOT NULL CHECK (version BETWEEN 1 AND 4294967295),\n"
+	"	kek_version INTEGER NOT NULL CHECK (kek_version BETWEEN 0 AND 4294967295),\n"
+	"	dek_blob BLOB, data_blob BLOB, created_at INTEGER NOT NULL, PRIMARY KEY (path, version)) STRICT;\n"
+	"CREATE INDEX secret_versions_by_kek ON secret_versions(kek_version, path);\n"
+	"CREATE TABLE users (name TEXT NOT NULL PRIMARY KEY, phc TEXT NOT NULL, roles TEXT NOT NULL,\n"
+	"	created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) STRICT;\n"
+	"PRAGMA user_version = 1;\n";
+
+#define PHC "$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA"
+
+static void test_migrate_v1_to_v2(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	_cleanup_free_ char *v = NULL;
+	struct store_user u = {0};
+	struct store_token t = { .uid = 1000, .created_at = 1, .expires_at = 100 };
+
+	store_close(f->s);
+	f->s = NULL;
+	unlink_db(f->path);
+	raw_exec(f->path, v1_schema);
+	raw_exec(f->path, "INSERT INTO users VALUES ('alice', '" PHC "', '[\"admin\"]', 11, 12);"
+			  "INSERT INTO users VALUES ('bob', '" PHC "', '[]', 21, 22);"
+			  "INSERT INTO meta VALUES ('initialized_at', '7');");
+	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 1);
+
+	assert_int_equal(store_open(f->path, 2, &f->s), 0);
+	assert_int_equal(store_schema_version(f->s), 2);
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_meta_get(tx, "initialized_at", &v), 0);
+	assert_string_equal(v, "7");
+	assert_int_equal(store_user_count(tx), 2);
+	assert_int_equal(store_user_get(tx, "alice", &u), 0);
+	assert_string_equal(u.phc, PHC);
+	assert_string_equal(u.roles, "[\"admin\"]");
+	assert_int_equal(u.mfa_state, STORE_MFA_NONE);
+	assert_null(u.mfa_key);
+	assert_int_equal(u.mfa_key_len, 0);
+	assert_null(u.totp_blob);
+	assert_int_equal(u.totp_last_step, 0);
+	assert_int_equal(u.created_at, 11);
+	assert_int_equal(u.updated_at, 12);
+	store_user_clear(&u);
+	assert_int_equal(store_user_count_with_role(tx, "admin"), 1);
+	store_tx_end(TAKE_PTR(tx));
+
+	/* The new tables work on the upgraded file, foreign keys included. */
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	memset(t.hash, 'a', 64);
+	strcpy(t.user, "bob");
+	assert_int_equal(store_token_put(tx, &t), 0);
+	assert_int_equal(store_user_delete(tx, "bob"), 0);
+	assert_int_equal(store_token_delete(tx, t.hash), -ENOENT);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 2);
+	assert_int_equal(store_open(f->path, 1, &f->s), 0);
+	assert_int_equal(store_schema_version(f->s), 2);
+	assert_int_equal(store_integrity_check(f->s), 0);
+}
+
+static int add_user(struct store_tx *tx, const char *name, const char *roles)
+{
+	struct store_user u = { .phc = (char *)PHC, .roles = (char *)roles, .created_at = 1,
+				.updated_at = 1 };
+
+	snprintf(u.name, sizeof(u.name), "%s", name);
+	return store_user_put(tx, &u);
+}
+
+static void hash_of(char out[65], char c)
+{
+	memset(out, c, 64);
+	out[64] = 0;
+}
+
+static void test_user_mfa_fields(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	uint8_t key[40], blob[60];
+	struct store_user u = { .phc = (char *)PHC, .roles = (char *)"[\"admin\"]",
+				.mfa_state = STORE_MFA_PENDING, .mfa_key = key,
+				.mfa_key_len = sizeof(key), .totp_blob = blob, .totp_len = sizeof(blob),
+				.totp_last_step = INT64_MAX, .created_at = 5, .updated_at = 6 };
+	struct store_user got = {0}, bad;
+
+	memset(key, 0x11, sizeof(key));
+	memset(blob, 0x22, sizeof(blob));
+	strcpy(u.name, "alice");
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_put(tx, &u), 0);
+	assert_int_equal(store_user_get(tx, "alice", &got), 0);
+	assert_int_equal(got.mfa_state, STORE_MFA_PENDING);
+	assert_int_equal(got.mfa_key_len, sizeof(key));
+	assert_memory_equal(got.mfa_key, key, sizeof(key));
+	assert_int_equal(got.totp_len, sizeof(blob));
+	assert_memory_equal(got.totp_blob, blob, sizeof(blob));
+	assert_true(got.totp_last_step == (uint64_t)INT64_MAX);
+	store_user_clear(&got);
+	assert_null(got.phc);
+
+	/* Upsert drops the blobs (NULL allowed), keeps created_at. */
+	u.mfa_key = NULL;
+	u.mfa_key_len = 0;
+	u.totp_blob = NULL;
+	u.totp_len = 0;
+	u.mfa_state = STORE_MFA_NONE;
+	u.totp_last_step = 3;
+	u.created_at = 50;
+	u.updated_at = 60;
+	assert_int_equal(store_user_put(tx, &u), 0);
+	assert_int_equal(store_user_get(tx, "alice", &got), 0);
+	assert_null(got.mfa_key);
+	assert_null(got.totp_blob);
+	assert_int_equal(got.mfa_state, STORE_MFA_NONE);
+	assert_int_equal(got.totp_last_step, 3);
+	assert_int_equal(got.created_at, 5);
+	assert_int_equal(got.updated_at, 60);
+	store_user_clear(&got);
+
+	bad = u;
+	bad.mfa_state = 3;
+	assert_int_equal(store_user_put(tx, &bad), -EINVAL);
+	bad = u;
+	bad.mfa_state = -1;
+	assert_int_equal(store_user_put(tx, &bad), -EINVAL);
+	bad = u;
+	bad.mfa_key = key;              /* pointer without length */
+	assert_int_equal(store_user_put(tx, &bad), -EINVAL);
+	bad = u;
+	bad.totp_len = 4;               /* length without pointer */
+	assert_int_equal(store_user_put(tx, &bad), -EINVAL);
+	bad = u;
+	bad.totp_last_step = (uint64_t)INT64_MAX + 1;
+	assert_int_equal(store_user_put(tx, &bad), -EINVAL);
+	bad = u;
+	bad.roles = (char *)"{\"a\":\"admin\"}";
+	assert_int_equal(store_user_put(tx, &bad), -EINVAL);
+	bad.roles = (char *)"[\"admin\"";
+	assert_int_equal(store_user_put(tx, &bad), -EINVAL);
+	bad.roles = NULL;
+	assert_int_equal(store_user_put(tx, &bad), -EINVAL);
+	/* Nothing of the refused puts landed. */
+	assert_int_equal(store_user_get(tx, "alice", &got), 0);
+	assert_string_equal(got.roles, "[\"admin\"]");
+	assert_int_equal(got.totp_last_step, 3);
+	store_user_clear(&got);
+	store_user_clear(NULL);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+}
+
+struct user_rows {
+	char names[8][65];
+	int n;
+	bool blobs_seen;
+	int stop_after;
+};
+
+static int user_list_cb(const struct store_user *u, void *userdata)
+{
+	struct user_rows *rows = userdata;
+
+	if (rows->stop_after && rows->n == rows->stop_after)
+		return -ECANCELED;
+	if (u->mfa_key || u->totp_blob || u->mfa_key_len || u->totp_len || !u->phc || !u->roles)
+		rows->blobs_seen = true;
+	if (rows->n < 8)
+		strcpy(rows->names[rows->n++], u->name);
+	return 0;
+}
+
+static void test_user_list(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct user_rows rows = {0};
+	uint8_t key[8] = "keykeyk";
+	struct store_user u = { .phc = (char *)PHC, .roles = (char *)"[]", .mfa_key = key,
+				.mfa_key_len = sizeof(key), .totp_blob = key, .totp_len = sizeof(key) };
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_list(tx, user_list_cb, &rows), 0);
+	assert_int_equal(store_user_list(tx, NULL, &rows), -EINVAL);
+	strcpy(u.name, "carol");
+	assert_int_equal(store_user_put(tx, &u), 0);
+	strcpy(u.name, "alice");
+	assert_int_equal(store_user_put(tx, &u), 0);
+	strcpy(u.name, "bob");
+	assert_int_equal(store_user_put(tx, &u), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_list(tx, user_list_cb, &rows), 3);
+	assert_false(rows.blobs_seen);
+	assert_string_equal(rows.names[0], "alice");
+	assert_string_equal(rows.names[1], "bob");
+	assert_string_equal(rows.names[2], "carol");
+	memset(&rows, 0, sizeof(rows));
+	rows.stop_after = 2;
+	assert_int_equal(store_user_list(tx, user_list_cb, &rows), -ECANCELED);
+	assert_int_equal(rows.n, 2);
+}
+
+static void test_role_counting(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_service svc = { .uid = 500, .roles = (char *)"[\"admin\",\"ops\"]" };
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_count_with_role(tx, "admin"), 0);
+	assert_int_equal(add_user(tx, "alice", "[\"admin\"]"), 0);
+	assert_int_equal(add_user(tx, "bob", "[\"admins\"]"), 0);
+	assert_int_equal(add_user(tx, "carol", "[\"auditor\",\"admin\"]"), 0);
+	assert_int_equal(add_user(tx, "dave", "[]"), 0);
+	assert_int_equal(add_user(tx, "erin", "[\"x.admin\",\"adm\",\"Admin\"]"), 0);
+	/* Not strings, or nested: never a role. */
+	assert_int_equal(add_user(tx, "frank", "[1,[\"admin\"],{\"admin\":\"admin\"}]"), 0);
+	assert_int_equal(add_user(tx, "gina", "[\"admin\",\"admin\"]"), 0);   /* counted once */
+	strcpy(svc.name, "backup");
+	assert_int_equal(store_service_put(tx, &svc), 0);
+
+	assert_int_equal(store_user_count_with_role(tx, "admin"), 3);
+	assert_int_equal(store_user_count_with_role(tx, "admins"), 1);
+	assert_int_equal(store_user_count_with_role(tx, "adm"), 1);
+	assert_int_equal(store_user_count_with_role(tx, "Admin"), 1);
+	assert_int_equal(store_user_count_with_role(tx, "admi"), 0);
+	assert_int_equal(store_user_count_with_role(tx, "1"), 0);
+	assert_int_equal(store_user_count_with_role(tx, ""), 0);
+	assert_int_equal(store_user_count_with_role(tx, NULL), -EINVAL);
+	assert_int_equal(store_role_refs(tx, "admin"), 4);
+	assert_int_equal(store_role_refs(tx, "ops"), 1);
+	assert_int_equal(store_role_refs(tx, "admins"), 1);
+	assert_int_equal(store_role_refs(tx, "none"), 0);
+	assert_int_equal(store_role_refs(tx, NULL), -EINVAL);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	/* Also on a reader. */
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_count_with_role(tx, "admin"), 3);
+	assert_int_equal(store_role_refs(tx, "admin"), 4);
+}
+
+static void test_totp_step(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_user u = { .phc = (char *)PHC, .roles = (char *)"[]",
+				.mfa_state = STORE_MFA_PENDING, .created_at = 1, .updated_at = 1 };
+	struct store_user got = {0};
+
+	strcpy(u.name, "alice");
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_put(tx, &u), 0);
+	assert_int_equal(store_user_use_totp_step(tx, "alice", 0), -EALREADY);
+	assert_int_equal(store_user_use_totp_step(tx, "alice", 5), 0);
+	assert_int_equal(store_user_get(tx, "alice", &got), 0);
+	assert_int_equal(got.totp_last_step, 5);
+	assert_int_equal(got.mfa_state, STORE_MFA_ACTIVE);
+	assert_true(got.updated_at > 1600000000);       /* enrolment completed now */
+	store_user_clear(&got);
+
+	assert_int_equal(store_user_use_totp_step(tx, "alice", 5), -EALREADY);
+	assert_int_equal(store_user_use_totp_step(tx, "alice", 4), -EALREADY);
+	assert_int_equal(store_user_use_totp_step(tx, "alice", 6), 0);
+	assert_int_equal(store_user_use_totp_step(tx, "bob", 7), -ENOENT);
+	assert_int_equal(store_user_use_totp_step(tx, "alice", (uint64_t)INT64_MAX + 1), -EINVAL);
+	assert_int_equal(store_user_use_totp_step(tx, NULL, 9), -EINVAL);
+	assert_int_equal(store_user_get(tx, "alice", &got), 0);
+	assert_int_equal(got.totp_last_step, 6);
+	assert_int_equal(got.mfa_state, STORE_MFA_ACTIVE);
+	store_user_clear(&got);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_use_totp_step(tx, "alice", 100), -EINVAL);
+}
+
+static void test_recovery_codes(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	char h[4][65], bad[2][65];
+
+	hash_of(h[0], 'a');
+	hash_of(h[1], 'b');
+	hash_of(h[2], 'c');
+	hash_of(h[3], '0');
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_recovery_set(tx, "alice", (const char(*)[65])h, 3), -ENOENT);
+	assert_int_equal(add_user(tx, "alice", "[]"), 0);
+	assert_int_equal(add_user(tx, "bob", "[]"), 0);
+	assert_int_equal(store_recovery_count(tx, "alice"), 0);
+	assert_int_equal(store_recovery_set(tx, "alice", (const char(*)[65])h, 3), 0);
+	assert_int_equal(store_recovery_set(tx, "bob", (const char(*)[65])h, 2), 0);
+	assert_int_equal(store_recovery_count(tx, "alice"), 3);
+	assert_int_equal(store_recovery_consume(tx, "alice", h[1]), 0);
+	assert_int_equal(store_recovery_consume(tx, "alice", h[1]), -ENOENT);    /* one use */
+	assert_int_equal(store_recovery_consume(tx, "alice", h[3]), -ENOENT);
+	assert_int_equal(store_recovery_consume(tx, "carol", h[0]), -ENOENT);
+	assert_int_equal(store_recovery_count(tx, "alice"), 2);
+	assert_int_equal(store_recovery_count(tx, "bob"), 2);          /* per user */
+
+	/* Replacement drops the old set. */
+	assert_int_equal(store_recovery_set(tx, "alice", (const char(*)[65])&h[2], 2), 0);
+	assert_int_equal(store_recovery_count(tx, "alice"), 2);
+	assert_int_equal(store_recovery_consume(tx, "alice", h[0]), -ENOENT);
+	assert_int_equal(store_recovery_consume(tx, "alice", h[3]), 0);
+
+	/* Bad hashes: -EINVAL before anything is deleted. */
+	hash_of(bad[0], 'd');
+	hash_of(bad[1], 'A');
+	assert_int_equal(store_recovery_set(tx, "alice", (const char(*)[65])bad, 2), -EINVAL);
+	bad[1][0] = 'g';
+	memset(bad[1] + 1, 'e', 63);
+	assert_int_equal(store_recovery_set(tx, "alice", (const char(*)[65])bad, 2), -EINVAL);
+	hash_of(bad[1], 'e');
+	bad[1][63] = 0;                                 /* 63 digits */
+	assert_int_equal(store_recovery_set(tx, "alice", (const char(*)[65])bad, 2), -EINVAL);
+	assert_int_equal(store_recovery_set(tx, "alice", NULL, 1), -EINVAL);
+	assert_int_equal(store_recovery_set(tx, NULL, (const char(*)[65])h, 1), -EINVAL);
+	assert_int_equal(store_recovery_count(tx, "alice"), 1);
+	/* A duplicate within the set: -EEXIST, and the savepoint puts the old
+	 * codes back. */
+	hash_of(bad[1], 'd');
+	assert_int_equal(store_recovery_set(tx, "alice", (const char(*)[65])bad, 2), -EEXIST);
+	assert_int_equal(store_recovery_count(tx, "alice"), 1);
+	assert_int_equal(store_recovery_consume(tx, "alice", h[2]), 0);
+	/* n = 0 clears. */
+	assert_int_equal(store_recovery_set(tx, "bob", NULL, 0), 0);
+	assert_int_equal(store_recovery_count(tx, "bob"), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_recovery_count(tx, "nobody"), 0);
+	assert_int_equal(store_recovery_set(tx, "alice", (const char(*)[65])h, 1), -EINVAL);
+	assert_int_equal(store_recovery_consume(tx, "alice", h[0]), -EINVAL);
+}
+
+static void test_tokens(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_token t = { .uid = UINT32_MAX, .created_at = 10, .expires_at = 100 }, got, bad;
+
+	hash_of(t.hash, '1');
+	strcpy(t.user, "alice");
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_token_put(tx, &t), -ENOENT);    /* no such user */
+	assert_int_equal(add_user(tx, "alice", "[]"), 0);
+	assert_int_equal(add_user(tx, "bob", "[]"), 0);
+	assert_int_equal(store_token_put(tx, &t), 0);
+	assert_int_equal(store_token_put(tx, &t), -EEXIST);
+	assert_int_equal(store_token_get(tx, t.hash, &got), 0);
+	assert_string_equal(got.hash, t.hash);
+	assert_string_equal(got.user, "alice");
+	assert_true(got.uid == UINT32_MAX);
+	assert_int_equal(got.created_at, 10);
+	assert_int_equal(got.expires_at, 100);
+	bad = t;
+	bad.hash[0] = 'X';
+	assert_int_equal(store_token_put(tx, &bad), -EINVAL);
+	bad = t;
+	bad.hash[10] = 0;
+	assert_int_equal(store_token_put(tx, &bad), -EINVAL);
+	bad = t;
+	bad.user[0] = 0;
+	assert_int_equal(store_token_put(tx, &bad), -EINVAL);
+	assert_int_equal(store_token_put(tx, NULL), -EINVAL);
+
+	/* Five more: alice 200, 300; bob 100, 150, 400. */
+	hash_of(t.hash, '2');
+	t.expires_at = 200;
+	assert_int_equal(store_token_put(tx, &t), 0);
+	hash_of(t.hash, '3');
+	t.expires_at = 300;
+	assert_int_equal(store_token_put(tx, &t), 0);
+	strcpy(t.user, "bob");
+	t.uid = 0;
+	hash_of(t.hash, '4');
+	t.expires_at = 100;
+	assert_int_equal(store_token_put(tx, &t), 0);
+	hash_of(t.hash, '5');
+	t.expires_at = 150;
+	assert_int_equal(store_token_put(tx, &t), 0);
+	hash_of(t.hash, '6');
+	t.expires_at = 400;
+	assert_int_equal(store_token_put(tx, &t), 0);
+
+	/* Purge takes expires_at <= now. */
+	assert_int_equal(store_token_purge_expired(tx, 99), 0);
+	assert_int_equal(store_token_purge_expired(tx, 100), 2);
+	hash_of(t.hash, '1');
+	assert_int_equal(store_token_get(tx, t.hash, &got), -ENOENT);
+	hash_of(t.hash, '5');
+	assert_int_equal(store_token_delete(tx, t.hash), 0);
+	assert_int_equal(store_token_delete(tx, t.hash), -ENOENT);
+	assert_int_equal(store_token_delete(tx, NULL), -EINVAL);
+	assert_int_equal(store_token_delete_user(tx, "alice"), 2);
+	assert_int_equal(store_token_delete_user(tx, "alice"), 0);
+	assert_int_equal(store_token_delete_user(tx, "nobody"), 0);
+	hash_of(t.hash, '6');
+	assert_int_equal(store_token_get(tx, t.hash, &got), 0);
+	assert_int_equal(got.uid, 0);
+	assert_int_equal(store_token_delete_all(tx), 1);
+	assert_int_equal(store_token_delete_all(tx), 0);
+	assert_int_equal(store_token_get(tx, t.hash, &got), -ENOENT);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_token_put(tx, &t), -EINVAL);
+	assert_int_equal(store_token_delete(tx, t.hash), -EINVAL);
+	assert_int_equal(store_token_delete_user(tx, "bob"), -EINVAL);
+	assert_int_equal(store_token_delete_all(tx), -EINVAL);
+	assert_int_equal(store_token_purge_expired(tx, 1000), -EINVAL);
+	assert_int_equal(store_token_get(tx, t.hash, &got), -ENOENT);
+}
+
+static void test_user_delete_cascades(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_token t = { .uid = 1000, .created_at = 1, .expires_at = 1000 }, got;
+	char h[2][65];
+
+	hash_of(h[0], 'a');
+	hash_of(h[1], 'b');
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(add_user(tx, "alice", "[]"), 0);
+	assert_int_equal(add_user(tx, "bob", "[]"), 0);
+	assert_int_equal(store_recovery_set(tx, "alice", (const char(*)[65])h, 2), 0);
+	assert_int_equal(store_recovery_set(tx, "bob", (const char(*)[65])h, 1), 0);
+	strcpy(t.user, "alice");
+	hash_of(t.hash, '1');
+	assert_int_equal(store_token_put(tx, &t), 0);
+	hash_of(t.hash, '2');
+	assert_int_equal(store_token_put(tx, &t), 0);
+	strcpy(t.user, "bob");
+	hash_of(t.hash, '3');
+	assert_int_equal(store_token_put(tx, &t), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_delete(tx, "alice"), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_recovery_count(tx, "alice"), 0);
+	assert_int_equal(store_recovery_count(tx, "bob"), 1);
+	hash_of(t.hash, '1');
+	assert_int_equal(store_token_get(tx, t.hash, &got), -ENOENT);
+	hash_of(t.hash, '2');
+	assert_int_equal(store_token_get(tx, t.hash, &got), -ENOENT);
+	hash_of(t.hash, '3');
+	assert_int_equal(store_token_get(tx, t.hash, &got), 0);
+	assert_string_equal(got.user, "bob");
+	store_tx_end(TAKE_PTR(tx));
+	/* A re-created alice starts clean. */
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(add_user(tx, "alice", "[]"), 0);
+	assert_int_equal(store_recovery_count(tx, "alice"), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+}
+
+struct role_rows {
+	char names[4][65];
+	int n;
+};
+
+static int role_list_cb(const struct store_role *r, void *userdata)
+{
+	struct role_rows *rows = userdata;
+
+	if (rows->n < 4)
+		strcpy(rows->names[rows->n++], r->name);
+	return 0;
+}
+
+static void test_roles(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_role r = { .rules = (char *)"{\"rules\":[{\"path\":\"acme/*\",\"capabilities\":[\"read\"]}]}",
+				.created_at = 5, .updated_at = 5 };
+	struct store_role got = {0};
+	struct role_rows rows = {0};
+
+	strcpy(r.name, "reader");
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_role_get(tx, "reader", &got), -ENOENT);
+	assert_int_equal(store_role_put(tx, &r), 0);
+	r.rules = (char *)"{\"rules\":[]}";
+	r.created_at = 50;
+	r.updated_at = 60;
+	assert_int_equal(store_role_put(tx, &r), 0);   /* upsert */
+	strcpy(r.name, "auditor");
+	assert_int_equal(store_role_put(tx, &r), 0);
+	r.rules = (char *)"{\"rules\":";
+	assert_int_equal(store_role_put(tx, &r), -EINVAL);
+	r.rules = NULL;
+	assert_int_equal(store_role_put(tx, &r), -EINVAL);
+	r.rules = (char *)"{}";
+	r.name[0] = 0;
+	assert_int_equal(store_role_put(tx, &r), -EINVAL);
+	assert_int_equal(store_role_get(tx, "reader", &got), 0);
+	assert_string_equal(got.name, "reader");
+	assert_string_equal(got.rules, "{\"rules\":[]}");
+	assert_int_equal(got.created_at, 5);
+	assert_int_equal(got.updated_at, 60);
+	store_role_clear(&got);
+	store_role_clear(NULL);
+	assert_int_equal(store_role_list(tx, role_list_cb, &rows), 2);
+	assert_string_equal(rows.names[0], "auditor");
+	assert_string_equal(rows.names[1], "reader");
+	assert_int_equal(store_role_list(tx, NULL, NULL), -EINVAL);
+	assert_int_equal(store_role_delete(tx, "auditor"), 0);
+	assert_int_equal(store_role_delete(tx, "auditor"), -ENOENT);
+	assert_int_equal(store_role_get(tx, "auditor", &got), -ENOENT);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	strcpy(r.name, "x");
+	assert_int_equal(store_role_put(tx, &r), -EINVAL);
+	assert_int_equal(store_role_delete(tx, "reader"), -EINVAL);
+	assert_int_equal(store_role_get(tx, "reader", &got), 0);
+	store_role_clear(&got);
+}
+
+struct service_rows {
+	char names[4][65];
+	uint32_t uids[4];
+	int n;
+};
+
+static int service_list_cb(const struct store_service *s, void *userdata)
+{
+	struct service_rows *rows = userdata;
+
+	if (rows->n < 4) {
+		strcpy(rows->names[rows->n], s->name);
+		rows->uids[rows->n++] = s->uid;
+	}
+	return 0;
+}
+
+static void test_services(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_service a = { .uid = 1000, .roles = (char *)"[\"ops\"]", .created_at = 5,
+				   .updated_at = 5 };
+	struct store_service b = { .uid = 1000, .roles = (char *)"[\"backup\"]", .created_at = 7,
+				   .updated_at = 7 };
+	struct store_service got = {0};
+	struct service_rows rows = {0};
+
+	strcpy(a.name, "alpha");
+	strcpy(b.name, "beta");
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_service_get(tx, "alpha", &got), -ENOENT);
+	assert_int_equal(store_service_get_by_uid(tx, 1000, &got), -ENOENT);
+	assert_int_equal(store_service_put(tx, &a), 0);
+	/* The uid belongs to alpha: refused, nothing written. */
+	assert_int_equal(store_service_put(tx, &b), -EEXIST);
+	assert_int_equal(store_service_get(tx, "beta", &got), -ENOENT);
+	assert_int_equal(store_service_get_by_uid(tx, 1000, &got), 0);
+	assert_string_equal(got.name, "alpha");
+	assert_string_equal(got.roles, "[\"ops\"]");
+	store_service_clear(&got);
+
+	/* Moving alpha to another uid frees 1000 for beta. */
+	a.uid = 1001;
+	a.created_at = 99;
+	a.updated_at = 9;
+	assert_int_equal(store_service_put(tx, &a), 0);
+	assert_int_equal(store_service_put(tx, &b), 0);
+	assert_int_equal(store_service_get(tx, "alpha", &got), 0);
+	assert_int_equal(got.uid, 1001);
+	assert_int_equal(got.created_at, 5);
+	assert_int_equal(got.updated_at, 9);
+	store_service_clear(&got);
+	/* beta onto alpha's uid: -EEXIST, beta unchanged. */
+	b.uid = 1001;
+	b.roles = (char *)"[\"other\"]";
+	assert_int_equal(store_service_put(tx, &b), -EEXIST);
+	assert_int_equal(store_service_get(tx, "beta", &got), 0);
+	assert_int_equal(got.uid, 1000);
+	assert_string_equal(got.roles, "[\"backup\"]");
+	store_service_clear(&got);
+
+	b.uid = UINT32_MAX;
+	assert_int_equal(store_service_put(tx, &b), 0);
+	assert_int_equal(store_service_get_by_uid(tx, UINT32_MAX, &got), 0);
+	assert_string_equal(got.name, "beta");
+	assert_true(got.uid == UINT32_MAX);
+	store_service_clear(&got);
+	assert_int_equal(store_service_get_by_uid(tx, 1000, &got), -ENOENT);
+
+	b.roles = (char *)"\"ops\"";
+	assert_int_equal(store_service_put(tx, &b), -EINVAL);
+	b.roles = NULL;
+	assert_int_equal(store_service_put(tx, &b), -EINVAL);
+	assert_int_equal(store_service_put(tx, NULL), -EINVAL);
+	assert_int_equal(store_service_get(tx, NULL, &got), -EINVAL);
+
+	assert_int_equal(store_service_list(tx, service_list_cb, &rows), 2);
+	assert_string_equal(rows.names[0], "alpha");
+	assert_int_equal(rows.uids[0], 1001);
+	assert_string_equal(rows.names[1], "beta");
+	assert_int_equal(store_service_list(tx, NULL, NULL), -EINVAL);
+	assert_int_equal(store_service_delete(tx, "alpha"), 0);
+	assert_int_equal(store_service_delete(tx, "alpha"), -ENOENT);
+	assert_int_equal(store_service_get_by_uid(tx, 1001, &got), -ENOENT);
+	store_service_clear(NULL);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	b.roles = (char *)"[]";
+	assert_int_equal(store_service_put(tx, &b), -EINVAL);
+	assert_int_equal(store_service_delete(tx, "beta"), -EINVAL);
+	assert_int_equal(store_service_get(tx, "beta", &got), 0);
+	store_service_clear(&got);
+}
+
+static void test_failures(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_failure r = {0}, got = {0};
+	const char *k = "user:alice", *k2 = "uid:1000";
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_failure_get(tx, k, &got), -ENOENT);
+	/* window 60, max 3, lockout 300 */
+	assert_int_equal(store_failure_record(tx, k, 100, 60, 3, 300, &r), 0);
+	assert_int_equal(r.count, 1);
+	assert_int_equal(r.window_start, 100);
+	assert_int_equal(r.locked_until, 0);
+	assert_int_equal(store_failure_record(tx, k, 110, 60, 3, 300, &r), 0);
+	assert_int_equal(r.count, 2);
+	assert_int_equal(r.window_start, 100);
+	assert_int_equal(r.locked_until, 0);
+	assert_int_equal(store_failure_record(tx, k, 120, 60, 3, 300, &r), 0);
+	assert_int_equal(r.count, 3);                   /* reaches max: locked */
+	assert_int_equal(r.locked_until, 420);
+	assert_int_equal(store_failure_get(tx, k, &got), 0);
+	assert_memory_equal(&got, &r, sizeof(r));
+	assert_int_equal(store_failure_record(tx, k, 130, 60, 3, 300, &r), 0);
+	assert_int_equal(r.count, 4);
+	assert_int_equal(r.locked_until, 430);
+	/* Exactly 'window' seconds after the start: a new window, and the
+	 * lock is kept. */
+	assert_int_equal(store_failure_record(tx, k, 160, 60, 3, 300, &r), 0);
+	assert_int_equal(r.count, 1);
+	assert_int_equal(r.window_start, 160);
+	assert_int_equal(r.locked_until, 430);
+	/* A later lock with a shorter lockout does not shorten it. */
+	assert_int_equal(store_failure_record(tx, k, 161, 60, 3, 5, &r), 0);
+	assert_int_equal(store_failure_record(tx, k, 162, 60, 3, 5, &r), 0);
+	assert_int_equal(r.count, 3);
+	assert_int_equal(r.locked_until, 430);
+	/* A window start in the future (clock stepped back) restarts. */
+	assert_int_equal(store_failure_record(tx, k, 50, 60, 3, 5, &r), 0);
+	assert_int_equal(r.count, 1);
+	assert_int_equal(r.window_start, 50);
+	assert_int_equal(r.locked_until, 430);
+
+	/* max 1: the first failure locks; keys are independent. */
+	assert_int_equal(store_failure_record(tx, k2, 1000, 10, 1, 60, NULL), 0);
+	assert_int_equal(store_failure_get(tx, k2, &got), 0);
+	assert_int_equal(got.count, 1);
+	assert_int_equal(got.locked_until, 1060);
+
+	assert_int_equal(store_failure_record(tx, k, 1, 0, 3, 5, &r), -EINVAL);
+	assert_int_equal(store_failure_record(tx, k, 1, 60, 0, 5, &r), -EINVAL);
+	assert_int_equal(store_failure_record(tx, k, 1, 60, 3, -1, &r), -EINVAL);
+	assert_int_equal(store_failure_record(tx, k, INT64_MAX, 60, 3, 5, &r), -EINVAL);
+	assert_int_equal(store_failure_record(tx, "", 1, 60, 3, 5, &r), -EINVAL);
+	assert_int_equal(store_failure_record(tx, NULL, 1, 60, 3, 5, &r), -EINVAL);
+	assert_int_equal(store_failure_get(tx, k, &got), 0);
+	assert_int_equal(got.count, 1);                 /* refused calls changed nothing */
+
+	assert_int_equal(store_failure_clear(tx, k), 0);
+	assert_int_equal(store_failure_clear(tx, k), 0);
+	assert_int_equal(store_failure_get(tx, k, &got), -ENOENT);
+	assert_int_equal(store_failure_get(tx, k2, &got), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_failure_get(tx, k2, &got), 0);
+	assert_int_equal(store_failure_record(tx, k2, 2000, 10, 3, 5, &r), -EINVAL);
+	assert_int_equal(store_failure_clear(tx, k2), -EINVAL);
+}
+
+static void test_identity_writes_refuse_read_tx(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_user u = { .phc = (char *)PHC, .roles = (char *)"[]" };
+	struct store_role role = { .rules = (char *)"{}" };
+	struct store_service svc = { .uid = 1, .roles = (char *)"[]" };
+
+	strcpy(u.name, "alice");
+	strcpy(role.name, "r");
+	strcpy(svc.name, "s");
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_put(tx, &u), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_put(tx, &u), -EINVAL);
+	assert_int_equal(store_user_delete(tx, "alice"), -EINVAL);
+	assert_int_equal(store_user_use_totp_step(tx, "alice", 1), -EINVAL);
+	assert_int_equal(store_role_put(tx, &role), -EINVAL);
+	assert_int_equal(store_service_put(tx, &svc), -EINVAL);
+	assert_int_equal(store_recovery_set(tx, "alice", NULL, 0), -EINVAL);
+	store_tx_end(TAKE_PTR(tx));
+	/* Refusals left the reader usable and the data untouched. */
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_count(tx), 1);
+}
+
 /* --- transactions --- */
 
 static void test_rollback_without_commit(void **state)
@@ -911,7 +1656,7 @@ int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_open_creates_0600_wal_v1),
+		T(test_open_creates_0600_wal_latest),
 		T(test_open_bad_args),
 		T(test_reopen_keeps_data),
 		T(test_future_version_refused),
@@ -925,6 +1670,18 @@ int main(void)
 		T(test_list_prefix),
 		T(test_version_list),
 		T(test_users),
+		T(test_migrate_v1_to_v2),
+		T(test_user_mfa_fields),
+		T(test_user_list),
+		T(test_role_counting),
+		T(test_totp_step),
+		T(test_recovery_codes),
+		T(test_tokens),
+		T(test_user_delete_cascades),
+		T(test_roles),
+		T(test_services),
+		T(test_failures),
+		T(test_identity_writes_refuse_read_tx),
 		T(test_rollback_without_commit),
 		T(test_write_begin_reentry),
 		T(test_read_snapshot_does_not_block_writer),

@@ -1,0 +1,86 @@
+/* vaultd/api_internal.h: what api.c, api_people.c and identity.c share.
+ * Not a public interface: the route table in api.c is the only caller.
+ */
+#pragma once
+#include <pthread.h>
+#include <stdbool.h>
+#include "common/path.h"
+#include "common/secret.h"
+#include "vaultd/api.h"
+#include "vaultd/rbac.h"
+
+#define PRINCIPAL_ROLES_MAX 16
+
+struct api {
+	struct api_config cfg;
+	struct store *store;
+	struct keyring *keyring;
+	pthread_mutex_t state_mu;       /* serialises init, unlock and lock */
+	bool initialized;
+};
+
+enum principal_kind {
+	PRINCIPAL_NONE = 0,             /* unbound uid, no token */
+	PRINCIPAL_USER,                 /* a person, by bearer token */
+	PRINCIPAL_SERVICE,              /* a bound uid */
+};
+
+/* Who is calling, and what their roles allow. */
+struct principal {
+	enum principal_kind kind;
+	char name[PATH_SEGMENT_MAX + 1];
+	char token_hash[65];            /* users: the hash of the token presented */
+	const struct rbac_role *roles[PRINCIPAL_ROLES_MAX];
+	size_t n_roles;
+	struct rbac_role owned[PRINCIPAL_ROLES_MAX];    /* custom roles loaded for this call */
+	size_t n_owned;
+	json_t *role_names;             /* JSON array of the role names */
+};
+void principal_clear(struct principal *p);
+
+/* One request as the route table sees it. */
+struct call {
+	const struct server_request *req;
+	const char *rest;               /* the path after the route's prefix */
+	struct principal who;
+	char path[PATH_MAX_LEN + 16];   /* secrets: validated path or list prefix */
+	int op;                         /* secrets: which operation */
+};
+
+/* identity.c */
+/* Fills c->who from the bearer token or the uid's service binding. 0 (kind
+ * may be NONE), or writes a 401/5xx reply and returns its status. */
+int identity_resolve(struct api *a, struct call *c, json_t **ret_body);
+/* Loads the roles named by a JSON array text into p (built-ins by reference,
+ * custom roles from the store). Unknown names are skipped (default deny). */
+int identity_load_roles(struct store_tx *tx, const char *roles_json, struct principal *p);
+/* Every role name in arr exists (built-in or custom): NULL, or the first
+ * unknown name (borrowed from arr). -EINVAL shape errors via *ret_bad. */
+const char *identity_unknown_role(struct store_tx *tx, const json_t *arr);
+/* Hex SHA-256 of a bearer token. */
+void token_hash_hex(const char *token, size_t n, char ret[65]);
+
+/* api_people.c: the handlers of the people-and-access routes. */
+int h_init(struct api *a, struct call *c, json_t **ret_body);
+int h_unlock(struct api *a, struct call *c, json_t **ret_body);
+int h_login(struct api *a, struct call *c, json_t **ret_body);
+int h_logout(struct api *a, struct call *c, json_t **ret_body);
+int h_self(struct api *a, struct call *c, json_t **ret_body);
+int h_passphrase(struct api *a, struct call *c, json_t **ret_body);
+int h_users(struct api *a, struct call *c, json_t **ret_body);
+int h_roles(struct api *a, struct call *c, json_t **ret_body);
+int h_services(struct api *a, struct call *c, json_t **ret_body);
+
+/* api.c: replies and strict input, shared by every handler. */
+int reply(json_t **ret_body, int status, json_t *body);
+_printf_(4, 5) int reply_error(json_t **ret_body, int status, const char *code, const char *fmt, ...);
+int reply_invalid(json_t **ret_body, json_t *fields, const char *message);
+int reply_internal(json_t **ret_body, const struct server_request *req, int r, const char *what);
+int reply_store_busy_or_internal(json_t **ret_body, const struct server_request *req, int r, const char *what);
+int reply_hsm_error(json_t **ret_body, const struct server_request *req, int r, const char *what);
+json_t *json_time(int64_t t);
+int parse_body(const struct server_request *req, const char *const *allowed, json_t **ret_obj, json_t **ret_body);
+int check_query(const struct server_request *req, const char *const *allowed, json_t **ret_body);
+int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret);
+bool flag_set(const struct server_request *req, const char *key);
+int json_to_secret(const json_t *v, struct secret **ret);

@@ -1,0 +1,1066 @@
+/* vaultd/api_people.c: init, unlock, login/logout, and the management of
+ * users, roles and services (ARCHITECTURE.md sections 3 and 4).
+ *
+ * MFA scheme: each user has a random 32-byte MFA key, wrapped by the HSM key
+ * (like the root key), and a TOTP secret sealed under it (envelope kind
+ * TOTP). Unlock needs the TOTP secret while the vault is locked, and the HSM
+ * is usable then; a stolen database without the token yields neither. An
+ * admin's MFA reset draws a new key and secret for the user, shown once to
+ * the admin, and leaves the user pending until a first valid code.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <time.h>
+#include "common/encoding.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "vaultd/api_internal.h"
+#include "vaultd/envelope.h"
+#include "vaultd/keyring.h"
+#include "vaultd/store.h"
+#include "vaultd/totp.h"
+
+#define ISSUER "vaultd"
+#define TOKEN_BYTES 32
+#define AUTH_FAILED "wrong user, passphrase or code"
+
+/* ---- enrolment ---- */
+
+/* Draws a new MFA key and TOTP secret for u (state pending) and recovery
+ * codes; fills *ret_reply with what the user must see once. */
+static int enrol(struct api *a, struct store_user *u, char (*hashes)[65], json_t **ret_reply)
+{
+	_cleanup_secret_ struct secret *mfa_key = NULL, *totp = NULL, *uri = NULL, *codes = NULL;
+	uint8_t *key_blob = NULL, *totp_blob = NULL;
+	size_t key_len = 0, totp_len = 0;
+	char b32[128];
+	json_t *reply, *arr;
+	int r;
+
+	if ((r = secret_random(32, &mfa_key)) < 0 || (r = totp_secret_new(&totp)) < 0 ||
+	    (r = totp_uri(totp, ISSUER, u->name, &uri)) < 0 ||
+	    (r = totp_recovery_generate(TOTP_RECOVERY_CODES, &codes, hashes)) < 0)
+		return r;
+	r = keyring_hsm_wrap_key(a->keyring, mfa_key, &key_blob, &key_len);
+	if (r < 0)
+		return r;
+	r = envelope_seal_totp(mfa_key, u->name, totp, &totp_blob, &totp_len);
+	if (r < 0) {
+		free(key_blob);
+		return r;
+	}
+	r = base32_encode(totp->p, totp->len, 0, b32, sizeof(b32));
+	if (r < 0) {
+		free(key_blob);
+		free(totp_blob);
+		return r;
+	}
+	arr = json_array();
+	for (const char *p = (const char *)codes->p; *p;) {
+		const char *e = strchrnul(p, '\n');
+		json_array_append_new(arr, json_stringn(p, (size_t)(e - p)));
+		p = *e ? e + 1 : e;
+	}
+	reply = json_pack("{s:s%, s:s, s:o}", "totp_uri", (const char *)uri->p, uri->len, "totp_secret", b32,
+			  "recovery_codes", arr);
+	sodium_memzero(b32, sizeof(b32));
+	free(u->mfa_key);
+	free(u->totp_blob);
+	u->mfa_key = key_blob;
+	u->mfa_key_len = key_len;
+	u->totp_blob = totp_blob;
+	u->totp_len = totp_len;
+	u->mfa_state = STORE_MFA_PENDING;
+	u->totp_last_step = 0;
+	*ret_reply = reply;
+	return reply ? 0 : -ENOMEM;
+}
+
+int api_init_vault(struct api *a, const char *admin, const struct secret *pass)
+{
+	return api_init_vault_mfa(a, admin, pass, NULL);
+}
+
+int api_init_vault_mfa(struct api *a, const char *admin, const struct secret *pass, json_t **ret_enrolment)
+{
+	char hashes[TOTP_RECOVERY_CODES][65];
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	json_t *enrolment = NULL;
+	char now[32];
+	int r;
+
+	if (!name_valid(admin) || auth_passphrase_check(pass))
+		return -EINVAL;
+	snprintf(u.name, sizeof(u.name), "%s", admin);
+	/* Hash before taking the state lock: Argon2 is the slow part. */
+	r = auth_hash(&a->cfg.argon2, pass, &u.phc);
+	if (r < 0)
+		return r;
+	u.roles = strdup("[\"admin\"]");
+	if (!u.roles) {
+		store_user_clear(&u);
+		return -ENOMEM;
+	}
+
+	pthread_mutex_lock(&a->state_mu);
+	if (a->initialized) {
+		r = -EEXIST;
+		goto out;
+	}
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		goto out;
+	r = keyring_init(a->keyring, tx);
+	if (r < 0)
+		goto out;
+	r = enrol(a, &u, hashes, &enrolment);
+	if (r < 0)
+		goto out;
+	u.created_at = u.updated_at = time(NULL);
+	if ((r = store_user_put(tx, &u)) < 0 ||
+	    (r = store_recovery_set(tx, u.name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES)) < 0)
+		goto out;
+	snprintf(now, sizeof(now), "%" PRId64, (int64_t)u.created_at);
+	r = store_meta_set(tx, "initialized_at", now);
+	if (r < 0)
+		goto out;
+	r = store_write_commit(TAKE_PTR(tx));
+	if (r < 0)
+		goto out;
+	a->initialized = true;
+	log_info("vault initialised; admin user '%s' (MFA enrolment pending)", admin);
+	if (ret_enrolment)
+		*ret_enrolment = TAKE_PTR(enrolment);
+out:
+	store_tx_end(tx);
+	pthread_mutex_unlock(&a->state_mu);
+	json_decref(enrolment);
+	sodium_memzero(hashes, sizeof(hashes));
+	store_user_clear(&u);
+	return r;
+}
+
+int h_init(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const fields[] = { "admin", "passphrase", NULL };
+	static const char *const q[] = { NULL };
+	_cleanup_json_ json_t *body = NULL;
+	_cleanup_secret_ struct secret *pass = NULL;
+	json_t *admin, *pp, *enrolment = NULL;
+	const char *why;
+	int r;
+
+	/* Init is for whoever runs the daemon: nobody else may claim the vault. */
+	if (c->req->uid != 0 && c->req->uid != a->cfg.daemon_uid)
+		return reply_error(ret_body, 403, "forbidden", "only root or the daemon's uid may initialise the vault");
+	if ((r = check_query(c->req, q, ret_body)) || (r = parse_body(c->req, fields, &body, ret_body)))
+		return r;
+	admin = json_object_get(body, "admin");
+	pp = json_object_get(body, "passphrase");
+	if (!json_is_string(admin) || !name_valid(json_string_value(admin)))
+		return reply_invalid(ret_body,
+				     json_pack("{s:s}", "admin",
+					       "required: 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit"),
+				     "invalid init request");
+	if (!json_is_string(pp) || json_to_secret(pp, &pass) < 0)
+		return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", "required"), "invalid init request");
+	why = auth_passphrase_check(pass);
+	if (why)
+		return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", why), "invalid init request");
+
+	r = api_init_vault_mfa(a, json_string_value(admin), pass, &enrolment);
+	if (r == -EEXIST)
+		return reply_error(ret_body, 409, "conflict", "the vault is already initialized");
+	if (r < 0)
+		return reply_hsm_error(ret_body, c->req, r, "init");
+	json_object_set_new(enrolment, "initialized", json_true());
+	json_object_set_new(enrolment, "admin", json_string(json_string_value(admin)));
+	json_object_set_new(enrolment, "locked", json_true());
+	return reply(ret_body, 200, enrolment);
+}
+
+/* ---- authentication: passphrase + TOTP or recovery code ---- */
+
+static void failure_key(char *buf, size_t n, const char *kind, const char *what)
+{
+	snprintf(buf, n, "%s:%s", kind, what);
+}
+
+/* 429 if the user or the uid is locked out; 0 otherwise. */
+static int check_lockout(struct api *a, struct call *c, const char *user, json_t **ret_body)
+{
+	char keys[2][96], uid[16];
+	struct store_tx *tx = NULL;
+	int64_t now = time(NULL), until = 0;
+	int r;
+
+	snprintf(uid, sizeof(uid), "%u", (unsigned)c->req->uid);
+	failure_key(keys[0], sizeof(keys[0]), "user", user);
+	failure_key(keys[1], sizeof(keys[1]), "uid", uid);
+	r = store_read_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "begin read");
+	for (int i = 0; i < 2; i++) {
+		struct store_failure f;
+		if (store_failure_get(tx, keys[i], &f) == 0 && f.locked_until > now && f.locked_until > until)
+			until = f.locked_until;
+	}
+	store_tx_end(tx);
+	if (until > now) {
+		log_warning("authentication for '%s' from uid %s refused: locked out for %" PRId64 " s", user, uid,
+			    until - now);
+		return reply_error(ret_body, 429, "rate_limited",
+				   "too many failed attempts; try again in %" PRId64 " seconds", until - now);
+	}
+	return 0;
+}
+
+static void record_failure(struct api *a, struct call *c, const char *user, const char *why)
+{
+	char key[96], uid[16];
+	struct store_failure f = {0};
+	struct store_tx *tx = NULL;
+	int64_t now = time(NULL);
+
+	snprintf(uid, sizeof(uid), "%u", (unsigned)c->req->uid);
+	log_warning("authentication failed for user '%s' from uid %s pid %d: %s (request %s)", user, uid,
+		    (int)c->req->pid, why, c->req->request_id);
+	if (store_write_begin(a->store, &tx) < 0)
+		return;
+	/* Unknown names are counted too: otherwise the 429 would tell which
+	 * users exist. */
+	failure_key(key, sizeof(key), "user", user);
+	if (store_failure_record(tx, key, now, a->cfg.lockout_seconds, a->cfg.max_failures, a->cfg.lockout_seconds,
+				 &f) < 0)
+		goto out;
+	failure_key(key, sizeof(key), "uid", uid);
+	if (store_failure_record(tx, key, now, a->cfg.lockout_seconds, a->cfg.max_failures, a->cfg.lockout_seconds,
+				 &f) < 0)
+		goto out;
+	(void)store_write_commit(TAKE_PTR(tx));
+out:
+	store_tx_end(tx);
+}
+
+static void clear_failures(struct api *a, struct call *c, const char *user)
+{
+	char key[96], uid[16];
+	struct store_tx *tx = NULL;
+
+	snprintf(uid, sizeof(uid), "%u", (unsigned)c->req->uid);
+	if (store_write_begin(a->store, &tx) < 0)
+		return;
+	failure_key(key, sizeof(key), "user", user);
+	(void)store_failure_clear(tx, key);
+	failure_key(key, sizeof(key), "uid", uid);
+	(void)store_failure_clear(tx, key);
+	(void)store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+}
+
+/* The second factor. 0, -EACCES (wrong or replayed), or another error. */
+static int check_second_factor(struct api *a, const struct store_user *u, const json_t *totp, const json_t *rc)
+{
+	_cleanup_secret_ struct secret *mfa_key = NULL, *secret = NULL;
+	struct store_tx *tx = NULL;
+	uint64_t step;
+	char hash[65];
+	int r;
+
+	if (rc) {
+		if (totp_recovery_hash(json_string_value(rc), hash) < 0)
+			return -EACCES;
+		r = store_write_begin(a->store, &tx);
+		if (r < 0)
+			return r;
+		r = store_recovery_consume(tx, u->name, hash);
+		if (r >= 0)
+			r = store_write_commit(TAKE_PTR(tx));
+		store_tx_end(tx);
+		return r == -ENOENT ? -EACCES : r;
+	}
+	if (!u->mfa_key || !u->totp_blob)
+		return -EACCES;
+	r = keyring_hsm_unwrap_key(a->keyring, u->mfa_key, u->mfa_key_len, &mfa_key);
+	if (r < 0)
+		return r;
+	r = envelope_open_totp(mfa_key, u->name, u->totp_blob, u->totp_len, &secret);
+	if (r < 0)
+		return r;
+	step = u->totp_last_step;
+	r = totp_verify(secret, json_string_value(totp), time(NULL), &step);
+	if (r == -EACCES || r == -EALREADY || r == -EINVAL)
+		return -EACCES;
+	if (r < 0)
+		return r;
+	/* Record the step atomically: two requests racing with one code get
+	 * one success. This also completes a pending enrolment. */
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		return r;
+	r = store_user_use_totp_step(tx, u->name, step);
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	return r == -EALREADY ? -EACCES : r;
+}
+
+/* Parses {"user", "passphrase", "totp" | "recovery_code"} and checks all
+ * three. 0 with *ret_user filled, or writes the reply and returns it. */
+static int authenticate(struct api *a, struct call *c, struct store_user *ret_user, json_t **ret_body)
+{
+	static const char *const fields[] = { "user", "passphrase", "totp", "recovery_code", NULL };
+	static const char *const q[] = { NULL };
+	_cleanup_json_ json_t *body = NULL;
+	_cleanup_secret_ struct secret *pass = NULL;
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	json_t *user, *pp, *totp, *rc;
+	char name[PATH_SEGMENT_MAX + 1];
+	int r, status;
+
+	if ((r = check_query(c->req, q, ret_body)) || (r = parse_body(c->req, fields, &body, ret_body)))
+		return r;
+	user = json_object_get(body, "user");
+	pp = json_object_get(body, "passphrase");
+	totp = json_object_get(body, "totp");
+	rc = json_object_get(body, "recovery_code");
+	if (!json_is_string(user) || !json_is_string(pp) || (!totp == !rc) || (totp && !json_is_string(totp)) ||
+	    (rc && !json_is_string(rc)))
+		return reply_invalid(ret_body,
+				     json_pack("{s:s, s:s, s:s}", "user", "required", "passphrase", "required", "totp",
+					       "required: a 6-digit code, or recovery_code instead"),
+				     "invalid credentials request");
+	if (!name_valid(json_string_value(user)))
+		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
+	snprintf(name, sizeof(name), "%s", json_string_value(user));
+	if ((status = check_lockout(a, c, name, ret_body)))
+		return status;
+	if (json_to_secret(pp, &pass) < 0 || pass->len > AUTH_PASSPHRASE_MAX) {
+		record_failure(a, c, name, "bad passphrase");
+		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
+	}
+
+	r = store_read_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "begin read");
+	r = store_user_get(tx, name, &u);
+	store_tx_end(tx);
+	if (r == -ENOENT) {
+		/* The same Argon2 work as a real check: timing does not tell. */
+		auth_burn(&a->cfg.argon2, pass);
+		record_failure(a, c, name, "no such user");
+		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
+	}
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "read user");
+	r = auth_verify(u.phc, pass);
+	if (r == 0)
+		r = check_second_factor(a, &u, totp, rc);
+	if (r == -EACCES || r == -EINVAL) {
+		record_failure(a, c, name, rc ? "wrong passphrase or recovery code" : "wrong passphrase or TOTP code");
+		store_user_clear(&u);
+		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
+	}
+	if (r < 0) {
+		store_user_clear(&u);
+		return reply_hsm_error(ret_body, c->req, r, "authenticate");
+	}
+	clear_failures(a, c, name);
+	if (rc)
+		log_notice("user '%s' used a recovery code (uid %u)", name, (unsigned)c->req->uid);
+	*ret_user = u;
+	return 0;
+}
+
+static bool roles_allow_admin(struct store_tx *tx, const char *roles_json)
+{
+	struct principal p = {0};
+	bool ok = false;
+
+	if (identity_load_roles(tx, roles_json, &p) >= 0)
+		ok = rbac_allowed(p.roles, p.n_roles, NULL, RBAC_ADMIN);
+	principal_clear(&p);
+	return ok;
+}
+
+int api_unlock_vault(struct api *a, const char *user, const struct secret *pass)
+{
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	bool is_admin;
+	int r;
+
+	/* vaultd --dev only: the dev process holds the passphrase and the TOTP
+	 * secret anyway, so it unlocks with the passphrase alone. */
+	if (!api_is_initialized(a))
+		return -ENOENT;
+	r = store_read_begin(a->store, &tx);
+	if (r < 0)
+		return r;
+	r = store_user_get(tx, user, &u);
+	is_admin = r == 0 && roles_allow_admin(tx, u.roles);
+	store_tx_end(tx);
+	if (r < 0)
+		return r == -ENOENT ? -EACCES : r;
+	r = auth_verify(u.phc, pass);
+	store_user_clear(&u);
+	if (r < 0 || !is_admin)
+		return -EACCES;
+	pthread_mutex_lock(&a->state_mu);
+	r = keyring_unlock(a->keyring, a->store);
+	pthread_mutex_unlock(&a->state_mu);
+	return r;
+}
+
+int h_unlock(struct api *a, struct call *c, json_t **ret_body)
+{
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	bool is_admin = false;
+	int r;
+
+	if (!api_is_initialized(a))
+		return reply_error(ret_body, 503, "uninitialized", "the vault is not initialized; run 'vaultctl init'");
+	if ((r = authenticate(a, c, &u, ret_body)))
+		return r;
+	if (store_read_begin(a->store, &tx) >= 0) {
+		is_admin = roles_allow_admin(tx, u.roles);
+		store_tx_end(tx);
+	}
+	if (!is_admin) {
+		log_warning("unlock refused: user '%s' lacks the admin capability", u.name);
+		store_user_clear(&u);
+		return reply_error(ret_body, 403, "forbidden", "unlocking needs the admin capability");
+	}
+	pthread_mutex_lock(&a->state_mu);
+	r = keyring_unlock(a->keyring, a->store);
+	pthread_mutex_unlock(&a->state_mu);
+	if (r < 0) {
+		store_user_clear(&u);
+		return reply_hsm_error(ret_body, c->req, r, "unlock");
+	}
+	log_info("vault unlocked by '%s' (uid %u)", u.name, (unsigned)c->req->uid);
+	store_user_clear(&u);
+	return reply(ret_body, 200, json_pack("{s:b}", "locked", 0));
+}
+
+int h_login(struct api *a, struct call *c, json_t **ret_body)
+{
+	uint8_t raw[TOKEN_BYTES];
+	char token[2 * TOKEN_BYTES + 8];
+	struct store_token t = {0};
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	json_t *roles;
+	int r;
+
+	if ((r = authenticate(a, c, &u, ret_body)))
+		return r;
+	randombytes_buf(raw, sizeof(raw));
+	memcpy(token, "vt.", 3);
+	sodium_bin2hex(token + 3, sizeof(token) - 3, raw, sizeof(raw));
+	sodium_memzero(raw, sizeof(raw));
+	token_hash_hex(token, strlen(token), t.hash);
+	snprintf(t.user, sizeof(t.user), "%s", u.name);
+	t.uid = (uint32_t)c->req->uid;
+	t.created_at = time(NULL);
+	t.expires_at = t.created_at + a->cfg.session_ttl;
+	r = store_write_begin(a->store, &tx);
+	if (r >= 0) {
+		(void)store_token_purge_expired(tx, t.created_at);
+		r = store_token_put(tx, &t);
+	}
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	if (r < 0) {
+		sodium_memzero(token, sizeof(token));
+		store_user_clear(&u);
+		return reply_store_busy_or_internal(ret_body, c->req, r, "store token");
+	}
+	roles = json_loads(u.roles, 0, NULL);
+	log_info("user '%s' logged in from uid %u", u.name, (unsigned)c->req->uid);
+	r = reply(ret_body, 200, json_pack("{s:s, s:o, s:s, s:o}", "token", token, "expires_at",
+					   json_time(t.expires_at), "user", u.name, "roles",
+					   roles ? roles : json_array()));
+	sodium_memzero(token, sizeof(token));
+	store_user_clear(&u);
+	return r;
+}
+
+int h_logout(struct api *a, struct call *c, json_t **ret_body)
+{
+	struct store_tx *tx = NULL;
+	int r;
+
+	if (c->who.kind != PRINCIPAL_USER)
+		return reply_error(ret_body, 401, "unauthorized", "logout needs the bearer token to revoke");
+	r = store_write_begin(a->store, &tx);
+	if (r >= 0)
+		r = store_token_delete(tx, c->who.token_hash);
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	if (r < 0 && r != -ENOENT)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "revoke token");
+	log_info("user '%s' logged out", c->who.name);
+	return reply(ret_body, 200, json_pack("{s:b}", "logged_out", 1));
+}
+
+int h_self(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const q[] = { NULL };
+	int r;
+
+	if ((r = check_query(c->req, q, ret_body)))
+		return r;
+	return reply(ret_body, 200,
+		     json_pack("{s:s, s:s, s:O, s:i}", "kind", c->who.kind == PRINCIPAL_USER ? "user" : "service",
+			       "name", c->who.name, "roles", c->who.role_names ? c->who.role_names : json_array(),
+			       "uid", (json_int_t)c->req->uid));
+}
+
+int h_passphrase(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const fields[] = { "current", "new", NULL };
+	_cleanup_json_ json_t *body = NULL;
+	_cleanup_secret_ struct secret *cur = NULL, *new_pass = NULL;
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	const char *why;
+	char *phc = NULL;
+	int r;
+
+	if (c->who.kind != PRINCIPAL_USER)
+		return reply_error(ret_body, 403, "forbidden", "only a logged-in user can change their passphrase");
+	if ((r = parse_body(c->req, fields, &body, ret_body)))
+		return r;
+	if (!json_is_string(json_object_get(body, "current")) || !json_is_string(json_object_get(body, "new")) ||
+	    json_to_secret(json_object_get(body, "current"), &cur) < 0 ||
+	    json_to_secret(json_object_get(body, "new"), &new_pass) < 0)
+		return reply_invalid(ret_body, json_pack("{s:s, s:s}", "current", "required", "new", "required"),
+				     "invalid passphrase change");
+	if ((why = auth_passphrase_check(new_pass)))
+		return reply_invalid(ret_body, json_pack("{s:s}", "new", why), "invalid passphrase change");
+	if ((r = check_lockout(a, c, c->who.name, ret_body)))
+		return r;
+	r = store_read_begin(a->store, &tx);
+	if (r >= 0) {
+		r = store_user_get(tx, c->who.name, &u);
+		store_tx_end(tx);
+		tx = NULL;
+	}
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "read user");
+	if (auth_verify(u.phc, cur) < 0) {
+		store_user_clear(&u);
+		record_failure(a, c, c->who.name, "wrong current passphrase");
+		return reply_error(ret_body, 401, "unauthorized", "the current passphrase is wrong");
+	}
+	r = auth_hash(&a->cfg.argon2, new_pass, &phc);
+	store_user_clear(&u);
+	/* Re-read inside the write: a login since the check may have moved
+	 * totp_last_step, which must not go back. */
+	if (r >= 0)
+		r = store_write_begin(a->store, &tx);
+	if (r >= 0)
+		r = store_user_get(tx, c->who.name, &u);
+	if (r >= 0) {
+		free(u.phc);
+		u.phc = TAKE_PTR(phc);
+		u.updated_at = time(NULL);
+		r = store_user_put(tx, &u);
+	}
+	free(phc);
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	store_user_clear(&u);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "change passphrase");
+	log_info("user '%s' changed their passphrase", c->who.name);
+	return reply(ret_body, 200, json_pack("{s:b}", "changed", 1));
+}
+
+/* ---- management (admin) ---- */
+
+/* The name after "/v1/<kind>/", validated; writes 400 on failure. */
+static int one_name(struct call *c, char *out, size_t n, json_t **ret_body)
+{
+	const char *name = c->rest;
+
+	if (*name == '/')
+		name++;
+	if (!name_valid(name))
+		return reply_error(ret_body, 400, "bad_name",
+				   "names are 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit");
+	snprintf(out, n, "%s", name);
+	return 0;
+}
+
+/* roles must be a non-empty array of distinct, existing role names. */
+static int check_roles(struct store_tx *tx, const json_t *roles, json_t **ret_body)
+{
+	const char *unknown;
+	json_t *v;
+	size_t i;
+
+	if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > PRINCIPAL_ROLES_MAX)
+		return reply_invalid(ret_body, json_pack("{s:s}", "roles", "an array of 1-16 role names"), "invalid roles");
+	json_array_foreach(roles, i, v)
+		if (!json_is_string(v) || !name_valid(json_string_value(v)))
+			return reply_invalid(ret_body, json_pack("{s:s}", "roles", "role names are strings of [A-Za-z0-9._-]"),
+					     "invalid roles");
+	unknown = identity_unknown_role(tx, roles);
+	if (unknown)
+		return reply_invalid(ret_body, json_pack("{s:s}", "roles", "names a role that does not exist"),
+				     "invalid roles");
+	return 0;
+}
+
+static int user_json_one(const struct store_user *u, void *userdata)
+{
+	json_t *roles = json_loads(u->roles, 0, NULL);
+
+	return json_array_append_new(userdata, json_pack("{s:s, s:o, s:s, s:o, s:o}", "name", u->name, "roles",
+							 roles ? roles : json_array(), "mfa",
+							 u->mfa_state == STORE_MFA_ACTIVE ? "active" : "pending",
+							 "created_at", json_time(u->created_at), "updated_at",
+							 json_time(u->updated_at))) < 0
+		       ? -ENOMEM
+		       : 0;
+}
+
+/* Would the change leave no user with the admin capability? */
+static bool last_admin_lost(struct store_tx *tx, const char *user, const json_t *new_roles)
+{
+	int n = store_user_count_with_role(tx, "admin");
+	bool keeps = false;
+	size_t i;
+	json_t *v;
+
+	if (new_roles)
+		json_array_foreach(new_roles, i, v)
+			if (streq(json_string_value(v), "admin"))
+				keeps = true;
+	if (keeps)
+		return false;
+	/* Only users holding "admin" count: custom roles cannot unlock being
+	 * lost is a risk we refuse to judge here. */
+	{
+		struct store_user u = {0};
+		bool was = false;
+		if (store_user_get(tx, user, &u) == 0) {
+			was = strstr(u.roles, "\"admin\"") != NULL;
+			store_user_clear(&u);
+		}
+		return was && n <= 1;
+	}
+}
+
+int h_users(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const fields[] = { "passphrase", "roles", NULL };
+	const char *m = c->req->method;
+	char name[PATH_SEGMENT_MAX + 1];
+	char hashes[TOTP_RECOVERY_CODES][65];
+	_cleanup_json_ json_t *body = NULL;
+	_cleanup_secret_ struct secret *pass = NULL;
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	json_t *out = NULL, *roles = NULL;
+	bool reset = false;
+	const char *why;
+	int r, status;
+
+	if (streq(c->rest, "") && streq(m, "GET")) {
+		json_t *arr = json_array();
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_user_list(tx, user_json_one, arr);
+		store_tx_end(tx);
+		if (r < 0) {
+			json_decref(arr);
+			return reply_store_busy_or_internal(ret_body, c->req, r, "list users");
+		}
+		return reply(ret_body, 200, json_pack("{s:o}", "users", arr));
+	}
+	if (streq(m, "POST")) {
+		size_t n = strlen(c->rest);
+		static const char sfx[] = "/reset-mfa";
+		if (n <= sizeof(sfx) - 1 || !streq(c->rest + n - (sizeof(sfx) - 1), sfx))
+			return reply_error(ret_body, 405, "method_not_allowed", "POST is only for .../reset-mfa");
+		snprintf(name, sizeof(name), "%.*s", (int)(n - (sizeof(sfx) - 1) - 1), c->rest + 1);
+		if (!name_valid(name))
+			return reply_error(ret_body, 400, "bad_name", "invalid user name");
+		reset = true;
+	} else if ((status = one_name(c, name, sizeof(name), ret_body)))
+		return status;
+
+	if (streq(m, "GET")) {
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_user_get(tx, name, &u);
+		if (r == 0) {
+			json_t *arr = json_array();
+			user_json_one(&u, arr);
+			out = json_incref(json_array_get(arr, 0));
+			json_decref(arr);
+			json_object_set_new(out, "recovery_codes_left", json_integer(store_recovery_count(tx, name)));
+		}
+		store_tx_end(tx);
+		store_user_clear(&u);
+		if (r == -ENOENT)
+			return reply_error(ret_body, 404, "not_found", "no user '%s'", name);
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "read user");
+		return reply(ret_body, 200, out);
+	}
+	if (streq(m, "DELETE")) {
+		r = store_write_begin(a->store, &tx);
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "begin write");
+		if (last_admin_lost(tx, name, NULL)) {
+			store_tx_end(tx);
+			return reply_error(ret_body, 409, "conflict", "'%s' is the last admin and cannot be deleted", name);
+		}
+		r = store_user_delete(tx, name);        /* cascades its tokens */
+		if (r >= 0)
+			r = store_write_commit(TAKE_PTR(tx));
+		store_tx_end(tx);
+		if (r == -ENOENT)
+			return reply_error(ret_body, 404, "not_found", "no user '%s'", name);
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "delete user");
+		log_info("user '%s' deleted by '%s'", name, c->who.name);
+		return reply(ret_body, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+	}
+	if (!reset && !streq(m, "PUT"))
+		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on users", m);
+
+	if (!reset) {
+		if ((status = parse_body(c->req, fields, &body, ret_body)))
+			return status;
+		roles = json_object_get(body, "roles");
+		if (json_object_get(body, "passphrase")) {
+			if (!json_is_string(json_object_get(body, "passphrase")) ||
+			    json_to_secret(json_object_get(body, "passphrase"), &pass) < 0)
+				return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", "must be a string"),
+						     "invalid user");
+			if ((why = auth_passphrase_check(pass)))
+				return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", why), "invalid user");
+		}
+	}
+
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "begin write");
+	r = store_user_get(tx, name, &u);
+	if (r < 0 && r != -ENOENT) {
+		status = reply_store_busy_or_internal(ret_body, c->req, r, "read user");
+		goto out;
+	}
+	if (reset) {
+		if (r == -ENOENT) {
+			status = reply_error(ret_body, 404, "not_found", "no user '%s'", name);
+			goto out;
+		}
+	} else if (r == -ENOENT) {
+		/* Create: both fields required. */
+		if (!pass || !roles) {
+			status = reply_invalid(ret_body, json_pack("{s:s, s:s}", "passphrase", "required", "roles", "required"),
+					       "invalid user");
+			goto out;
+		}
+		snprintf(u.name, sizeof(u.name), "%s", name);
+		u.created_at = time(NULL);
+	} else if (!pass && !roles) {
+		status = reply_invalid(ret_body, json_pack("{s:s}", "body", "give roles and/or passphrase"), "invalid user");
+		goto out;
+	}
+	if (roles) {
+		if ((status = check_roles(tx, roles, ret_body)))
+			goto out;
+		if (r == 0 && last_admin_lost(tx, name, roles)) {
+			status = reply_error(ret_body, 409, "conflict", "'%s' is the last admin and cannot be demoted", name);
+			goto out;
+		}
+		free(u.roles);
+		u.roles = json_dumps(roles, JSON_COMPACT);
+		if (u.roles) {
+			/* json_dumps() used the wiping allocator: hand the store a libc copy. */
+			char *copy = strdup(u.roles);
+			json_secure_free(u.roles);
+			u.roles = copy;
+		}
+	}
+	if (pass) {
+		char *phc = NULL;
+		if ((r = auth_hash(&a->cfg.argon2, pass, &phc)) < 0) {
+			status = reply_internal(ret_body, c->req, r, "hash passphrase");
+			goto out;
+		}
+		free(u.phc);
+		u.phc = phc;
+	}
+	if (reset || !u.mfa_key) {
+		r = enrol(a, &u, hashes, &out);
+		if (r < 0) {
+			status = reply_hsm_error(ret_body, c->req, r, "enrol MFA");
+			goto out;
+		}
+	}
+	u.updated_at = time(NULL);
+	if (!u.roles || !u.phc) {
+		status = reply_internal(ret_body, c->req, -ENOMEM, "build user");
+		goto out;
+	}
+	r = store_user_put(tx, &u);
+	/* A new second factor ends every session and replaces the recovery
+	 * codes; the user row must exist first (they reference it). */
+	if (r >= 0 && out && (r = store_recovery_set(tx, name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES)) >= 0)
+		r = store_token_delete_user(tx, name);
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	if (r < 0) {
+		status = reply_store_busy_or_internal(ret_body, c->req, r, "write user");
+		goto out;
+	}
+	log_info("user '%s' %s by '%s'", name, reset ? "MFA reset" : "written", c->who.name);
+	if (!out)
+		out = json_object();
+	json_object_set_new(out, "name", json_string(name));
+	json_object_set_new(out, "roles", json_loads(u.roles, 0, NULL));
+	status = reply(ret_body, 200, TAKE_PTR(out));
+out:
+	store_tx_end(tx);
+	store_user_clear(&u);
+	json_decref(out);
+	sodium_memzero(hashes, sizeof(hashes));
+	return status;
+}
+
+static int role_json_one(const struct store_role *r, void *userdata)
+{
+	json_t *rules = json_loads(r->rules, 0, NULL);
+	json_t *o = json_pack("{s:s, s:b, s:o}", "name", r->name, "builtin", 0, "rules",
+			      json_incref(json_object_get(rules, "rules")));
+
+	json_decref(rules);
+	return json_array_append_new(userdata, o) < 0 ? -ENOMEM : 0;
+}
+
+int h_roles(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const fields[] = { "rules", NULL };
+	const char *m = c->req->method;
+	char name[PATH_SEGMENT_MAX + 1];
+	_cleanup_json_ json_t *body = NULL, *errors = NULL;
+	struct store_role row = {0};
+	struct rbac_role parsed = {0};
+	struct store_tx *tx = NULL;
+	int r, status;
+
+	if (streq(c->rest, "") && streq(m, "GET")) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < rbac_builtin_count(); i++)
+			json_array_append_new(arr, rbac_role_to_json(rbac_builtin_at(i)));
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_role_list(tx, role_json_one, arr);
+		store_tx_end(tx);
+		if (r < 0) {
+			json_decref(arr);
+			return reply_store_busy_or_internal(ret_body, c->req, r, "list roles");
+		}
+		return reply(ret_body, 200, json_pack("{s:o}", "roles", arr));
+	}
+	if ((status = one_name(c, name, sizeof(name), ret_body)))
+		return status;
+	if (streq(m, "GET")) {
+		const struct rbac_role *b = rbac_builtin_find(name);
+		json_t *arr;
+		if (b)
+			return reply(ret_body, 200, rbac_role_to_json(b));
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_role_get(tx, name, &row);
+		store_tx_end(tx);
+		if (r == -ENOENT)
+			return reply_error(ret_body, 404, "not_found", "no role '%s'", name);
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "read role");
+		arr = json_array();
+		role_json_one(&row, arr);
+		store_role_clear(&row);
+		status = reply(ret_body, 200, json_incref(json_array_get(arr, 0)));
+		json_decref(arr);
+		return status;
+	}
+	if (rbac_builtin_find(name))
+		return reply_error(ret_body, 409, "conflict", "'%s' is a built-in role and cannot be changed", name);
+	if (streq(m, "DELETE")) {
+		r = store_write_begin(a->store, &tx);
+		if (r >= 0 && (r = store_role_refs(tx, name)) > 0) {
+			store_tx_end(tx);
+			return reply_error(ret_body, 409, "conflict", "role '%s' is used by %d users or services", name, r);
+		}
+		if (r >= 0)
+			r = store_role_delete(tx, name);
+		if (r >= 0)
+			r = store_write_commit(TAKE_PTR(tx));
+		store_tx_end(tx);
+		if (r == -ENOENT)
+			return reply_error(ret_body, 404, "not_found", "no role '%s'", name);
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "delete role");
+		return reply(ret_body, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+	}
+	if (!streq(m, "PUT"))
+		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on roles", m);
+	if ((status = parse_body(c->req, fields, &body, ret_body)))
+		return status;
+	r = rbac_role_from_json(name, body, &parsed, &errors);
+	if (r == -EINVAL)
+		return reply_invalid(ret_body, errors ? TAKE_PTR(errors) : json_object(), "invalid role");
+	if (r < 0)
+		return reply_internal(ret_body, c->req, r, "parse role");
+	snprintf(row.name, sizeof(row.name), "%s", name);
+	row.rules = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+	row.created_at = row.updated_at = time(NULL);
+	r = row.rules ? store_write_begin(a->store, &tx) : -ENOMEM;
+	if (r >= 0)
+		r = store_role_put(tx, &row);
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	json_secure_free(row.rules);
+	status = r < 0 ? reply_store_busy_or_internal(ret_body, c->req, r, "write role")
+		       : reply(ret_body, 200, rbac_role_to_json(&parsed));
+	rbac_role_clear(&parsed);
+	if (r >= 0)
+		log_info("role '%s' written by '%s'", name, c->who.name);
+	return status;
+}
+
+static int service_json_one(const struct store_service *s, void *userdata)
+{
+	json_t *roles = json_loads(s->roles, 0, NULL);
+
+	return json_array_append_new(userdata, json_pack("{s:s, s:i, s:o, s:o, s:o}", "name", s->name, "uid",
+							 (json_int_t)s->uid, "roles", roles ? roles : json_array(),
+							 "created_at", json_time(s->created_at), "updated_at",
+							 json_time(s->updated_at))) < 0
+		       ? -ENOMEM
+		       : 0;
+}
+
+int h_services(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const fields[] = { "uid", "roles", NULL };
+	const char *m = c->req->method;
+	char name[PATH_SEGMENT_MAX + 1];
+	_cleanup_json_ json_t *body = NULL;
+	struct store_service svc = {0};
+	struct store_tx *tx = NULL;
+	json_t *uid, *roles, *arr;
+	int r, status;
+
+	if (streq(c->rest, "") && streq(m, "GET")) {
+		arr = json_array();
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_service_list(tx, service_json_one, arr);
+		store_tx_end(tx);
+		if (r < 0) {
+			json_decref(arr);
+			return reply_store_busy_or_internal(ret_body, c->req, r, "list services");
+		}
+		return reply(ret_body, 200, json_pack("{s:o}", "services", arr));
+	}
+	if ((status = one_name(c, name, sizeof(name), ret_body)))
+		return status;
+	if (streq(m, "GET")) {
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_service_get(tx, name, &svc);
+		store_tx_end(tx);
+		if (r == -ENOENT)
+			return reply_error(ret_body, 404, "not_found", "no service '%s'", name);
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "read service");
+		arr = json_array();
+		service_json_one(&svc, arr);
+		store_service_clear(&svc);
+		status = reply(ret_body, 200, json_incref(json_array_get(arr, 0)));
+		json_decref(arr);
+		return status;
+	}
+	if (streq(m, "DELETE")) {
+		r = store_write_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_service_delete(tx, name);
+		if (r >= 0)
+			r = store_write_commit(TAKE_PTR(tx));
+		store_tx_end(tx);
+		if (r == -ENOENT)
+			return reply_error(ret_body, 404, "not_found", "no service '%s'", name);
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "delete service");
+		log_info("service '%s' unbound by '%s'", name, c->who.name);
+		return reply(ret_body, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+	}
+	if (!streq(m, "PUT"))
+		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on services", m);
+	if ((status = parse_body(c->req, fields, &body, ret_body)))
+		return status;
+	uid = json_object_get(body, "uid");
+	roles = json_object_get(body, "roles");
+	if (!json_is_integer(uid) || json_integer_value(uid) < 0 || json_integer_value(uid) >= UINT32_MAX)
+		return reply_invalid(ret_body, json_pack("{s:s}", "uid", "required: a Unix uid"), "invalid service");
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "begin write");
+	if ((status = check_roles(tx, roles, ret_body))) {
+		store_tx_end(tx);
+		return status;
+	}
+	snprintf(svc.name, sizeof(svc.name), "%s", name);
+	svc.uid = (uint32_t)json_integer_value(uid);
+	svc.roles = json_dumps(roles, JSON_COMPACT);
+	svc.created_at = svc.updated_at = time(NULL);
+	r = svc.roles ? store_service_put(tx, &svc) : -ENOMEM;
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	json_secure_free(svc.roles);
+	if (r == -EEXIST)
+		return reply_error(ret_body, 409, "conflict", "uid %u is bound to another service", svc.uid);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "write service");
+	log_info("service '%s' bound to uid %u by '%s'", name, svc.uid, c->who.name);
+	return reply(ret_body, 200, json_pack("{s:s, s:i, s:O}", "name", name, "uid", (json_int_t)svc.uid, "roles", roles));
+}
+
+int api_bind_service(struct api *a, const char *name, uid_t uid, const char *roles_json)
+{
+	struct store_service svc = {0};
+	struct store_tx *tx = NULL;
+	int r;
+
+	snprintf(svc.name, sizeof(svc.name), "%s", name);
+	svc.uid = (uint32_t)uid;
+	svc.roles = (char *)roles_json;
+	svc.created_at = svc.updated_at = time(NULL);
+	r = store_write_begin(a->store, &tx);
+	if (r >= 0)
+		r = store_service_put(tx, &svc);
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	return r;
+}

@@ -1,0 +1,159 @@
+/* vaultd/identity.c: who is calling (bearer token or service binding) and
+ * the roles that decide what they may do. See api_internal.h.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <time.h>
+#include "common/json.h"
+#include "common/log.h"
+#include "vaultd/api_internal.h"
+#include "vaultd/store.h"
+
+#define BEARER "Bearer "
+
+void principal_clear(struct principal *p)
+{
+	for (size_t i = 0; i < p->n_owned; i++)
+		rbac_role_clear(&p->owned[i]);
+	json_decref(p->role_names);
+	sodium_memzero(p->token_hash, sizeof(p->token_hash));
+	*p = (struct principal){0};
+}
+
+void token_hash_hex(const char *token, size_t n, char ret[65])
+{
+	uint8_t h[crypto_hash_sha256_BYTES];
+
+	crypto_hash_sha256(h, (const uint8_t *)token, n);
+	sodium_bin2hex(ret, 65, h, sizeof(h));
+}
+
+int identity_load_roles(struct store_tx *tx, const char *roles_json, struct principal *p)
+{
+	_cleanup_json_ json_t *arr = json_loads(roles_json, 0, NULL);
+	json_t *v;
+	size_t i;
+
+	if (!json_is_array(arr))
+		return -EBADMSG;
+	json_array_foreach(arr, i, v) {
+		const struct rbac_role *b;
+		struct store_role row = {0};
+		const char *name = json_string_value(v);
+		json_t *rules;
+		int r;
+
+		if (!name || p->n_roles >= PRINCIPAL_ROLES_MAX)
+			continue;
+		b = rbac_builtin_find(name);
+		if (b) {
+			p->roles[p->n_roles++] = b;
+			continue;
+		}
+		r = store_role_get(tx, name, &row);
+		if (r == -ENOENT)
+			continue;       /* deleted role: grants nothing */
+		if (r < 0)
+			return r;
+		rules = json_loads(row.rules, 0, NULL);
+		store_role_clear(&row);
+		if (!rules)
+			return -EBADMSG;
+		r = rbac_role_from_json(name, rules, &p->owned[p->n_owned], NULL);
+		json_decref(rules);
+		if (r < 0)
+			return r == -ENOMEM ? r : -EBADMSG;
+		p->roles[p->n_roles++] = &p->owned[p->n_owned++];
+	}
+	p->role_names = TAKE_PTR(arr);
+	return 0;
+}
+
+const char *identity_unknown_role(struct store_tx *tx, const json_t *arr)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(arr, i, v) {
+		struct store_role row = {0};
+		const char *name = json_string_value(v);
+
+		if (rbac_builtin_find(name))
+			continue;
+		if (store_role_get(tx, name, &row) < 0)
+			return name;
+		store_role_clear(&row);
+	}
+	return NULL;
+}
+
+static int resolve_token(struct api *a, struct call *c, const char *token, size_t n, struct store_tx *tx,
+			 json_t **ret_body)
+{
+	struct store_token t = {0};
+	struct store_user u = {0};
+	int r;
+
+	token_hash_hex(token, n, c->who.token_hash);
+	r = store_token_get(tx, c->who.token_hash, &t);
+	if (r == -ENOENT || (r == 0 && t.expires_at <= time(NULL)))
+		return reply_error(ret_body, 401, "unauthorized", "the token is invalid, expired or revoked; log in again");
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "read token");
+	if (t.uid != (uint32_t)c->req->uid) {
+		/* A token is bound to the uid that logged in: a copied token is
+		 * useless to anyone else on the host. */
+		log_warning("token of '%s' (uid %u) presented by uid %u", t.user, t.uid, (unsigned)c->req->uid);
+		return reply_error(ret_body, 401, "unauthorized", "the token belongs to another uid");
+	}
+	r = store_user_get(tx, t.user, &u);
+	if (r == -ENOENT)
+		return reply_error(ret_body, 401, "unauthorized", "the token is invalid, expired or revoked; log in again");
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "read user");
+	c->who.kind = PRINCIPAL_USER;
+	snprintf(c->who.name, sizeof(c->who.name), "%s", u.name);
+	r = identity_load_roles(tx, u.roles, &c->who);
+	store_user_clear(&u);
+	if (r < 0)
+		return reply_internal(ret_body, c->req, r, "load roles");
+	return 0;
+}
+
+int identity_resolve(struct api *a, struct call *c, json_t **ret_body)
+{
+	const char *auth = c->req->authorization;
+	struct store_service svc = {0};
+	struct store_tx *tx = NULL;
+	int r, status = 0;
+
+	r = store_read_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "begin read");
+	if (auth) {
+		size_t n = strlen(auth);
+		if (n <= strlen(BEARER) || strncmp(auth, BEARER, strlen(BEARER)) != 0) {
+			status = reply_error(ret_body, 401, "unauthorized", "Authorization must be 'Bearer <token>'");
+			goto out;
+		}
+		status = resolve_token(a, c, auth + strlen(BEARER), n - strlen(BEARER), tx, ret_body);
+		goto out;
+	}
+	r = store_service_get_by_uid(tx, (uint32_t)c->req->uid, &svc);
+	if (r == -ENOENT)
+		goto out;               /* unbound: kind NONE */
+	if (r < 0) {
+		status = reply_store_busy_or_internal(ret_body, c->req, r, "read service");
+		goto out;
+	}
+	c->who.kind = PRINCIPAL_SERVICE;
+	snprintf(c->who.name, sizeof(c->who.name), "%s", svc.name);
+	r = identity_load_roles(tx, svc.roles, &c->who);
+	store_service_clear(&svc);
+	if (r < 0)
+		status = reply_internal(ret_body, c->req, r, "load roles");
+out:
+	store_tx_end(tx);
+	return status;
+}
