@@ -1,5 +1,6 @@
 /* vaultd/api.c: see api.h. */
 #include <errno.h>
+#include <sodium.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include "common/path.h"
 #include "vaultd/api.h"
 #include "vaultd/api_internal.h"
+#include "vaultd/audit.h"
 #include "vaultd/types.h"
 #include "version.h"
 
@@ -333,10 +335,11 @@ static const char *metadata_check(const json_t *m)
 }
 
 /* Seals 'data' as the next version of path and commits. cas < 0: no check. */
-static int write_version(struct api *a, const struct server_request *req, const char *path,
+static int write_version(struct api *a, struct call *c, const char *path,
 			 const char *type, const char *metadata, const struct secret *plain,
 			 int64_t cas, uint32_t from_version, json_t **ret_body)
 {
+	const struct server_request *req = c->req;
 	char tenant[PATH_SEGMENT_MAX + 1];
 	struct store_secret head = {0};
 	struct store_version v = {0};
@@ -396,12 +399,16 @@ static int write_version(struct api *a, const struct server_request *req, const 
 	}
 	if (r >= 0)
 		r = store_secret_put_version(tx, path, tenant, type, metadata, &v);
+	/* The record commits with the change, or neither does. */
+	if (r >= 0)
+		r = audit_call(a, c, tx, 200);
 	if (r >= 0)
 		r = store_write_commit(TAKE_PTR(tx));
 	if (r < 0) {
 		status = reply_store_busy_or_internal(ret_body, req, r, "write secret");
 		goto out;
 	}
+	c->audited = true;
 	status = reply(ret_body, 200, json_pack("{s:s, s:i}", "path", path, "version", (json_int_t)next));
 out:
 	store_tx_end(tx);
@@ -410,8 +417,9 @@ out:
 	return status;
 }
 
-static int secret_put(struct api *a, const struct server_request *req, const char *path, json_t **ret_body)
+static int secret_put(struct api *a, struct call *c, const char *path, json_t **ret_body)
 {
+	const struct server_request *req = c->req;
 	static const char *const fields[] = { "type", "data", "metadata", "cas", NULL };
 	static const char *const q[] = { NULL };
 	_cleanup_json_ json_t *body = NULL, *errors = NULL;
@@ -475,7 +483,7 @@ static int secret_put(struct api *a, const struct server_request *req, const cha
 		if (!meta_text)
 			return reply_internal(ret_body, req, -ENOMEM, "copy metadata");
 	}
-	return write_version(a, req, path, t->name, meta_text, plain, cas ? json_integer_value(cas) : -1, 0,
+	return write_version(a, c, path, t->name, meta_text, plain, cas ? json_integer_value(cas) : -1, 0,
 			     ret_body);
 }
 
@@ -651,8 +659,9 @@ out:
 	return status;
 }
 
-static int secret_delete(struct api *a, const struct server_request *req, const char *path, json_t **ret_body)
+static int secret_delete(struct api *a, struct call *c, const char *path, json_t **ret_body)
 {
+	const struct server_request *req = c->req;
 	static const char *const q[] = { "destroy", NULL };
 	struct store_tx *tx = NULL;
 	bool destroy;
@@ -668,8 +677,12 @@ static int secret_delete(struct api *a, const struct server_request *req, const 
 		r = store_secret_destroy(tx, path);
 	else
 		r = store_secret_soft_delete(tx, path, time(NULL));
+	if (r >= 0 && destroy)
+		c->action = "secret.destroy";
 	if (r >= 0)
-		r = store_write_commit(TAKE_PTR(tx));
+		r = audit_call(a, c, tx, 200);
+	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
+		c->audited = true;
 	store_tx_end(tx);
 	if (r == -ENOENT)
 		return reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
@@ -686,8 +699,9 @@ static int secret_delete(struct api *a, const struct server_request *req, const 
 	return reply(ret_body, 200, json_pack("{s:s, s:b, s:b}", "path", path, "deleted", 1, "destroyed", destroy));
 }
 
-static int secret_rollback(struct api *a, const struct server_request *req, const char *path, json_t **ret_body)
+static int secret_rollback(struct api *a, struct call *c, const char *path, json_t **ret_body)
 {
+	const struct server_request *req = c->req;
 	static const char *const fields[] = { "version", "cas", NULL };
 	static const char *const q[] = { NULL };
 	_cleanup_json_ json_t *body = NULL;
@@ -733,7 +747,7 @@ static int secret_rollback(struct api *a, const struct server_request *req, cons
 		status = reply_internal(ret_body, req, -ENOMEM, "rollback");
 		goto out;
 	}
-	status = write_version(a, req, path, type, NULL, plain, cas ? json_integer_value(cas) : -1,
+	status = write_version(a, c, path, type, NULL, plain, cas ? json_integer_value(cas) : -1,
 			       (uint32_t)json_integer_value(ver), ret_body);
 	if (status == 200)
 		json_object_set_new(*ret_body, "rolled_back_from", json_integer(json_integer_value(ver)));
@@ -772,6 +786,7 @@ static int secrets_classify(struct call *c, unsigned *ret_cap, json_t **ret_body
 		if (n > 0 && (why = path_check(c->path, 1)))
 			return reply_error(ret_body, 400, "bad_path", "invalid prefix: %s", why);
 		c->op = OP_LIST;
+		c->action = "secret.list";
 		*ret_cap = RBAC_LIST;
 		return 0;
 	}
@@ -787,15 +802,19 @@ static int secrets_classify(struct call *c, unsigned *ret_cap, json_t **ret_body
 		return reply_error(ret_body, 400, "bad_path", "invalid path: %s", why);
 	if (streq(method, "GET")) {
 		c->op = server_request_query(c->req, "versions") ? OP_VERSIONS : OP_GET;
+		c->action = c->op == OP_VERSIONS ? "secret.versions" : "secret.read";
 		*ret_cap = RBAC_READ;
 	} else if (streq(method, "PUT")) {
 		c->op = OP_PUT;
+		c->action = "secret.write";
 		*ret_cap = RBAC_WRITE;
 	} else if (streq(method, "DELETE")) {
 		c->op = OP_DELETE;
+		c->action = "secret.delete";
 		*ret_cap = RBAC_DELETE;
 	} else if (streq(method, "POST")) {
 		c->op = OP_ROLLBACK;
+		c->action = "secret.rollback";
 		*ret_cap = RBAC_WRITE;
 	} else
 		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on secrets", method);
@@ -812,11 +831,11 @@ static int h_secrets(struct api *a, struct call *c, json_t **ret_body)
 	case OP_GET:
 		return secret_get(a, c->req, c->path, ret_body);
 	case OP_PUT:
-		return secret_put(a, c->req, c->path, ret_body);
+		return secret_put(a, c, c->path, ret_body);
 	case OP_DELETE:
-		return secret_delete(a, c->req, c->path, ret_body);
+		return secret_delete(a, c, c->path, ret_body);
 	case OP_ROLLBACK:
-		return secret_rollback(a, c->req, c->path, ret_body);
+		return secret_rollback(a, c, c->path, ret_body);
 	}
 	return reply_internal(ret_body, c->req, -EINVAL, "unclassified secrets request");
 }
@@ -834,26 +853,32 @@ enum {
 
 typedef int (*handler_fn)(struct api *a, struct call *c, json_t **ret_body);
 
+static int h_audit(struct api *a, struct call *c, json_t **ret_body);
+static int h_audit_verify(struct api *a, struct call *c, json_t **ret_body);
+
 static const struct route {
 	const char *methods;            /* space-separated */
 	const char *path;
 	unsigned flags;
 	unsigned cap;                   /* asked on "*" (no path) unless ROUTE_SECRETS */
 	handler_fn fn;
+	const char *action;             /* audit action; "<kind>." + verb for management routes */
 } routes[] = {
-	{ "GET", "/v1/sys/health", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_health },
-	{ "POST", "/v1/sys/init", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_init },
-	{ "POST", "/v1/sys/unlock", ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_unlock },
-	{ "POST", "/v1/sys/lock", 0, RBAC_ADMIN, h_lock },
-	{ "POST", "/v1/auth/login", ROUTE_PUBLIC, 0, h_login },
-	{ "POST", "/v1/auth/logout", ROUTE_ANY_PRINCIPAL, 0, h_logout },
-	{ "GET", "/v1/auth/self", ROUTE_ANY_PRINCIPAL, 0, h_self },
-	{ "POST", "/v1/auth/passphrase", ROUTE_ANY_PRINCIPAL, 0, h_passphrase },
-	{ "GET", "/v1/types", ROUTE_ANY_PRINCIPAL, 0, h_types },
-	{ "GET PUT DELETE POST", "/v1/users", ROUTE_PREFIX, RBAC_ADMIN, h_users },
-	{ "GET PUT DELETE", "/v1/roles", ROUTE_PREFIX, RBAC_ADMIN, h_roles },
-	{ "GET PUT DELETE", "/v1/services", ROUTE_PREFIX, RBAC_ADMIN, h_services },
-	{ "GET PUT DELETE POST", SECRETS_PREFIX, ROUTE_PREFIX | ROUTE_SECRETS, 0, h_secrets },
+	{ "GET", "/v1/sys/health", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_health, NULL },
+	{ "POST", "/v1/sys/init", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_init, "sys.init" },
+	{ "POST", "/v1/sys/unlock", ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_unlock, "sys.unlock" },
+	{ "POST", "/v1/sys/lock", 0, RBAC_ADMIN, h_lock, "sys.lock" },
+	{ "POST", "/v1/auth/login", ROUTE_PUBLIC, 0, h_login, "auth.login" },
+	{ "POST", "/v1/auth/logout", ROUTE_ANY_PRINCIPAL, 0, h_logout, "auth.logout" },
+	{ "GET", "/v1/auth/self", ROUTE_ANY_PRINCIPAL, 0, h_self, "auth.self" },
+	{ "POST", "/v1/auth/passphrase", ROUTE_ANY_PRINCIPAL, 0, h_passphrase, "auth.passphrase" },
+	{ "GET", "/v1/types", ROUTE_ANY_PRINCIPAL, 0, h_types, "types.list" },
+	{ "GET", "/v1/audit/verify", 0, RBAC_AUDIT, h_audit_verify, "audit.verify" },
+	{ "GET", "/v1/audit", 0, RBAC_AUDIT, h_audit, "audit.read" },
+	{ "GET PUT DELETE POST", "/v1/users", ROUTE_PREFIX, RBAC_ADMIN, h_users, "user." },
+	{ "GET PUT DELETE", "/v1/roles", ROUTE_PREFIX, RBAC_ADMIN, h_roles, "role." },
+	{ "GET PUT DELETE", "/v1/services", ROUTE_PREFIX, RBAC_ADMIN, h_services, "service." },
+	{ "GET PUT DELETE POST", SECRETS_PREFIX, ROUTE_PREFIX | ROUTE_SECRETS, 0, h_secrets, NULL },
 };
 
 static bool method_in(const char *list, const char *m)
@@ -919,17 +944,198 @@ static int authorize(const struct route *rt, struct call *c, unsigned cap, json_
 	return 0;
 }
 
-int api_handle(void *userdata, const struct server_request *req, json_t **ret_body)
+/* "user." + the verb the method means. */
+static const char *management_action(const struct route *rt, const struct server_request *req)
 {
-	struct api *a = userdata;
-	const struct route *rt;
-	struct call c = { .req = req };
+	static const char *const users[] = { "user.read", "user.write", "user.delete", "user.reset_mfa" };
+	static const char *const roles[] = { "role.read", "role.write", "role.delete", "role.write" };
+	static const char *const services[] = { "service.read", "service.write", "service.delete", "service.write" };
+	const char *const *t = rt->fn == h_users ? users : rt->fn == h_roles ? roles : services;
+
+	if (streq(req->method, "GET"))
+		return t[0];
+	if (streq(req->method, "PUT"))
+		return t[1];
+	if (streq(req->method, "DELETE"))
+		return t[2];
+	return t[3];
+}
+
+int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
+{
+	_cleanup_secret_ struct secret *mac_key = NULL;
+	struct store_tx *own = NULL;
+	struct audit_entry e = {
+		.principal = c->principal,
+		.uid = c->req->uid,
+		.pid = c->req->pid,
+		.action = c->action ? c->action : "unknown",
+		.path = c->path[0] ? c->path : NULL,
+		.capability = c->cap ? rbac_cap_name(c->cap) : "",
+		.result = status < 300 ? "allowed" : (status == 401 || status == 403 || status == 429) ? "denied" : "failed",
+		.status = status,
+		.detail = c->detail[0] ? c->detail : NULL,
+		.request_id = c->req->request_id,
+	};
+	int r;
+
+	if (!c->principal[0]) {
+		if (c->who.kind != PRINCIPAL_NONE)
+			snprintf(c->principal, sizeof(c->principal), "%s:%s",
+				 c->who.kind == PRINCIPAL_USER ? "user" : "service", c->who.name);
+		else
+			snprintf(c->principal, sizeof(c->principal), "uid:%u", (unsigned)c->req->uid);
+	}
+	/* Anchored while unlocked; records made while locked are chained and
+	 * anchored by the next one made unlocked. */
+	(void)keyring_audit_key(a->keyring, &mac_key);
+	if (!tx) {
+		r = store_write_begin(a->store, &own);
+		if (r < 0)
+			return r;
+		tx = own;
+	}
+	r = audit_append(tx, &e, mac_key);
+	if (own) {
+		if (r >= 0)
+			r = store_write_commit(TAKE_PTR(own));
+		store_tx_end(own);
+		if (r >= 0)
+			c->audited = true;
+	}
+	return r;
+}
+
+static int parse_i64_param(const char *s, int64_t *ret)
+{
+	char *end;
+	long long v;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+static json_t *audit_json(const struct store_audit *r)
+{
+	char hex[65];
+
+	sodium_bin2hex(hex, sizeof(hex), r->hash, sizeof(r->hash));
+	return json_pack("{s:I, s:o, s:s, s:I, s:I, s:s, s:s?, s:s, s:s, s:i, s:s?, s:s, s:s}", "id", (json_int_t)r->id,
+			 "time", json_time(r->time), "principal", r->principal, "uid", (json_int_t)r->uid, "pid",
+			 (json_int_t)r->pid, "action", r->action, "path", r->path, "capability", r->capability,
+			 "result", r->result, "status", r->status, "detail", r->detail, "request_id", r->request_id,
+			 "hash", hex);
+}
+
+struct audit_page {
+	json_t *arr;
+	int64_t last_id;
+};
+
+static int audit_one(const struct store_audit *r, void *userdata)
+{
+	struct audit_page *p = userdata;
+
+	p->last_id = r->id;
+	return json_array_append_new(p->arr, audit_json(r)) < 0 ? -ENOMEM : 0;
+}
+
+static int h_audit(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const q[] = { "since", "until", "principal", "path", "action", "result", "limit",
+					 "order", "cursor", NULL };
+	const struct server_request *req = c->req;
+	struct store_audit_filter f = { .limit = 100 };
+	struct audit_page page = {0};
+	struct store_tx *tx = NULL;
+	const char *v;
+	uint32_t limit;
+	int r;
+
+	if ((r = check_query(req, q, ret_body)))
+		return r;
+	if (((v = server_request_query(req, "since")) && parse_i64_param(v, &f.since) < 0) ||
+	    ((v = server_request_query(req, "until")) && parse_i64_param(v, &f.until) < 0) ||
+	    ((v = server_request_query(req, "cursor")) && parse_i64_param(v, &f.after_id) < 0))
+		return reply_error(ret_body, 400, "bad_request", "since, until and cursor must be non-negative integers");
+	if ((v = server_request_query(req, "limit"))) {
+		if (parse_u32(v, 1, 1000, &limit) < 0)
+			return reply_error(ret_body, 400, "bad_request", "limit must be 1 to 1000");
+		f.limit = limit;
+	}
+	if ((v = server_request_query(req, "order"))) {
+		if (!streq(v, "asc") && !streq(v, "desc"))
+			return reply_error(ret_body, 400, "bad_request", "order must be asc or desc");
+		f.descending = streq(v, "desc");
+	}
+	f.principal = server_request_query(req, "principal");
+	f.path_prefix = server_request_query(req, "path");
+	f.action = server_request_query(req, "action");
+	f.result = server_request_query(req, "result");
+
+	r = store_read_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "begin read");
+	page.arr = json_array();
+	r = store_audit_query(tx, &f, audit_one, &page);
+	store_tx_end(tx);
+	if (r == -EINVAL) {
+		json_decref(page.arr);
+		return reply_error(ret_body, 400, "bad_request", "invalid audit filter");
+	}
+	if (r < 0) {
+		json_decref(page.arr);
+		return reply_store_busy_or_internal(ret_body, req, r, "read audit");
+	}
+	return reply(ret_body, 200,
+		     json_pack("{s:o, s:o}", "records", page.arr, "next_cursor",
+			       json_array_size(page.arr) == f.limit ? json_integer(page.last_id) : json_null()));
+}
+
+static int h_audit_verify(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const q[] = { NULL };
+	_cleanup_secret_ struct secret *mac_key = NULL;
+	struct audit_verify v;
+	struct store_tx *tx = NULL;
+	json_t *out;
+	int r;
+
+	if ((r = check_query(c->req, q, ret_body)))
+		return r;
+	r = keyring_audit_key(a->keyring, &mac_key);
+	if (r < 0)
+		return reply_error(ret_body, 503, "locked", "the vault is locked; run 'vaultctl unlock'");
+	r = store_read_begin(a->store, &tx);
+	if (r >= 0) {
+		r = audit_verify(tx, mac_key, &v);
+		store_tx_end(tx);
+	}
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "verify audit");
+	if (!v.ok)
+		log_error("audit chain verification failed: %s", v.reason);
+	out = json_pack("{s:b, s:I, s:I}", "ok", v.ok, "records", (json_int_t)v.records, "anchored_through",
+			(json_int_t)v.anchored_through);
+	if (!v.ok) {
+		json_object_set_new(out, "first_broken", v.first_broken ? json_integer(v.first_broken) : json_null());
+		json_object_set_new(out, "reason", json_string(v.reason));
+	}
+	return reply(ret_body, 200, out);
+}
+
+static int dispatch(struct api *a, struct call *c, const struct route *rt, json_t **ret_body)
+{
+	const struct server_request *req = c->req;
 	unsigned cap;
 	int status;
 
-	rt = route_find(req->path, &c.rest);
-	if (!rt)
-		return reply_error(ret_body, 404, "not_found", "no such API route");
 	if (!method_in(rt->methods, req->method))
 		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
 				   req->method, rt->methods);
@@ -938,16 +1144,53 @@ int api_handle(void *userdata, const struct server_request *req, json_t **ret_bo
 	if (!(rt->flags & ROUTE_WHEN_LOCKED) && !keyring_is_unlocked(a->keyring))
 		return reply_error(ret_body, 503, "locked", "the vault is locked; run 'vaultctl unlock'");
 	if (rt->flags & ROUTE_PUBLIC)
-		return rt->fn(a, &c, ret_body);
+		return rt->fn(a, c, ret_body);
 
 	cap = rt->cap;
-	if ((rt->flags & ROUTE_SECRETS) && (status = secrets_classify(&c, &cap, ret_body)))
+	if ((rt->flags & ROUTE_SECRETS) && (status = secrets_classify(c, &cap, ret_body)))
 		return status;
-	if ((status = identity_resolve(a, &c, ret_body)) || (status = authorize(rt, &c, cap, ret_body))) {
+	c->cap = cap;
+	if ((status = identity_resolve(a, c, ret_body)))
+		return status;
+	if ((status = authorize(rt, c, cap, ret_body))) {
+		snprintf(c->detail, sizeof(c->detail), "no rule grants %s", rbac_cap_name(cap));
+		return status;
+	}
+	return rt->fn(a, c, ret_body);
+}
+
+int api_handle(void *userdata, const struct server_request *req, json_t **ret_body)
+{
+	struct api *a = userdata;
+	const struct route *rt;
+	struct call c = { .req = req };
+	int status, r;
+
+	rt = route_find(req->path, &c.rest);
+	if (!rt)
+		status = reply_error(ret_body, 404, "not_found", "no such API route");
+	else {
+		c.action = rt->action;
+		if (rt->action && rt->action[strlen(rt->action) - 1] == '.') {
+			c.action = management_action(rt, req);
+			if (*c.rest)    /* which user, role or service: a name, never a secret */
+				snprintf(c.detail, sizeof(c.detail), "%s%.64s", rt->path + 4, c.rest);
+		}
+		status = dispatch(a, &c, rt, ret_body);
+	}
+	/* Every request but health leaves a record; one that cannot be
+	 * recorded is refused (fail closed), whatever it would have answered. */
+	if (rt && rt->fn == h_health) {
 		principal_clear(&c.who);
 		return status;
 	}
-	status = rt->fn(a, &c, ret_body);
+	if (!c.audited && (r = audit_call(a, &c, NULL, status)) < 0) {
+		log_error_errno(r, "cannot write the audit record of request %s: refusing it", req->request_id);
+		json_decref(*ret_body);
+		*ret_body = NULL;
+		status = reply_error(ret_body, 503, "audit_unavailable",
+				     "the audit log cannot be written; the request was refused");
+	}
 	principal_clear(&c.who);
 	return status;
 }

@@ -45,7 +45,18 @@ struct call {
 	struct principal who;
 	char path[PATH_MAX_LEN + 16];   /* secrets: validated path or list prefix */
 	int op;                         /* secrets: which operation */
+	/* The audit record this request will leave. */
+	const char *action;
+	unsigned cap;                   /* capability asked, 0 if none */
+	char principal[80];             /* set by identity or by the auth handlers */
+	char detail[160];               /* why, for refusals and failures; never secret */
+	bool audited;                   /* the handler recorded it with its own change */
 };
+
+/* Appends c's audit record for status: in tx when given (the caller's write
+ * transaction, committed with the change), else in a transaction of its own.
+ * Never fails silently: the caller must refuse the request if this fails. */
+int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status);
 
 /* identity.c */
 /* Fills c->who from the bearer token or the uid's service binding. 0 (kind

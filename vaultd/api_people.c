@@ -171,6 +171,7 @@ int h_init(struct api *a, struct call *c, json_t **ret_body)
 	if (why)
 		return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", why), "invalid init request");
 
+	snprintf(c->detail, sizeof(c->detail), "admin '%s'", json_string_value(admin));
 	r = api_init_vault_mfa(a, json_string_value(admin), pass, &enrolment);
 	if (r == -EEXIST)
 		return reply_error(ret_body, 409, "conflict", "the vault is already initialized");
@@ -210,6 +211,7 @@ static int check_lockout(struct api *a, struct call *c, const char *user, json_t
 	}
 	store_tx_end(tx);
 	if (until > now) {
+		snprintf(c->detail, sizeof(c->detail), "locked out after repeated failures");
 		log_warning("authentication for '%s' from uid %s refused: locked out for %" PRId64 " s", user, uid,
 			    until - now);
 		return reply_error(ret_body, 429, "rate_limited",
@@ -226,6 +228,7 @@ static void record_failure(struct api *a, struct call *c, const char *user, cons
 	int64_t now = time(NULL);
 
 	snprintf(uid, sizeof(uid), "%u", (unsigned)c->req->uid);
+	snprintf(c->detail, sizeof(c->detail), "%s", why);
 	log_warning("authentication failed for user '%s' from uid %s pid %d: %s (request %s)", user, uid,
 		    (int)c->req->pid, why, c->req->request_id);
 	if (store_write_begin(a->store, &tx) < 0)
@@ -292,7 +295,9 @@ static int check_second_factor(struct api *a, const struct store_user *u, const 
 		return r;
 	step = u->totp_last_step;
 	r = totp_verify(secret, json_string_value(totp), time(NULL), &step);
-	if (r == -EACCES || r == -EALREADY || r == -EINVAL)
+	if (r == -EALREADY)
+		return -EALREADY;
+	if (r == -EACCES || r == -EINVAL)
 		return -EACCES;
 	if (r < 0)
 		return r;
@@ -305,7 +310,7 @@ static int check_second_factor(struct api *a, const struct store_user *u, const 
 	if (r >= 0)
 		r = store_write_commit(TAKE_PTR(tx));
 	store_tx_end(tx);
-	return r == -EALREADY ? -EACCES : r;
+	return r;       /* -EALREADY: another request used this step first */
 }
 
 /* Parses {"user", "passphrase", "totp" | "recovery_code"} and checks all
@@ -334,9 +339,14 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 				     json_pack("{s:s, s:s, s:s}", "user", "required", "passphrase", "required", "totp",
 					       "required: a 6-digit code, or recovery_code instead"),
 				     "invalid credentials request");
-	if (!name_valid(json_string_value(user)))
+	if (!name_valid(json_string_value(user))) {
+		snprintf(c->detail, sizeof(c->detail), "invalid user name");
 		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
+	}
 	snprintf(name, sizeof(name), "%s", json_string_value(user));
+	/* The claimed name: the record says who was tried, and the result
+	 * whether it was proven. */
+	snprintf(c->principal, sizeof(c->principal), "user:%s", name);
 	if ((status = check_lockout(a, c, name, ret_body)))
 		return status;
 	if (json_to_secret(pp, &pass) < 0 || pass->len > AUTH_PASSPHRASE_MAX) {
@@ -358,10 +368,18 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 	if (r < 0)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "read user");
 	r = auth_verify(u.phc, pass);
+	if (r == -EACCES || r == -EINVAL) {
+		record_failure(a, c, name, "wrong passphrase");
+		store_user_clear(&u);
+		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
+	}
 	if (r == 0)
 		r = check_second_factor(a, &u, totp, rc);
-	if (r == -EACCES || r == -EINVAL) {
-		record_failure(a, c, name, rc ? "wrong passphrase or recovery code" : "wrong passphrase or TOTP code");
+	if (r == -EACCES || r == -EINVAL || r == -EALREADY) {
+		record_failure(a, c, name,
+			       r == -EALREADY ? "TOTP code reused (each code works once)"
+			       : rc	      ? "wrong or used recovery code"
+					      : "wrong TOTP code");
 		store_user_clear(&u);
 		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
 	}

@@ -1,6 +1,7 @@
 /* vaultd/keyring.c: see keyring.h. */
 #include <errno.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <time.h>
 #include "common/err.h"
@@ -442,6 +443,28 @@ int keyring_open(struct keyring *k, struct store_tx *tx, const char *path,
 		goto out;
 	r = envelope_open_data(dek, path, v->version, v->data_blob, v->data_len, ret_plaintext);
 out:
+	pthread_rwlock_unlock(&k->state);
+	return r;
+}
+
+int keyring_audit_key(struct keyring *k, struct secret **ret)
+{
+	struct secret *key;
+	int r;
+
+	pthread_rwlock_rdlock(&k->state);
+	if (!k->rk) {
+		pthread_rwlock_unlock(&k->state);
+		return -EACCES;
+	}
+	r = secret_new(crypto_kdf_KEYBYTES, &key);
+	if (r >= 0) {
+		/* A key of its own for the audit anchor, so the RK itself never
+		 * keys anything but the KEK layer. */
+		crypto_kdf_derive_from_key(key->p, crypto_kdf_KEYBYTES, 1, "vltaudit", k->rk->p);
+		key->len = crypto_kdf_KEYBYTES;
+		*ret = key;
+	}
 	pthread_rwlock_unlock(&k->state);
 	return r;
 }

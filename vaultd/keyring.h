@@ -53,6 +53,11 @@ int keyring_check_hsm(struct keyring *k, struct store *s);
 int keyring_hsm_wrap_key(struct keyring *k, const struct secret *key, uint8_t **ret_blob, size_t *ret_len);
 int keyring_hsm_unwrap_key(struct keyring *k, const uint8_t *blob, size_t len, struct secret **ret_key);
 
+/* The audit anchor's MAC key, derived from the RK (libsodium KDF, context
+ * "vltaudit"). -EACCES while locked. Caller frees. XXX: root-key rotation
+ * (issue 6) must re-anchor the audit chain under the new RK. */
+int keyring_audit_key(struct keyring *k, struct secret **ret);
+
 /* Makes sure tenant has a KEK, creating version 1 in its own committed
  * transaction when it has none. -EACCES when locked. */
 int keyring_ensure_kek(struct keyring *k, struct store *s, const char *tenant);

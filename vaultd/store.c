@@ -136,6 +136,30 @@ static const char *const migrations[] = {
 	"	window_start INTEGER NOT NULL,\n"
 	"	locked_until INTEGER NOT NULL DEFAULT 0\n"
 	") STRICT, WITHOUT ROWID;\n",
+	/* 3: the audit log. Append-only from vaultd's side: nothing here
+	 * UPDATEs or DELETEs it (retention will be its own operation). The id
+	 * is the rowid and each record's hash chains to the previous one, so
+	 * ids are dense from 1. The CHECKs keep every column inside the
+	 * fields of struct store_audit. */
+	"CREATE TABLE audit (\n"
+	"	id INTEGER PRIMARY KEY CHECK (id >= 1),\n"
+	"	time INTEGER NOT NULL,\n"
+	"	principal TEXT NOT NULL,\n"
+	"	uid INTEGER NOT NULL CHECK (uid BETWEEN 0 AND 4294967295),\n"
+	"	pid INTEGER NOT NULL CHECK (pid BETWEEN -2147483648 AND 2147483647),\n"
+	"	action TEXT NOT NULL,\n"
+	"	path TEXT,\n"
+	"	capability TEXT NOT NULL,\n"
+	"	result TEXT NOT NULL CHECK (result IN ('allowed', 'denied', 'failed')),\n"
+	"	status INTEGER NOT NULL CHECK (status BETWEEN -2147483648 AND 2147483647),\n"
+	"	detail TEXT,\n"
+	"	request_id TEXT NOT NULL,\n"
+	"	hash BLOB NOT NULL CHECK (length(hash) = 32)\n"
+	") STRICT;\n"
+	/* The query filters: time ranges, one principal, a path subtree. */
+	"CREATE INDEX audit_by_time ON audit(time);\n"
+	"CREATE INDEX audit_by_principal ON audit(principal);\n"
+	"CREATE INDEX audit_by_path ON audit(path);\n",
 };
 
 /* Every statement the module runs after open, prepared once per connection. */
@@ -199,8 +223,15 @@ enum query {
 	Q_FAILURE_GET,
 	Q_FAILURE_PUT,
 	Q_FAILURE_CLEAR,
+	Q_AUDIT_LAST,
+	Q_AUDIT_APPEND,
+	Q_AUDIT_ITERATE,
 	_Q_MAX,
 };
+
+#define AUDIT_COLUMNS                                                                   \
+	"id, time, principal, uid, pid, action, path, capability, result, status, "    \
+	"detail, request_id, hash"
 
 #define SECRET_COLUMNS                                                                  \
 	"path, tenant, type, metadata, current_version, latest_version, created_at, "  \
@@ -339,6 +370,14 @@ static const char *const query_sql[_Q_MAX] = {
 			  "ON CONFLICT(key) DO UPDATE SET count = excluded.count, "
 			  "window_start = excluded.window_start, locked_until = excluded.locked_until",
 	[Q_FAILURE_CLEAR] = "DELETE FROM auth_failures WHERE key = ?1",
+	[Q_AUDIT_LAST] = "SELECT " AUDIT_COLUMNS " FROM audit ORDER BY id DESC LIMIT 1",
+	/* Check-and-insert in one statement: the row goes in only if its id
+	 * extends the chain (max(id) is one index lookup), so a record hashed
+	 * against a stale tail changes nothing. */
+	[Q_AUDIT_APPEND] = "INSERT INTO audit(" AUDIT_COLUMNS ") "
+			   "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 "
+			   "WHERE ?1 = (SELECT coalesce(max(id), 0) + 1 FROM audit)",
+	[Q_AUDIT_ITERATE] = "SELECT " AUDIT_COLUMNS " FROM audit ORDER BY id",
 };
 
 struct conn;
@@ -2262,4 +2301,235 @@ int store_failure_clear(struct store_tx *tx, const char *key)
 		return r;
 	r = step_changes(c, st, "failure clear");
 	return r < 0 ? r : 0;
+}
+
+/* --- audit --- */
+
+/* The bound on a composed audit query; the fragments below add up to far less. */
+#define AUDIT_QUERY_SQL_MAX 1024
+#define AUDIT_QUERY_LIMIT_MAX 10000
+
+void store_audit_clear(struct store_audit *a)
+{
+	if (!a)
+		return;
+	free(a->path);
+	free(a->detail);
+	memset(a, 0, sizeof(*a));
+}
+
+static bool audit_result_valid(const char *s)
+{
+	return s && (streq(s, "allowed") || streq(s, "denied") || streq(s, "failed"));
+}
+
+/* s fits a char[size] field; empty allowed. */
+static bool text_fits(const char *s, size_t size)
+{
+	return s && strnlen(s, size) < size;
+}
+
+/* NULL stays NULL (no path, no detail); text is copied out. */
+static int col_text_dup_opt(sqlite3_stmt *st, int i, char **ret)
+{
+	if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+		*ret = NULL;
+		return 0;
+	}
+	return col_text_dup(st, i, ret);
+}
+
+static int col_i32(sqlite3_stmt *st, int i, int32_t *ret)
+{
+	sqlite3_int64 v = sqlite3_column_int64(st, i);
+
+	if (sqlite3_column_type(st, i) != SQLITE_INTEGER || v < INT32_MIN || v > INT32_MAX)
+		return log_debug_errno(-EIO, "column %d: not a 32-bit integer", i);
+	*ret = (int32_t)v;
+	return 0;
+}
+
+/* Exactly size bytes, never NULL. */
+static int col_blob_fixed(sqlite3_stmt *st, int i, uint8_t *buf, size_t size)
+{
+	const void *b = sqlite3_column_blob(st, i);     /* blob before bytes */
+	int n = sqlite3_column_bytes(st, i);
+
+	if (sqlite3_column_type(st, i) != SQLITE_BLOB || !b || n < 0 || (size_t)n != size)
+		return log_debug_errno(-EIO, "column %d: blob of the wrong size", i);
+	memcpy(buf, b, size);
+	return 0;
+}
+
+/* Decodes a row of AUDIT_COLUMNS. */
+static int audit_read_row(sqlite3_stmt *st, struct store_audit *ret)
+{
+	_cleanup_(store_audit_clear) struct store_audit a = {0};
+	int32_t status;
+	int r;
+
+	a.id = sqlite3_column_int64(st, 0);
+	a.time = sqlite3_column_int64(st, 1);
+	if ((r = col_text_copy(st, 2, a.principal, sizeof(a.principal))) < 0 ||
+	    (r = col_u32(st, 3, &a.uid)) < 0 || (r = col_i32(st, 4, &a.pid)) < 0 ||
+	    (r = col_text_copy(st, 5, a.action, sizeof(a.action))) < 0 ||
+	    (r = col_text_dup_opt(st, 6, &a.path)) < 0 ||
+	    (r = col_text_copy(st, 7, a.capability, sizeof(a.capability))) < 0 ||
+	    (r = col_text_copy(st, 8, a.result, sizeof(a.result))) < 0 ||
+	    (r = col_i32(st, 9, &status)) < 0 || (r = col_text_dup_opt(st, 10, &a.detail)) < 0 ||
+	    (r = col_text_copy(st, 11, a.request_id, sizeof(a.request_id))) < 0 ||
+	    (r = col_blob_fixed(st, 12, a.hash, sizeof(a.hash))) < 0)
+		return r;
+	a.status = status;
+	*ret = TAKE_STRUCT(a);
+	return 0;
+}
+
+int store_audit_last(struct store_tx *tx, struct store_audit *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc;
+
+	if (!ret)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_AUDIT_LAST, &st)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return sql_error(c->db, rc, "audit last");
+	return audit_read_row(st, ret);
+}
+
+int store_audit_append(struct store_tx *tx, const struct store_audit *a)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	/* Whatever goes in must come back out through the fixed-size fields. */
+	if (!a || a->id < 1 || !name_fits(a->principal, sizeof(a->principal)) ||
+	    !name_fits(a->action, sizeof(a->action)) ||
+	    !text_fits(a->capability, sizeof(a->capability)) ||
+	    !text_fits(a->result, sizeof(a->result)) || !audit_result_valid(a->result) ||
+	    !text_fits(a->request_id, sizeof(a->request_id)))
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_AUDIT_APPEND, &st)) < 0 ||
+	    (r = bind_int(c, st, 1, a->id)) < 0 || (r = bind_int(c, st, 2, a->time)) < 0 ||
+	    (r = bind_text(c, st, 3, a->principal)) < 0 || (r = bind_int(c, st, 4, a->uid)) < 0 ||
+	    (r = bind_int(c, st, 5, a->pid)) < 0 || (r = bind_text(c, st, 6, a->action)) < 0 ||
+	    (r = bind_text(c, st, 7, a->path)) < 0 ||
+	    (r = bind_text(c, st, 8, a->capability)) < 0 ||
+	    (r = bind_text(c, st, 9, a->result)) < 0 || (r = bind_int(c, st, 10, a->status)) < 0 ||
+	    (r = bind_text(c, st, 11, a->detail)) < 0 ||
+	    (r = bind_text(c, st, 12, a->request_id)) < 0 ||
+	    (r = bind_blob(c, st, 13, a->hash, sizeof(a->hash))) < 0)
+		return r;
+	r = step_changes(c, st, "audit append");
+	/* No row: the id does not follow the current last one. */
+	return r < 0 ? r : r == 0 ? -EEXIST : 0;
+}
+
+/* Runs a SELECT of AUDIT_COLUMNS, calling cb per row; returns the count. */
+static int audit_each(struct conn *c, sqlite3_stmt *st,
+		      int (*cb)(const struct store_audit *a, void *userdata), void *userdata)
+{
+	int r, rc, n = 0;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		_cleanup_(store_audit_clear) struct store_audit a = {0};
+
+		if ((r = audit_read_row(st, &a)) < 0)
+			return r;
+		if ((r = cb(&a, userdata)) < 0)
+			return r;
+		if (n < INT32_MAX)
+			n++;
+	}
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "audit read");
+	return n;
+}
+
+static int sql_append(char *buf, size_t size, size_t *len, const char *frag)
+{
+	size_t n = strlen(frag);
+
+	if (n >= size - *len)
+		return log_debug_errno(-EIO, "audit query too long");
+	memcpy(buf + *len, frag, n + 1);
+	*len += n;
+	return 0;
+}
+
+int store_audit_query(struct store_tx *tx, const struct store_audit_filter *f,
+		      int (*cb)(const struct store_audit *a, void *userdata), void *userdata)
+{
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	char sql[AUDIT_QUERY_SQL_MAX];
+	size_t len = 0;
+	struct conn *c;
+	int r, rc;
+	bool cursor;
+
+	if (!f || !cb || f->limit < 1 || f->limit > AUDIT_QUERY_LIMIT_MAX || f->after_id < 0 ||
+	    (f->path_prefix && !*f->path_prefix) || (f->result && !audit_result_valid(f->result)))
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0)
+		return r;
+	/* Ascending, id > 0 holds for every row anyway; descending, 0 means
+	 * start from the newest. */
+	cursor = f->after_id > 0;
+
+	/* Fixed fragments with fixed parameter numbers: only the shape of the
+	 * query depends on the filter, every value is bound. ?8 (the limit)
+	 * is always there, so binding any lower number is in range. The path
+	 * test is store_secret_list's index range plus segment boundary. */
+	if ((r = sql_append(sql, sizeof(sql), &len,
+			    "SELECT " AUDIT_COLUMNS " FROM audit WHERE 1")) < 0 ||
+	    (f->since != 0 && (r = sql_append(sql, sizeof(sql), &len, " AND time >= ?1")) < 0) ||
+	    (f->until != 0 && (r = sql_append(sql, sizeof(sql), &len, " AND time <= ?2")) < 0) ||
+	    (f->principal && (r = sql_append(sql, sizeof(sql), &len, " AND principal = ?3")) < 0) ||
+	    (f->path_prefix &&
+	     (r = sql_append(sql, sizeof(sql), &len,
+			     " AND path >= ?4 AND path < ?4 || '0' "
+			     "AND (path = ?4 OR substr(path, length(?4) + 1, 1) = '/')")) < 0) ||
+	    (f->action && (r = sql_append(sql, sizeof(sql), &len, " AND action = ?5")) < 0) ||
+	    (f->result && (r = sql_append(sql, sizeof(sql), &len, " AND result = ?6")) < 0) ||
+	    (cursor && (r = sql_append(sql, sizeof(sql), &len,
+				       f->descending ? " AND id < ?7" : " AND id > ?7")) < 0) ||
+	    (r = sql_append(sql, sizeof(sql), &len,
+			    f->descending ? " ORDER BY id DESC LIMIT ?8" : " ORDER BY id LIMIT ?8")) < 0)
+		return r;
+
+	/* One-off: the filter combinations are too many to cache. */
+	rc = sqlite3_prepare_v3(c->db, sql, -1, 0, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sql_error(c->db, rc, "prepare audit query");
+	if ((f->since != 0 && (r = bind_int(c, st, 1, f->since)) < 0) ||
+	    (f->until != 0 && (r = bind_int(c, st, 2, f->until)) < 0) ||
+	    (f->principal && (r = bind_text(c, st, 3, f->principal)) < 0) ||
+	    (f->path_prefix && (r = bind_text(c, st, 4, f->path_prefix)) < 0) ||
+	    (f->action && (r = bind_text(c, st, 5, f->action)) < 0) ||
+	    (f->result && (r = bind_text(c, st, 6, f->result)) < 0) ||
+	    (cursor && (r = bind_int(c, st, 7, f->after_id)) < 0) ||
+	    (r = bind_int(c, st, 8, f->limit)) < 0)
+		return r;
+	return audit_each(c, st, cb, userdata);
+}
+
+int store_audit_iterate(struct store_tx *tx,
+			int (*cb)(const struct store_audit *a, void *userdata), void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!cb)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_AUDIT_ITERATE, &st)) < 0)
+		return r;
+	return audit_each(c, st, cb, userdata);
 }

@@ -233,3 +233,46 @@ int store_failure_get(struct store_tx *tx, const char *key, struct store_failure
 int store_failure_record(struct store_tx *tx, const char *key, int64_t now, int64_t window, uint32_t max,
 			 int64_t lockout, struct store_failure *ret);
 int store_failure_clear(struct store_tx *tx, const char *key);          /* 0 even if absent */
+
+/* --- audit: append-only, hash-chained (migration 3) --- */
+struct store_audit {
+	int64_t id;                     /* 1, 2, 3, ... assigned by append */
+	int64_t time;                   /* unix seconds */
+	char principal[80];             /* "user:alice", "service:sync", "uid:1000" */
+	uint32_t uid;
+	int32_t pid;
+	char action[48];                /* e.g. "secret.read", "sys.unlock" */
+	char *path;                     /* NULL if the request names none */
+	char capability[16];            /* "" if none asked */
+	char result[16];                /* "allowed", "denied", "failed" */
+	int status;                     /* the HTTP status answered */
+	char *detail;                   /* short reason, never secret; NULL if none */
+	char request_id[33];
+	uint8_t hash[32];               /* SHA-256(previous hash || canonical record) */
+};
+void store_audit_clear(struct store_audit *a);  /* frees path and detail; NULL-safe */
+/* The record with the highest id. -ENOENT when the log is empty. */
+int store_audit_last(struct store_tx *tx, struct store_audit *ret);
+/* Inserts with id = last id + 1 (the caller computed rec->hash for that id);
+ * any other id: -EEXIST, nothing written. -EINVAL on a read transaction or a
+ * bad field (principal and action non-empty; every char[] field NUL-terminated
+ * within its size; result one of "allowed", "denied", "failed"). */
+int store_audit_append(struct store_tx *tx, const struct store_audit *rec);
+struct store_audit_filter {
+	int64_t since, until;           /* time bounds, inclusive; 0 = open */
+	const char *principal;          /* exact, or NULL */
+	const char *path_prefix;        /* path equals it or is below it (segment boundary), or NULL */
+	const char *action;             /* exact, or NULL */
+	const char *result;             /* exact, or NULL */
+	int64_t after_id;               /* cursor: only ids > after_id (ascending) or < (descending, 0 = open) */
+	unsigned limit;                 /* 1..10000 */
+	bool descending;                /* newest first (tail) */
+};
+/* Records matching f, in id order; returns the count. -EINVAL for a limit
+ * outside 1..10000, after_id < 0, an empty path_prefix or an unknown result.
+ * cb's struct is borrowed for the call; cb returning < 0 stops with that value. */
+int store_audit_query(struct store_tx *tx, const struct store_audit_filter *f,
+		      int (*cb)(const struct store_audit *a, void *userdata), void *userdata);
+/* Every record, ascending by id (for verification). */
+int store_audit_iterate(struct store_tx *tx, int (*cb)(const struct store_audit *a, void *userdata),
+			void *userdata);

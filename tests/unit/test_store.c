@@ -186,12 +186,12 @@ static void test_open_creates_0600_wal_latest(void **state)
 	snprintf(wal, sizeof(wal), "%s-wal", path);
 	assert_int_equal(stat(wal, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
-	assert_int_equal(store_schema_version(s), 2);
+	assert_int_equal(store_schema_version(s), 3);
 	store_close(s);
 
 	raw_pragma(path, "PRAGMA journal_mode", mode, sizeof(mode));
 	assert_string_equal(mode, "wal");
-	assert_int_equal(raw_pragma(path, "PRAGMA user_version", NULL, 0), 2);
+	assert_int_equal(raw_pragma(path, "PRAGMA user_version", NULL, 0), 3);
 	assert_int_equal(raw_pragma(path, "PRAGMA application_id", NULL, 0), 0x564c5444);
 	/* The close checkpointed and removed the WAL. */
 	assert_int_not_equal(access(wal, F_OK), 0);
@@ -233,7 +233,7 @@ static void test_reopen_keeps_data(void **state)
 	f->s = NULL;
 
 	assert_int_equal(store_open(f->path, 2, &f->s), 0);
-	assert_int_equal(store_schema_version(f->s), 2);
+	assert_int_equal(store_schema_version(f->s), 3);
 	assert_int_equal(store_read_begin(f->s, &tx), 0);
 	assert_int_equal(store_meta_get(tx, "initialized_at", &v), 0);
 	assert_string_equal(v, "12345");
@@ -254,11 +254,11 @@ static void test_future_version_refused(void **state)
 
 	store_close(f->s);
 	f->s = NULL;
-	raw_exec(f->path, "PRAGMA user_version = 3");
+	raw_exec(f->path, "PRAGMA user_version = 4");
 	assert_int_equal(store_open(f->path, 1, &s), -EIO);
 	assert_null(s);
 	/* Refusal changed nothing. */
-	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 3);
+	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 4);
 
 	/* Someone else's database is not migrated into. */
 	snprintf(path, sizeof(path), "%s/foreign.db", f->dir);
@@ -784,7 +784,7 @@ static void test_migrate_v1_to_v2(void **state)
 	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 1);
 
 	assert_int_equal(store_open(f->path, 2, &f->s), 0);
-	assert_int_equal(store_schema_version(f->s), 2);
+	assert_int_equal(store_schema_version(f->s), 3);
 	assert_int_equal(store_read_begin(f->s, &tx), 0);
 	assert_int_equal(store_meta_get(tx, "initialized_at", &v), 0);
 	assert_string_equal(v, "7");
@@ -810,12 +810,19 @@ static void test_migrate_v1_to_v2(void **state)
 	assert_int_equal(store_token_put(tx, &t), 0);
 	assert_int_equal(store_user_delete(tx, "bob"), 0);
 	assert_int_equal(store_token_delete(tx, t.hash), -ENOENT);
+	{
+		/* Migration 3's audit table. */
+		struct store_audit a = { .id = 1, .time = 1, .principal = "uid:0",
+					 .action = "sys.init", .result = "allowed" };
+
+		assert_int_equal(store_audit_append(tx, &a), 0);
+	}
 	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
 	store_close(f->s);
 	f->s = NULL;
-	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 2);
+	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 3);
 	assert_int_equal(store_open(f->path, 1, &f->s), 0);
-	assert_int_equal(store_schema_version(f->s), 2);
+	assert_int_equal(store_schema_version(f->s), 3);
 	assert_int_equal(store_integrity_check(f->s), 0);
 }
 
@@ -1481,6 +1488,461 @@ static void test_identity_writes_refuse_read_tx(void **state)
 	assert_int_equal(store_user_count(tx), 1);
 }
 
+/* --- audit --- */
+
+static struct store_audit audit_rec(int64_t id, int64_t time, const char *principal,
+				    const char *action, const char *path, const char *result)
+{
+	struct store_audit a = { .id = id, .time = time, .uid = 1000 + (uint32_t)id,
+				 .pid = -(int32_t)id, .status = 200, .path = (char *)path };
+
+	snprintf(a.principal, sizeof(a.principal), "%s", principal);
+	snprintf(a.action, sizeof(a.action), "%s", action);
+	snprintf(a.result, sizeof(a.result), "%s", result);
+	snprintf(a.request_id, sizeof(a.request_id), "req-%lld", (long long)id);
+	/* Binary, with NUL bytes: a blob, never text. */
+	for (size_t i = 0; i < sizeof(a.hash); i++)
+		a.hash[i] = (uint8_t)(i * 7 + (size_t)id) * (i % 3 != 0);
+	return a;
+}
+
+static int audit_append_one(struct store *s, const struct store_audit *a)
+{
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	int r;
+
+	if ((r = store_write_begin(s, &tx)) < 0 || (r = store_audit_append(tx, a)) < 0)
+		return r;
+	return store_write_commit(TAKE_PTR(tx));
+}
+
+struct audit_ids {
+	int64_t ids[32];
+	int n;
+	int stop_after;         /* 0 = never */
+};
+
+static int audit_ids_cb(const struct store_audit *a, void *userdata)
+{
+	struct audit_ids *x = userdata;
+
+	if (x->n >= (int)ELEMENTSOF(x->ids))
+		return -ENOSPC;
+	x->ids[x->n++] = a->id;
+	if (x->stop_after && x->n == x->stop_after)
+		return -ECANCELED;
+	return 0;
+}
+
+static void assert_ids(const struct audit_ids *x, const int64_t *want, int n)
+{
+	assert_int_equal(x->n, n);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(x->ids[i], want[i]);
+}
+
+static int audit_count(struct store *s)
+{
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct audit_ids x = {0};
+	int r;
+
+	if ((r = store_read_begin(s, &tx)) < 0)
+		return r;
+	return store_audit_iterate(tx, audit_ids_cb, &x);
+}
+
+static void test_audit_append_last(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_audit a, got = {0};
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_audit_last(tx, &got), -ENOENT);
+	store_tx_end(TAKE_PTR(tx));
+
+	/* The chain starts at 1. */
+	a = audit_rec(2, 100, "user:alice", "secret.read", "acme/rmm", "allowed");
+	assert_int_equal(audit_append_one(f->s, &a), -EEXIST);
+	a = audit_rec(0, 100, "user:alice", "secret.read", "acme/rmm", "allowed");
+	assert_int_equal(audit_append_one(f->s, &a), -EINVAL);
+
+	a = audit_rec(1, 100, "user:alice", "secret.read", "acme/rmm", "allowed");
+	strcpy(a.capability, "read");
+	a.detail = (char *)"ok";
+	assert_int_equal(audit_append_one(f->s, &a), 0);
+	a = audit_rec(2, 101, "uid:1000", "sys.status", NULL, "denied");   /* no path, no detail */
+	a.status = 403;
+	assert_int_equal(audit_append_one(f->s, &a), 0);
+	a = audit_rec(3, 102, "service:sync", "secret.write", "acme/x", "failed");
+	a.pid = INT32_MIN;
+	a.uid = UINT32_MAX;
+	a.status = -1;
+	a.detail = (char *)"kek missing";
+	assert_int_equal(audit_append_one(f->s, &a), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_audit_last(tx, &got), 0);
+	assert_int_equal(got.id, 3);
+	assert_int_equal(got.time, 102);
+	assert_string_equal(got.principal, "service:sync");
+	assert_int_equal(got.uid, UINT32_MAX);
+	assert_int_equal(got.pid, INT32_MIN);
+	assert_string_equal(got.action, "secret.write");
+	assert_string_equal(got.path, "acme/x");
+	assert_string_equal(got.capability, "");
+	assert_string_equal(got.result, "failed");
+	assert_int_equal(got.status, -1);
+	assert_string_equal(got.detail, "kek missing");
+	assert_string_equal(got.request_id, "req-3");
+	assert_memory_equal(got.hash, a.hash, sizeof(a.hash));
+	store_audit_clear(&got);
+	assert_null(got.path);
+	store_audit_clear(&got);                /* twice is harmless */
+	store_audit_clear(NULL);
+
+	/* Appends refuse a read transaction. */
+	a = audit_rec(4, 103, "user:alice", "secret.read", NULL, "allowed");
+	assert_int_equal(store_audit_append(tx, &a), -EINVAL);
+	store_tx_end(TAKE_PTR(tx));
+
+	/* Wrong ids: -EEXIST, and nothing changed. */
+	a = audit_rec(3, 103, "user:mallory", "secret.read", NULL, "allowed");
+	assert_int_equal(audit_append_one(f->s, &a), -EEXIST);
+	a.id = 5;
+	assert_int_equal(audit_append_one(f->s, &a), -EEXIST);
+	a.id = 2;
+	assert_int_equal(audit_append_one(f->s, &a), -EEXIST);
+	assert_int_equal(audit_count(f->s), 3);
+
+	/* Bad fields. */
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	a = audit_rec(4, 103, "user:alice", "secret.read", NULL, "allowed");
+	strcpy(a.result, "ALLOWED");
+	assert_int_equal(store_audit_append(tx, &a), -EINVAL);
+	strcpy(a.result, "");
+	assert_int_equal(store_audit_append(tx, &a), -EINVAL);
+	a = audit_rec(4, 103, "", "secret.read", NULL, "allowed");
+	assert_int_equal(store_audit_append(tx, &a), -EINVAL);
+	a = audit_rec(4, 103, "user:alice", "", NULL, "allowed");
+	assert_int_equal(store_audit_append(tx, &a), -EINVAL);
+	a = audit_rec(4, 103, "user:alice", "secret.read", NULL, "allowed");
+	memset(a.principal, 'p', sizeof(a.principal));          /* no NUL inside */
+	assert_int_equal(store_audit_append(tx, &a), -EINVAL);
+	a = audit_rec(4, 103, "user:alice", "secret.read", NULL, "allowed");
+	memset(a.capability, 'c', sizeof(a.capability));
+	assert_int_equal(store_audit_append(tx, &a), -EINVAL);
+	a = audit_rec(4, 103, "user:alice", "secret.read", NULL, "allowed");
+	memset(a.request_id, 'r', sizeof(a.request_id));
+	assert_int_equal(store_audit_append(tx, &a), -EINVAL);
+	a = audit_rec(4, 103, "user:alice", "secret.read", NULL, "allowed");
+	memset(a.action, 'a', sizeof(a.action));
+	assert_int_equal(store_audit_append(tx, &a), -EINVAL);
+	assert_int_equal(store_audit_append(tx, NULL), -EINVAL);
+	assert_int_equal(store_audit_append(NULL, &a), -EINVAL);
+	/* The longest values that fit are taken. */
+	a = audit_rec(4, 103, "user:alice", "secret.read", NULL, "allowed");
+	memset(a.principal, 'p', sizeof(a.principal) - 1);
+	memset(a.action, 'a', sizeof(a.action) - 1);
+	memset(a.capability, 'c', sizeof(a.capability) - 1);
+	memset(a.request_id, 'r', sizeof(a.request_id) - 1);
+	assert_int_equal(store_audit_append(tx, &a), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_audit_last(tx, &got), 0);
+	assert_int_equal(got.id, 4);
+	assert_memory_equal(got.principal, a.principal, sizeof(a.principal));
+	assert_memory_equal(got.request_id, a.request_id, sizeof(a.request_id));
+	store_audit_clear(&got);
+	assert_int_equal(store_audit_last(tx, NULL), -EINVAL);
+	store_tx_end(TAKE_PTR(tx));
+
+	/* A write transaction sees its own append, and rollback undoes it. */
+	{
+		_cleanup_(store_tx_endp) struct store_tx *w = NULL;
+
+		assert_int_equal(store_write_begin(f->s, &w), 0);
+		a = audit_rec(5, 104, "user:alice", "secret.read", NULL, "allowed");
+		assert_int_equal(store_audit_append(w, &a), 0);
+		assert_int_equal(store_audit_last(w, &got), 0);
+		assert_int_equal(got.id, 5);
+		store_audit_clear(&got);
+	}
+	assert_int_equal(audit_count(f->s), 4);
+
+	/* Survives a reopen. */
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(store_open(f->path, 1, &f->s), 0);
+	assert_int_equal(audit_count(f->s), 4);
+}
+
+static void test_audit_null_fields_and_hash(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_audit a = audit_rec(1, 5, "uid:0", "sys.unlock", NULL, "allowed"), got = {0};
+
+	memset(a.hash, 0, sizeof(a.hash));      /* all zero, still 32 bytes */
+	assert_int_equal(audit_append_one(f->s, &a), 0);
+	a = audit_rec(2, 6, "uid:0", "sys.lock", "", "allowed");
+	memset(a.hash, 0xff, sizeof(a.hash));
+	a.detail = (char *)"";
+	assert_int_equal(audit_append_one(f->s, &a), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	{
+		struct audit_ids x = {0};
+
+		assert_int_equal(store_audit_iterate(tx, audit_ids_cb, &x), 2);
+	}
+	assert_int_equal(store_audit_last(tx, &got), 0);
+	/* Empty strings stay empty strings, not NULL. */
+	assert_non_null(got.path);
+	assert_string_equal(got.path, "");
+	assert_non_null(got.detail);
+	assert_string_equal(got.detail, "");
+	for (size_t i = 0; i < sizeof(got.hash); i++)
+		assert_int_equal(got.hash[i], 0xff);
+	store_audit_clear(&got);
+	store_tx_end(TAKE_PTR(tx));
+
+	/* The first record: NULL path and detail come back NULL. */
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	{
+		struct store_audit_filter q = { .limit = 1 };
+		struct audit_ids x = {0};
+
+		assert_int_equal(store_audit_query(tx, &q, audit_ids_cb, &x), 1);
+		assert_int_equal(x.ids[0], 1);
+	}
+	store_tx_end(TAKE_PTR(tx));
+
+	/* The schema itself refuses a hash of another length. */
+	{
+		sqlite3 *db = NULL;
+
+		/* A second connection, outside the store (WAL allows it). */
+		assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+		assert_int_not_equal(sqlite3_exec(db,
+						  "INSERT INTO audit VALUES (3, 1, 'p', 0, 0, 'a', NULL, "
+						  "'', 'allowed', 200, NULL, 'r', x'00')",
+						  NULL, NULL, NULL),
+				     SQLITE_OK);
+		assert_int_not_equal(sqlite3_exec(db,
+						  "INSERT INTO audit VALUES (3, 1, 'p', 0, 0, 'a', NULL, "
+						  "'', 'maybe', 200, NULL, 'r', zeroblob(32))",
+						  NULL, NULL, NULL),
+				     SQLITE_OK);
+		assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	}
+}
+
+/* Eight records for the query tests:
+ *  id time principal      action        path              result */
+static void audit_fill(struct store *s)
+{
+	static const struct {
+		int64_t time;
+		const char *principal, *action, *path, *result;
+	} rows[] = {
+		{ 100, "user:alice", "secret.read", "acme/rmm", "allowed" },             /* 1 */
+		{ 110, "user:alice", "secret.read", "acme/rmm/db", "allowed" },          /* 2 */
+		{ 120, "user:bob", "secret.read", "acme/rmm-old", "denied" },            /* 3 */
+		{ 130, "user:bob", "secret.write", "acme/rmm", "denied" },               /* 4 */
+		{ 140, "service:sync", "secret.write", "acme/rmmx/y", "failed" },        /* 5 */
+		{ 150, "uid:1000", "sys.status", NULL, "allowed" },                      /* 6 */
+		{ 160, "user:alice", "secret.write", "other/rmm", "allowed" },           /* 7 */
+		{ 170, "user:alice", "secret.read", "acme/rmm/a/b", "failed" },          /* 8 */
+	};
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+
+	assert_int_equal(store_write_begin(s, &tx), 0);
+	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+		struct store_audit a = audit_rec((int64_t)i + 1, rows[i].time, rows[i].principal,
+						 rows[i].action, rows[i].path, rows[i].result);
+
+		assert_int_equal(store_audit_append(tx, &a), 0);
+	}
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+}
+
+static int audit_query(struct store_tx *tx, const struct store_audit_filter *q, struct audit_ids *x)
+{
+	memset(x, 0, sizeof(*x));
+	return store_audit_query(tx, q, audit_ids_cb, x);
+}
+
+#define QUERY_IS(q, ...)                                                                     \
+	do {                                                                                 \
+		const int64_t want_[] = { __VA_ARGS__ };                                     \
+		struct audit_ids x_;                                                         \
+		assert_int_equal(audit_query(tx, &(q), &x_), (int)ELEMENTSOF(want_));        \
+		assert_ids(&x_, want_, (int)ELEMENTSOF(want_));                              \
+	} while (0)
+
+static void test_audit_query_filters(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_audit_filter q;
+	struct audit_ids x;
+
+	audit_fill(f->s);
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+
+	q = (struct store_audit_filter){ .limit = 100 };
+	QUERY_IS(q, 1, 2, 3, 4, 5, 6, 7, 8);
+	q = (struct store_audit_filter){ .limit = 100, .since = 120 };
+	QUERY_IS(q, 3, 4, 5, 6, 7, 8);
+	q = (struct store_audit_filter){ .limit = 100, .until = 120 };
+	QUERY_IS(q, 1, 2, 3);
+	q = (struct store_audit_filter){ .limit = 100, .since = 120, .until = 140 };   /* inclusive */
+	QUERY_IS(q, 3, 4, 5);
+	q = (struct store_audit_filter){ .limit = 100, .since = 141, .until = 149 };
+	assert_int_equal(audit_query(tx, &q, &x), 0);
+	q = (struct store_audit_filter){ .limit = 100, .principal = "user:alice" };
+	QUERY_IS(q, 1, 2, 7, 8);
+	q = (struct store_audit_filter){ .limit = 100, .principal = "user:%" };       /* no LIKE */
+	assert_int_equal(audit_query(tx, &q, &x), 0);
+	q = (struct store_audit_filter){ .limit = 100, .action = "secret.write" };
+	QUERY_IS(q, 4, 5, 7);
+	q = (struct store_audit_filter){ .limit = 100, .result = "denied" };
+	QUERY_IS(q, 3, 4);
+	q = (struct store_audit_filter){ .limit = 100, .result = "failed" };
+	QUERY_IS(q, 5, 8);
+
+	/* Path prefix: the path itself and below, on a segment boundary. */
+	q = (struct store_audit_filter){ .limit = 100, .path_prefix = "acme/rmm" };
+	QUERY_IS(q, 1, 2, 4, 8);
+	q = (struct store_audit_filter){ .limit = 100, .path_prefix = "acme/rmm-old" };
+	QUERY_IS(q, 3);
+	q = (struct store_audit_filter){ .limit = 100, .path_prefix = "acme/rmm/a" };
+	QUERY_IS(q, 8);
+	q = (struct store_audit_filter){ .limit = 100, .path_prefix = "acme" };
+	QUERY_IS(q, 1, 2, 3, 4, 5, 8);
+	q = (struct store_audit_filter){ .limit = 100, .path_prefix = "acme/rm" };
+	assert_int_equal(audit_query(tx, &q, &x), 0);
+	q = (struct store_audit_filter){ .limit = 100, .path_prefix = "acme/%" };
+	assert_int_equal(audit_query(tx, &q, &x), 0);
+
+	/* Combinations. */
+	q = (struct store_audit_filter){ .limit = 100, .principal = "user:alice",
+					 .path_prefix = "acme/rmm", .action = "secret.read" };
+	QUERY_IS(q, 1, 2, 8);
+	q = (struct store_audit_filter){ .limit = 100, .principal = "user:alice",
+					 .path_prefix = "acme/rmm", .result = "failed" };
+	QUERY_IS(q, 8);
+	q = (struct store_audit_filter){ .limit = 100, .principal = "user:bob", .since = 125,
+					 .action = "secret.write", .result = "denied" };
+	QUERY_IS(q, 4);
+	q = (struct store_audit_filter){ .limit = 100, .since = 110, .until = 160,
+					 .principal = "user:alice", .descending = true };
+	QUERY_IS(q, 7, 2);
+	q = (struct store_audit_filter){ .limit = 100, .principal = "user:alice", .after_id = 2,
+					 .path_prefix = "acme" };
+	QUERY_IS(q, 8);
+
+	/* cb stops the walk with its own value. */
+	q = (struct store_audit_filter){ .limit = 100 };
+	memset(&x, 0, sizeof(x));
+	x.stop_after = 2;
+	assert_int_equal(store_audit_query(tx, &q, audit_ids_cb, &x), -ECANCELED);
+	assert_int_equal(x.n, 2);
+}
+
+static void test_audit_query_paging_and_limits(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_audit_filter q;
+	struct audit_ids x;
+	int64_t seen[8];
+	int n_seen = 0;
+
+	audit_fill(f->s);
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+
+	q = (struct store_audit_filter){ .limit = 3 };
+	QUERY_IS(q, 1, 2, 3);
+	q.after_id = 3;
+	QUERY_IS(q, 4, 5, 6);
+	q.after_id = 6;
+	QUERY_IS(q, 7, 8);
+	q.after_id = 8;
+	assert_int_equal(audit_query(tx, &q, &x), 0);
+
+	/* Tail: newest first, then page backwards with the last id seen. */
+	q = (struct store_audit_filter){ .limit = 3, .descending = true };
+	for (;;) {
+		int r = audit_query(tx, &q, &x);
+
+		assert_true(r >= 0);
+		for (int i = 0; i < x.n; i++)
+			seen[n_seen++] = x.ids[i];
+		if (r < (int)q.limit)
+			break;
+		q.after_id = x.ids[x.n - 1];
+	}
+	assert_int_equal(n_seen, 8);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(seen[i], 8 - i);
+	q = (struct store_audit_filter){ .limit = 100, .descending = true, .after_id = 1 };
+	assert_int_equal(audit_query(tx, &q, &x), 0);
+	q = (struct store_audit_filter){ .limit = 2, .descending = true, .path_prefix = "acme/rmm",
+					 .after_id = 8 };
+	QUERY_IS(q, 4, 2);
+
+	/* Limits and bad filters. */
+	q = (struct store_audit_filter){ .limit = 1 };
+	QUERY_IS(q, 1);
+	q = (struct store_audit_filter){ .limit = 10000 };
+	assert_int_equal(audit_query(tx, &q, &x), 8);
+	q = (struct store_audit_filter){ .limit = 0 };
+	assert_int_equal(audit_query(tx, &q, &x), -EINVAL);
+	q = (struct store_audit_filter){ .limit = 10001 };
+	assert_int_equal(audit_query(tx, &q, &x), -EINVAL);
+	q = (struct store_audit_filter){ .limit = 10, .after_id = -1 };
+	assert_int_equal(audit_query(tx, &q, &x), -EINVAL);
+	q = (struct store_audit_filter){ .limit = 10, .path_prefix = "" };
+	assert_int_equal(audit_query(tx, &q, &x), -EINVAL);
+	q = (struct store_audit_filter){ .limit = 10, .result = "maybe" };
+	assert_int_equal(audit_query(tx, &q, &x), -EINVAL);
+	assert_int_equal(store_audit_query(tx, NULL, audit_ids_cb, &x), -EINVAL);
+	q = (struct store_audit_filter){ .limit = 10 };
+	assert_int_equal(store_audit_query(tx, &q, NULL, NULL), -EINVAL);
+	assert_int_equal(store_audit_query(NULL, &q, audit_ids_cb, &x), -EINVAL);
+}
+
+static void test_audit_iterate(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct audit_ids x = {0};
+	const int64_t want[] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_audit_iterate(tx, audit_ids_cb, &x), 0);
+	store_tx_end(TAKE_PTR(tx));
+
+	audit_fill(f->s);
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_audit_iterate(tx, audit_ids_cb, &x), 8);
+	assert_ids(&x, want, 8);
+	memset(&x, 0, sizeof(x));
+	x.stop_after = 3;
+	assert_int_equal(store_audit_iterate(tx, audit_ids_cb, &x), -ECANCELED);
+	assert_int_equal(store_audit_iterate(tx, NULL, NULL), -EINVAL);
+	store_tx_end(TAKE_PTR(tx));
+
+	/* A write transaction iterates too (verification under the writer). */
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_audit_iterate(tx, audit_ids_cb, &x), 8);
+}
+
 /* --- transactions --- */
 
 static void test_rollback_without_commit(void **state)
@@ -1682,6 +2144,11 @@ int main(void)
 		T(test_services),
 		T(test_failures),
 		T(test_identity_writes_refuse_read_tx),
+		T(test_audit_append_last),
+		T(test_audit_null_fields_and_hash),
+		T(test_audit_query_filters),
+		T(test_audit_query_paging_and_limits),
+		T(test_audit_iterate),
 		T(test_rollback_without_commit),
 		T(test_write_begin_reentry),
 		T(test_read_snapshot_does_not_block_writer),

@@ -1,0 +1,237 @@
+/* tests/unit/test_audit.c: the hash chain and its anchor, against a real
+ * store; tampering is done with SQLite directly, as an attacker with the
+ * database file would. */
+#include <errno.h>
+#include <setjmp.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "vaultd/audit.h"
+
+struct fixture {
+	char dir[64];
+	char db[96];
+	struct store *s;
+	struct secret *key;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/vaultd-audit-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->db, sizeof(f->db), "%s/vault.db", f->dir);
+	assert_int_equal(store_open(f->db, 1, &f->s), 0);
+	assert_int_equal(secret_random(32, &f->key), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[128];
+
+	store_close(f->s);
+	secret_free(f->key);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void append(struct fixture *f, const char *action, const char *path, const struct secret *key)
+{
+	struct audit_entry e = {
+		.principal = "user:alice", .uid = 1000, .pid = 42, .action = action, .path = path,
+		.capability = "read", .result = "allowed", .status = 200, .request_id = "00112233445566778899aabbccddeeff",
+	};
+	struct store_tx *tx;
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(audit_append(tx, &e, key), 0);
+	assert_int_equal(store_write_commit(tx), 0);
+}
+
+static struct audit_verify verify(struct fixture *f, const struct secret *key)
+{
+	struct audit_verify v;
+	struct store_tx *tx;
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(audit_verify(tx, key, &v), 0);
+	store_tx_end(tx);
+	return v;
+}
+
+/* Runs SQL on the file behind the store's back (closing and reopening the
+ * store around it, as with the daemon stopped). */
+static void tamper(struct fixture *f, const char *sql)
+{
+	sqlite3 *db;
+
+	store_close(f->s);
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(f->db, 1, &f->s), 0);
+}
+
+static void fill(struct fixture *f, int n)
+{
+	char path[32];
+
+	for (int i = 1; i <= n; i++) {
+		snprintf(path, sizeof(path), "acme/app/s%d", i);
+		append(f, "secret.read", path, f->key);
+	}
+}
+
+static void test_intact_chain_verifies(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify v;
+
+	v = verify(f, f->key);
+	assert_true(v.ok);
+	assert_int_equal(v.records, 0);
+	fill(f, 5);
+	append(f, "sys.unlock", NULL, NULL);    /* while "locked": chained, not anchored */
+	v = verify(f, f->key);
+	assert_true(v.ok);
+	assert_int_equal(v.records, 6);
+	assert_int_equal(v.anchored_through, 5);
+	append(f, "secret.read", "acme/x/y", f->key);
+	v = verify(f, f->key);
+	assert_true(v.ok);
+	assert_int_equal(v.anchored_through, 7);
+}
+
+static void test_edited_record_is_named(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify v;
+
+	fill(f, 5);
+	tamper(f, "UPDATE audit SET path = 'acme/app/other' WHERE id = 3");
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_int_equal(v.first_broken, 3);
+	assert_non_null(strstr(v.reason, "record 3"));
+}
+
+static void test_deleted_record_is_named(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify v;
+
+	fill(f, 5);
+	tamper(f, "DELETE FROM audit WHERE id = 2");
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_int_equal(v.first_broken, 3);
+}
+
+static void test_reordered_records_are_named(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify v;
+
+	fill(f, 5);
+	/* Swap the contents (hashes included) of records 2 and 4. */
+	tamper(f, "UPDATE audit SET id = 1000 WHERE id = 2; UPDATE audit SET id = 2 WHERE id = 4;"
+		  "UPDATE audit SET id = 4 WHERE id = 1000");
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_int_equal(v.first_broken, 2);
+}
+
+static void test_truncated_tail_is_detected(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify v;
+
+	fill(f, 5);
+	tamper(f, "DELETE FROM audit WHERE id >= 4");
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_int_equal(v.first_broken, 5);    /* the anchored record is gone */
+}
+
+static void test_rewritten_chain_fails_the_anchor(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_secret_ struct secret *other = NULL;
+	struct audit_verify v;
+
+	fill(f, 3);
+	/* An attacker with only the database can recompute every hash, but
+	 * not the anchor's MAC: simulate a consistent rewrite by anchoring
+	 * with a key that is not the vault's. */
+	assert_int_equal(secret_random(32, &other), 0);
+	append(f, "secret.read", "acme/forged/entry", other);
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_non_null(strstr(v.reason, "anchor"));
+	/* Without the anchor row at all. */
+	tamper(f, "DELETE FROM meta WHERE key = 'audit_head'");
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_non_null(strstr(v.reason, "anchor is missing"));
+}
+
+static void test_hash_covers_every_field(void **state)
+{
+	struct store_audit a = {
+		.id = 7, .time = 1700000000, .principal = "user:alice", .uid = 1000, .pid = 42,
+		.action = "secret.read", .path = (char *)"acme/x", .capability = "read", .result = "allowed",
+		.status = 200, .detail = NULL, .request_id = "r",
+	};
+	uint8_t prev[32] = {0}, h0[32], h[32];
+	(void)state;
+
+	audit_record_hash(prev, &a, h0);
+#define CHANGED(stmt) do { struct store_audit b = a; stmt; audit_record_hash(prev, &b, h); \
+		assert_memory_not_equal(h, h0, 32); } while (0)
+	CHANGED(b.id = 8);
+	CHANGED(b.time++);
+	CHANGED(b.principal[0] = 'U');
+	CHANGED(b.uid = 0);
+	CHANGED(b.pid = 43);
+	CHANGED(b.action[0] = 'S');
+	CHANGED(b.path = (char *)"acme/y");
+	CHANGED(b.path = NULL);
+	CHANGED(b.path = (char *)"");
+	CHANGED(b.capability[0] = 'R');
+	CHANGED(b.result[0] = 'A');
+	CHANGED(b.status = 201);
+	CHANGED(b.detail = (char *)"x");
+	CHANGED(b.request_id[0] = 'q');
+	prev[0] = 1;
+	audit_record_hash(prev, &a, h);
+	assert_memory_not_equal(h, h0, 32);
+#undef CHANGED
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_intact_chain_verifies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edited_record_is_named, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deleted_record_is_named, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reordered_records_are_named, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncated_tail_is_detected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rewritten_chain_fails_the_anchor, setup, teardown),
+		cmocka_unit_test(test_hash_covers_every_field),
+	};
+
+	if (secret_library_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,226 @@
+/* vaultd/audit.c: see audit.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <time.h>
+#include "common/log.h"
+#include "vaultd/audit.h"
+
+#define HEAD_KEY "audit_head"
+
+static void put_field(crypto_hash_sha256_state *st, const void *p, size_t n)
+{
+	uint8_t len[4];
+
+	put_be32(len, (uint32_t)n);
+	crypto_hash_sha256_update(st, len, sizeof(len));
+	crypto_hash_sha256_update(st, p, n);
+}
+
+static void put_str(crypto_hash_sha256_state *st, const char *s)
+{
+	/* NULL and "" differ: a path that is absent is not an empty path. */
+	if (!s) {
+		uint8_t none = 0xff;
+		crypto_hash_sha256_update(st, &none, 1);
+		return;
+	}
+	put_field(st, s, strlen(s));
+}
+
+static void put_i64(crypto_hash_sha256_state *st, int64_t v)
+{
+	uint8_t b[8];
+
+	put_be32(b, (uint32_t)((uint64_t)v >> 32));
+	put_be32(b + 4, (uint32_t)v);
+	put_field(st, b, sizeof(b));
+}
+
+void audit_record_hash(const uint8_t prev[32], const struct store_audit *a, uint8_t out[32])
+{
+	crypto_hash_sha256_state st;
+
+	crypto_hash_sha256_init(&st);
+	crypto_hash_sha256_update(&st, (const uint8_t *)"vaultd-audit-v1", 15);
+	crypto_hash_sha256_update(&st, prev, 32);
+	put_i64(&st, a->id);
+	put_i64(&st, a->time);
+	put_str(&st, a->principal);
+	put_i64(&st, a->uid);
+	put_i64(&st, a->pid);
+	put_str(&st, a->action);
+	put_str(&st, a->path);
+	put_str(&st, a->capability);
+	put_str(&st, a->result);
+	put_i64(&st, a->status);
+	put_str(&st, a->detail);
+	put_str(&st, a->request_id);
+	crypto_hash_sha256_final(&st, out);
+}
+
+static void head_mac(const struct secret *key, int64_t id, const uint8_t hash[32], char out[65])
+{
+	crypto_auth_hmacsha256_state st;
+	uint8_t mac[crypto_auth_hmacsha256_BYTES], idb[8];
+
+	put_be32(idb, (uint32_t)((uint64_t)id >> 32));
+	put_be32(idb + 4, (uint32_t)id);
+	crypto_auth_hmacsha256_init(&st, key->p, key->len);
+	crypto_auth_hmacsha256_update(&st, idb, sizeof(idb));
+	crypto_auth_hmacsha256_update(&st, hash, 32);
+	crypto_auth_hmacsha256_final(&st, mac);
+	sodium_bin2hex(out, 65, mac, sizeof(mac));
+}
+
+static int anchor(struct store_tx *tx, const struct secret *mac_key, int64_t id, const uint8_t hash[32])
+{
+	char value[96], mac[65];
+
+	head_mac(mac_key, id, hash, mac);
+	snprintf(value, sizeof(value), "%" PRId64 ":%s", id, mac);
+	return store_meta_set(tx, HEAD_KEY, value);
+}
+
+int audit_anchor(struct store_tx *tx, const struct secret *mac_key)
+{
+	struct store_audit last = {0};
+	int r;
+
+	r = store_audit_last(tx, &last);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	r = anchor(tx, mac_key, last.id, last.hash);
+	store_audit_clear(&last);
+	return r;
+}
+
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src ? src : "");
+}
+
+int audit_append(struct store_tx *tx, const struct audit_entry *e, const struct secret *mac_key)
+{
+	struct store_audit last = {0}, rec = {0};
+	uint8_t prev[32] = {0};
+	int r;
+
+	r = store_audit_last(tx, &last);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (r == 0) {
+		memcpy(prev, last.hash, sizeof(prev));
+		rec.id = last.id + 1;
+	} else
+		rec.id = 1;
+	store_audit_clear(&last);
+
+	rec.time = time(NULL);
+	copy(rec.principal, sizeof(rec.principal), e->principal);
+	rec.uid = (uint32_t)e->uid;
+	rec.pid = (int32_t)e->pid;
+	copy(rec.action, sizeof(rec.action), e->action);
+	rec.path = (char *)e->path;
+	copy(rec.capability, sizeof(rec.capability), e->capability);
+	copy(rec.result, sizeof(rec.result), e->result);
+	rec.status = e->status;
+	rec.detail = (char *)e->detail;
+	copy(rec.request_id, sizeof(rec.request_id), e->request_id);
+	audit_record_hash(prev, &rec, rec.hash);
+
+	r = store_audit_append(tx, &rec);
+	if (r >= 0 && mac_key)
+		r = anchor(tx, mac_key, rec.id, rec.hash);
+	return r;
+}
+
+struct verify_ctx {
+	struct audit_verify *v;
+	uint8_t prev[32];
+	int64_t expect_id;
+	int64_t anchor_id;
+	uint8_t anchor_hash[32];
+	bool anchor_seen;
+};
+
+static int verify_one(const struct store_audit *a, void *userdata)
+{
+	struct verify_ctx *c = userdata;
+	struct audit_verify *v = c->v;
+	uint8_t h[32];
+
+	v->records++;
+	if (!v->ok)
+		return 0;
+	if (a->id != c->expect_id) {
+		v->ok = false;
+		v->first_broken = a->id;
+		snprintf(v->reason, sizeof(v->reason), "record %" PRId64 " follows record %" PRId64
+			 ": records are missing", a->id, c->expect_id - 1);
+		return 0;
+	}
+	audit_record_hash(c->prev, a, h);
+	if (sodium_memcmp(h, a->hash, 32) != 0) {
+		v->ok = false;
+		v->first_broken = a->id;
+		snprintf(v->reason, sizeof(v->reason),
+			 "record %" PRId64 " does not match its hash (edited, reordered, or a record before it was removed)",
+			 a->id);
+		return 0;
+	}
+	if (a->id == c->anchor_id) {
+		memcpy(c->anchor_hash, a->hash, 32);
+		c->anchor_seen = true;
+	}
+	memcpy(c->prev, a->hash, 32);
+	c->expect_id++;
+	return 0;
+}
+
+int audit_verify(struct store_tx *tx, const struct secret *mac_key, struct audit_verify *ret)
+{
+	struct audit_verify v = { .ok = true };
+	struct verify_ctx c = { .v = &v, .expect_id = 1 };
+	_cleanup_free_ char *head = NULL;
+	char mac[65];
+	const char *colon = NULL;
+	int r;
+
+	r = store_meta_get(tx, HEAD_KEY, &head);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (head) {
+		colon = strchr(head, ':');
+		c.anchor_id = strtoll(head, NULL, 10);
+	}
+	r = store_audit_iterate(tx, verify_one, &c);
+	if (r < 0)
+		return r;
+	if (v.ok && mac_key && v.records > 0) {
+		if (!head || !colon || c.anchor_id < 1) {
+			v.ok = false;
+			snprintf(v.reason, sizeof(v.reason), "the chain's anchor is missing");
+		} else if (!c.anchor_seen) {
+			v.ok = false;
+			v.first_broken = c.anchor_id;
+			snprintf(v.reason, sizeof(v.reason), "the anchored record %" PRId64 " is gone (log truncated?)",
+				 c.anchor_id);
+		} else {
+			head_mac(mac_key, c.anchor_id, c.anchor_hash, mac);
+			if (sodium_memcmp(mac, colon + 1, 64) != 0 || strlen(colon + 1) != 64) {
+				v.ok = false;
+				v.first_broken = c.anchor_id;
+				snprintf(v.reason, sizeof(v.reason),
+					 "the anchor does not authenticate record %" PRId64 " (chain rewritten?)",
+					 c.anchor_id);
+			} else
+				v.anchored_through = c.anchor_id;
+		}
+	}
+	*ret = v;
+	return 0;
+}
