@@ -1,5 +1,7 @@
 /* vaultd/api.c: see api.h. */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sodium.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -961,8 +963,44 @@ static const char *management_action(const struct route *rt, const struct server
 	return t[3];
 }
 
+static json_t *audit_json(const struct store_audit *r);
+
+/* The optional JSON-lines mirror for shipping to a SIEM: one write(2) per
+ * line on an O_APPEND file opened per record (log rotation needs nothing
+ * from us). 0, or -errno when the line could not be written whole. */
+static int mirror_write(const char *path, const struct store_audit *rec)
+{
+	_cleanup_json_ json_t *j = audit_json(rec);
+	char *line;
+	size_t n;
+	ssize_t w;
+	int fd, r = 0;
+
+	line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (!line)
+		return -ENOMEM;
+	n = strlen(line);
+	line[n] = '\n';        /* json_dumps' NUL becomes the newline */
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+	if (fd < 0)
+		r = -errno;
+	else {
+		w = write(fd, line, n + 1);
+		if (w < 0)
+			r = -errno;
+		else if ((size_t)w != n + 1)
+			r = -EIO;
+		if (close(fd) < 0 && r == 0)
+			r = -errno;
+	}
+	line[n] = '\0';
+	json_secure_free(line);
+	return r;
+}
+
 int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
 {
+	struct store_audit rec = {0};
 	_cleanup_secret_ struct secret *mac_key = NULL;
 	struct store_tx *own = NULL;
 	struct audit_entry e = {
@@ -995,7 +1033,18 @@ int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
 			return r;
 		tx = own;
 	}
-	r = audit_append(tx, &e, mac_key);
+	r = audit_append(tx, &e, mac_key, &rec);
+	/* Mirror before the commit: with the refuse policy a record the
+	 * mirror did not get is not committed either. */
+	if (r >= 0 && a->cfg.audit_jsonl_path) {
+		int m = mirror_write(a->cfg.audit_jsonl_path, &rec);
+		if (m < 0) {
+			log_error_errno(m, "cannot write the audit mirror '%s'%s", a->cfg.audit_jsonl_path,
+					a->cfg.audit_jsonl_refuse ? "; refusing requests until it can be written" : "");
+			if (a->cfg.audit_jsonl_refuse)
+				r = m;
+		}
+	}
 	if (own) {
 		if (r >= 0)
 			r = store_write_commit(TAKE_PTR(own));

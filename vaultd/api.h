@@ -22,6 +22,8 @@ struct api_config {
 	unsigned session_ttl;           /* seconds a login token lives */
 	unsigned max_failures;          /* failed authentications before 429 ... */
 	unsigned lockout_seconds;       /* ... within and for this long */
+	const char *audit_jsonl_path;   /* NULL: no JSON-lines mirror */
+	bool audit_jsonl_refuse;        /* a failed mirror write refuses the request */
 };
 
 struct api;

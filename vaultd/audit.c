@@ -103,7 +103,8 @@ static void copy(char *dst, size_t n, const char *src)
 	snprintf(dst, n, "%s", src ? src : "");
 }
 
-int audit_append(struct store_tx *tx, const struct audit_entry *e, const struct secret *mac_key)
+int audit_append(struct store_tx *tx, const struct audit_entry *e, const struct secret *mac_key,
+		 struct store_audit *ret)
 {
 	struct store_audit last = {0}, rec = {0};
 	uint8_t prev[32] = {0};
@@ -135,6 +136,8 @@ int audit_append(struct store_tx *tx, const struct audit_entry *e, const struct 
 	r = store_audit_append(tx, &rec);
 	if (r >= 0 && mac_key)
 		r = anchor(tx, mac_key, rec.id, rec.hash);
+	if (r >= 0 && ret)
+		*ret = rec;
 	return r;
 }
 

@@ -30,8 +30,11 @@ struct audit_entry {
 	const char *request_id;
 };
 
-/* Appends e in tx and, when mac_key is non-NULL, re-anchors the head. */
-int audit_append(struct store_tx *tx, const struct audit_entry *e, const struct secret *mac_key);
+/* Appends e in tx and, when mac_key is non-NULL, re-anchors the head. When
+ * ret is non-NULL it receives the stored record (its path and detail borrow
+ * from e). */
+int audit_append(struct store_tx *tx, const struct audit_entry *e, const struct secret *mac_key,
+		 struct store_audit *ret);
 /* Anchors the current head (no-op on an empty log). */
 int audit_anchor(struct store_tx *tx, const struct secret *mac_key);
 

@@ -271,6 +271,7 @@ static const struct string_rule rule_env_name = {
 };
 static const char *const mechanisms[] = { "oaep-sha256-host", "oaep-token", NULL };
 static const char *const oaep_hashes[] = { "sha1", "sha256", NULL };
+static const char *const mirror_policies[] = { "refuse", "continue", NULL };
 
 /* offsetof(), but only if the field has the parser's type: a mismatch picks
  * (void)0, which cannot initialise a size_t, so the table does not compile. */
@@ -319,6 +320,7 @@ static const struct config_key config_keys[] = {
 	KEY_UINT(auth, argon2_parallelism, "1", 1, 16),
 
 	KEY_PATH(audit, jsonl_path, "", 0, PATH_MAX - 1),
+	KEY_CHOICE(audit, jsonl_on_failure, "refuse", mirror_policies),
 
 	KEY_LEVEL(log, level, "info"),
 };

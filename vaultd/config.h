@@ -73,6 +73,7 @@ struct config {
 	} auth;
 	struct {
 		char *jsonl_path;       /* NULL: no JSON-lines mirror; else absolute */
+		char *jsonl_on_failure; /* "refuse" (fail closed, 503) or "continue" (log and serve) */
 	} audit;
 	struct {
 		int level;              /* LOG_ERR ... LOG_DEBUG (syslog.h) */

@@ -255,6 +255,8 @@ int main(int argc, char **argv)
 			.session_ttl = cfg.auth.session_ttl,
 			.max_failures = cfg.auth.max_failures,
 			.lockout_seconds = cfg.auth.lockout_seconds,
+			.audit_jsonl_path = cfg.audit.jsonl_path,
+			.audit_jsonl_refuse = streq(cfg.audit.jsonl_on_failure, "refuse"),
 			.argon2 = {
 				.iterations = cfg.auth.argon2_iterations,
 				.memory_kib = cfg.auth.argon2_memory_kib,

@@ -463,6 +463,55 @@ class Durability(VaultTestCase):
             self.assertGreaterEqual(v.get(f"/v1/secrets/acme/dur/w{n}").json["version"], version)
 
 
+class AuditMirror(VaultTestCase):
+    def _mirror(self, policy):
+        path = os.path.join(self.v.dir, "audit.jsonl")
+        with open(self.v.conf) as f:
+            conf = f.read()
+        self.v.write_config(conf + f"\n[audit]\njsonl_path = {path}\njsonl_on_failure = {policy}\n")
+        return path
+
+    def test_mirror_matches_the_chain_and_holds_no_secret(self):
+        path = self._mirror("refuse")
+        v = self.v.ready()
+        marker = "MIRROR-" + os.urandom(8).hex()
+        r = v.put("/v1/secrets/acme/m/x", {"type": "generic", "data": {"k": marker}})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(v.get("/v1/secrets/acme/m/x").json["data"]["k"], marker)
+        with open(path) as f:
+            lines = [json.loads(l) for l in f]
+        records = v.get("/v1/audit?limit=1000").json["records"]
+        # Every committed record is mirrored, in order, with the same hash;
+        # the mirror may hold the audit read itself too.
+        self.assertEqual([l["hash"] for l in lines[:len(records)]], [r["hash"] for r in records])
+        write = [l for l in lines if l["request_id"] == r.headers["X-Request-Id"]]
+        self.assertEqual([(w["action"], w["path"], w["result"]) for w in write],
+                         [("secret.write", "acme/m/x", "allowed")])
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        self.assertNotIn(marker, open(path).read())
+        self.assertNotIn(PASSPHRASE, open(path).read())
+
+    def test_unwritable_mirror_fails_closed(self):
+        path = self._mirror("refuse")
+        v = self.v.ready()
+        os.unlink(path)
+        os.mkdir(path)  # now it cannot be opened for writing
+        r = v.put("/v1/secrets/acme/m/y", {"type": "generic", "data": {"k": "v"}})
+        self.assertEqual((r.status, r.json["error"]), (503, "audit_unavailable"), r)
+        self.assertEqual(v.get("/v1/secrets/acme/m/y").status, 503)
+        os.rmdir(path)
+        self.assertEqual(v.get("/v1/secrets/acme/m/y").status, 404, "the refused write left nothing")
+
+    def test_unwritable_mirror_with_continue_keeps_serving(self):
+        path = self._mirror("continue")
+        v = self.v.ready()
+        os.unlink(path)
+        os.mkdir(path)
+        self.assertEqual(v.put("/v1/secrets/acme/m/z", {"type": "generic", "data": {"k": "v"}}).status, 200)
+        self.assertEqual(v.get("/v1/secrets/acme/m/z").status, 200)
+        self.assertIn("cannot write the audit mirror", v.read_log())
+
+
 class HsmErrors(VaultTestCase):
     def test_wrong_pin_unlock_says_why(self):
         v = self.v.ready()

@@ -55,7 +55,7 @@ static void append(struct fixture *f, const char *action, const char *path, cons
 	struct store_tx *tx;
 
 	assert_int_equal(store_write_begin(f->s, &tx), 0);
-	assert_int_equal(audit_append(tx, &e, key), 0);
+	assert_int_equal(audit_append(tx, &e, key, NULL), 0);
 	assert_int_equal(store_write_commit(tx), 0);
 }
 
