@@ -32,6 +32,7 @@ static const struct command commands[] = {
 	{ "user", cmd_user, "manage people: add, list, get, passwd, roles, reset-mfa, del" },
 	{ "role", cmd_role, "manage roles: set, get, list, del" },
 	{ "service", cmd_service, "bind Unix uids to services: add, list, get, del" },
+	{ "audit", cmd_audit, "read and verify the audit log: tail, search, verify, export" },
 };
 
 static const char main_help[] =

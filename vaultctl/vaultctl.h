@@ -64,8 +64,9 @@ int cmd_types(struct ctx *ctx, int argc, char **argv);
 int cmd_user(struct ctx *ctx, int argc, char **argv);
 int cmd_role(struct ctx *ctx, int argc, char **argv);
 int cmd_service(struct ctx *ctx, int argc, char **argv);
+int cmd_audit(struct ctx *ctx, int argc, char **argv);
 
-/* A subcommand of a group (user, role, service). */
+/* A subcommand of a group (user, role, service, audit). */
 struct subcommand {
 	const char *name;
 	int (*run)(struct ctx *ctx, int argc, char **argv);

@@ -1216,8 +1216,13 @@ int api_handle(void *userdata, const struct server_request *req, json_t **ret_bo
 	int status, r;
 
 	rt = route_find(req->path, &c.rest);
-	if (!rt)
+	if (!rt) {
+		json_t *ignored = NULL;
+		/* Only for the record: who asked for a route that does not exist. */
+		if (identity_resolve(a, &c, &ignored))
+			json_decref(ignored);
 		status = reply_error(ret_body, 404, "not_found", "no such API route");
+	}
 	else {
 		c.action = rt->action;
 		if (rt->action && rt->action[strlen(rt->action) - 1] == '.') {
@@ -1232,6 +1237,12 @@ int api_handle(void *userdata, const struct server_request *req, json_t **ret_bo
 	if (rt && rt->fn == h_health) {
 		principal_clear(&c.who);
 		return status;
+	}
+	if (rt && !(rt->flags & ROUTE_PUBLIC) && c.who.kind == PRINCIPAL_NONE && !c.principal[0] && req->authorization) {
+		/* Refused before identity (405, 503): still name the caller. */
+		json_t *ignored = NULL;
+		if (identity_resolve(a, &c, &ignored))
+			json_decref(ignored);
 	}
 	if (!c.audited && (r = audit_call(a, &c, NULL, status)) < 0) {
 		log_error_errno(r, "cannot write the audit record of request %s: refusing it", req->request_id);

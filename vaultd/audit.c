@@ -8,6 +8,9 @@
 #include "vaultd/audit.h"
 
 #define HEAD_KEY "audit_head"
+/* Set once, never cleared by vaultd: evidence that the anchored head was
+ * gone or different when the anchor was about to move. */
+#define TAMPER_KEY "audit_tamper"
 
 static void put_field(crypto_hash_sha256_state *st, const void *p, size_t n)
 {
@@ -74,10 +77,74 @@ static void head_mac(const struct secret *key, int64_t id, const uint8_t hash[32
 	sodium_bin2hex(out, 65, mac, sizeof(mac));
 }
 
+struct find_ctx {
+	int64_t id;
+	bool found;
+	uint8_t hash[32];
+};
+
+static int find_one(const struct store_audit *a, void *userdata)
+{
+	struct find_ctx *f = userdata;
+
+	if (a->id == f->id) {
+		f->found = true;
+		memcpy(f->hash, a->hash, 32);
+	}
+	return 0;
+}
+
+/* Before the anchor moves on, the record it names must still be there and
+ * still be what was anchored: otherwise records were removed or rewritten
+ * while the anchor could not watch (daemon stopped, vault locked), and new
+ * records reusing their ids would hide it. Records the finding, once. */
+static int check_old_anchor(struct store_tx *tx, const struct secret *mac_key)
+{
+	_cleanup_free_ char *head = NULL, *seen = NULL;
+	struct store_audit_filter f = { .limit = 1 };
+	struct find_ctx fc = {0};
+	char mac[65], why[160];
+	const char *colon;
+	int r;
+
+	r = store_meta_get(tx, HEAD_KEY, &head);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	colon = strchr(head, ':');
+	fc.id = strtoll(head, NULL, 10);
+	if (!colon || fc.id < 1)
+		snprintf(why, sizeof(why), "the audit anchor was malformed");
+	else {
+		f.after_id = fc.id - 1;
+		r = store_audit_query(tx, &f, find_one, &fc);
+		if (r < 0)
+			return r;
+		if (!fc.found) {
+			snprintf(why, sizeof(why), "anchored record %" PRId64 " was gone (log truncated)", fc.id);
+		} else {
+			head_mac(mac_key, fc.id, fc.hash, mac);
+			if (strlen(colon + 1) == 64 && sodium_memcmp(mac, colon + 1, 64) == 0)
+				return 0;
+			snprintf(why, sizeof(why),
+				 "anchored record %" PRId64 " was replaced (log truncated or rewritten)", fc.id);
+		}
+	}
+	if (store_meta_get(tx, TAMPER_KEY, &seen) == 0)
+		return 0;               /* keep the first finding */
+	log_error("audit chain tampering detected: %s", why);
+	return store_meta_set(tx, TAMPER_KEY, why);
+}
+
 static int anchor(struct store_tx *tx, const struct secret *mac_key, int64_t id, const uint8_t hash[32])
 {
 	char value[96], mac[65];
+	int r;
 
+	r = check_old_anchor(tx, mac_key);
+	if (r < 0)
+		return r;
 	head_mac(mac_key, id, hash, mac);
 	snprintf(value, sizeof(value), "%" PRId64 ":%s", id, mac);
 	return store_meta_set(tx, HEAD_KEY, value);
@@ -203,6 +270,14 @@ int audit_verify(struct store_tx *tx, const struct secret *mac_key, struct audit
 	r = store_audit_iterate(tx, verify_one, &c);
 	if (r < 0)
 		return r;
+	{
+		_cleanup_free_ char *tamper = NULL;
+		if (v.ok && store_meta_get(tx, TAMPER_KEY, &tamper) == 0) {
+			v.ok = false;
+			v.first_broken = strtoll(tamper + strcspn(tamper, "0123456789"), NULL, 10);
+			snprintf(v.reason, sizeof(v.reason), "%s", tamper);
+		}
+	}
 	if (v.ok && mac_key && v.records > 0) {
 		if (!head || !colon || c.anchor_id < 1) {
 			v.ok = false;

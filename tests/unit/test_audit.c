@@ -164,6 +164,22 @@ static void test_truncated_tail_is_detected(void **state)
 	assert_int_equal(v.first_broken, 5);    /* the anchored record is gone */
 }
 
+static void test_truncate_then_refill_is_detected(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify v;
+
+	/* Cut the tail while "stopped", then let new records reuse the ids
+	 * and move the anchor: the anchor check on the way catches it. */
+	fill(f, 5);
+	tamper(f, "DELETE FROM audit WHERE id >= 4");
+	fill(f, 3);
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_int_equal(v.first_broken, 5);
+	assert_non_null(strstr(v.reason, "record 5"));
+}
+
 static void test_rewritten_chain_fails_the_anchor(void **state)
 {
 	struct fixture *f = *state;
@@ -180,7 +196,7 @@ static void test_rewritten_chain_fails_the_anchor(void **state)
 	assert_false(v.ok);
 	assert_non_null(strstr(v.reason, "anchor"));
 	/* Without the anchor row at all. */
-	tamper(f, "DELETE FROM meta WHERE key = 'audit_head'");
+	tamper(f, "DELETE FROM meta WHERE key IN ('audit_head', 'audit_tamper')");
 	v = verify(f, f->key);
 	assert_false(v.ok);
 	assert_non_null(strstr(v.reason, "anchor is missing"));
@@ -227,6 +243,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deleted_record_is_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reordered_records_are_named, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated_tail_is_detected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncate_then_refill_is_detected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rewritten_chain_fails_the_anchor, setup, teardown),
 		cmocka_unit_test(test_hash_covers_every_field),
 	};
