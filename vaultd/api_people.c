@@ -313,6 +313,37 @@ static int check_second_factor(struct api *a, const struct store_user *u, const 
 	return r;       /* -EALREADY: another request used this step first */
 }
 
+/* The Argon2 costs in the config changed since this hash was made: redo it
+ * now that we hold the passphrase. Best effort: the login succeeds anyway. */
+static void upgrade_hash(struct api *a, const char *name, const struct secret *pass)
+{
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	char *phc = NULL;
+	int r;
+
+	r = auth_hash(&a->cfg.argon2, pass, &phc);
+	if (r >= 0)
+		r = store_write_begin(a->store, &tx);
+	if (r >= 0)
+		r = store_user_get(tx, name, &u);
+	if (r >= 0) {
+		free(u.phc);
+		u.phc = TAKE_PTR(phc);
+		u.updated_at = time(NULL);
+		r = store_user_put(tx, &u);
+	}
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	store_user_clear(&u);
+	free(phc);
+	if (r < 0)
+		log_warning_errno(r, "could not upgrade the passphrase hash of '%s'", name);
+	else
+		log_info("upgraded the passphrase hash of '%s' to the configured Argon2id costs", name);
+}
+
 /* Parses {"user", "passphrase", "totp" | "recovery_code"} and checks all
  * three. 0 with *ret_user filled, or writes the reply and returns it. */
 static int authenticate(struct api *a, struct call *c, struct store_user *ret_user, json_t **ret_body)
@@ -388,6 +419,8 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 		return reply_hsm_error(ret_body, c->req, r, "authenticate");
 	}
 	clear_failures(a, c, name);
+	if (auth_needs_rehash(u.phc, &a->cfg.argon2))
+		upgrade_hash(a, name, pass);
 	if (rc)
 		log_notice("user '%s' used a recovery code (uid %u)", name, (unsigned)c->req->uid);
 	*ret_user = u;

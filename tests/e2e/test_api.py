@@ -463,6 +463,25 @@ class Durability(VaultTestCase):
             self.assertGreaterEqual(v.get(f"/v1/secrets/acme/dur/w{n}").json["version"], version)
 
 
+class HashUpgrade(VaultTestCase):
+    def test_argon2_costs_raised_in_config_upgrade_the_hash_at_next_login(self):
+        import subprocess
+        v = self.v.ready()
+        phc = lambda: subprocess.run(["sqlite3", v.db, "SELECT phc FROM users WHERE name='admin'"],
+                                     capture_output=True, text=True).stdout.strip()
+        self.assertIn("m=8192,t=1,", phc())
+        v.stop()
+        with open(v.conf) as f:
+            conf = f.read()
+        v.write_config(conf.replace("argon2_iterations = 1", "argon2_iterations = 2"))
+        v.start()
+        v.unlock()
+        self.assertIn("m=8192,t=2,", phc())
+        v.stop()
+        v.start()
+        v.unlock()  # the upgraded hash verifies
+
+
 class AuditMirror(VaultTestCase):
     def _mirror(self, policy):
         path = os.path.join(self.v.dir, "audit.jsonl")
