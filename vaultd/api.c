@@ -284,7 +284,9 @@ static int h_lock(struct api *a, struct call *c, json_t **ret_body)
 	if (r >= 0)
 		r = store_token_delete_all(tx);
 	if (r >= 0)
-		r = store_write_commit(TAKE_PTR(tx));
+		r = audit_call(a, c, tx, 200);
+	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
+		c->audited = true;
 	store_tx_end(tx);
 	if (r < 0)
 		log_error_errno(r, "could not revoke session tokens at lock");

@@ -526,7 +526,9 @@ int h_login(struct api *a, struct call *c, json_t **ret_body)
 		r = store_token_put(tx, &t);
 	}
 	if (r >= 0)
-		r = store_write_commit(TAKE_PTR(tx));
+		r = audit_call(a, c, tx, 200);      /* commits with the change */
+	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
+		c->audited = true;
 	store_tx_end(tx);
 	if (r < 0) {
 		sodium_memzero(token, sizeof(token));
@@ -554,7 +556,9 @@ int h_logout(struct api *a, struct call *c, json_t **ret_body)
 	if (r >= 0)
 		r = store_token_delete(tx, c->who.token_hash);
 	if (r >= 0)
-		r = store_write_commit(TAKE_PTR(tx));
+		r = audit_call(a, c, tx, 200);      /* commits with the change */
+	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
+		c->audited = true;
 	store_tx_end(tx);
 	if (r < 0 && r != -ENOENT)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "revoke token");
@@ -628,7 +632,9 @@ int h_passphrase(struct api *a, struct call *c, json_t **ret_body)
 	}
 	free(phc);
 	if (r >= 0)
-		r = store_write_commit(TAKE_PTR(tx));
+		r = audit_call(a, c, tx, 200);      /* commits with the change */
+	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
+		c->audited = true;
 	store_tx_end(tx);
 	store_user_clear(&u);
 	if (r < 0)
@@ -781,7 +787,9 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 		}
 		r = store_user_delete(tx, name);        /* cascades its tokens */
 		if (r >= 0)
-			r = store_write_commit(TAKE_PTR(tx));
+			r = audit_call(a, c, tx, 200);      /* commits with the change */
+		if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
+			c->audited = true;
 		store_tx_end(tx);
 		if (r == -ENOENT)
 			return reply_error(ret_body, 404, "not_found", "no user '%s'", name);
@@ -876,7 +884,9 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 	if (r >= 0 && out && (r = store_recovery_set(tx, name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES)) >= 0)
 		r = store_token_delete_user(tx, name);
 	if (r >= 0)
-		r = store_write_commit(TAKE_PTR(tx));
+		r = audit_call(a, c, tx, 200);      /* commits with the change */
+	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
+		c->audited = true;
 	if (r < 0) {
 		status = reply_store_busy_or_internal(ret_body, c->req, r, "write user");
 		goto out;
@@ -963,7 +973,9 @@ int h_roles(struct api *a, struct call *c, json_t **ret_body)
 		if (r >= 0)
 			r = store_role_delete(tx, name);
 		if (r >= 0)
-			r = store_write_commit(TAKE_PTR(tx));
+			r = audit_call(a, c, tx, 200);      /* commits with the change */
+		if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
+			c->audited = true;
 		store_tx_end(tx);
 		if (r == -ENOENT)
 			return reply_error(ret_body, 404, "not_found", "no role '%s'", name);
@@ -987,7 +999,9 @@ int h_roles(struct api *a, struct call *c, json_t **ret_body)
 	if (r >= 0)
 		r = store_role_put(tx, &row);
 	if (r >= 0)
-		r = store_write_commit(TAKE_PTR(tx));
+		r = audit_call(a, c, tx, 200);      /* commits with the change */
+	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
+		c->audited = true;
 	store_tx_end(tx);
 	json_secure_free(row.rules);
 	status = r < 0 ? reply_store_busy_or_internal(ret_body, c->req, r, "write role")
@@ -1056,7 +1070,9 @@ int h_services(struct api *a, struct call *c, json_t **ret_body)
 		if (r >= 0)
 			r = store_service_delete(tx, name);
 		if (r >= 0)
-			r = store_write_commit(TAKE_PTR(tx));
+			r = audit_call(a, c, tx, 200);      /* commits with the change */
+		if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
+			c->audited = true;
 		store_tx_end(tx);
 		if (r == -ENOENT)
 			return reply_error(ret_body, 404, "not_found", "no service '%s'", name);
@@ -1086,7 +1102,9 @@ int h_services(struct api *a, struct call *c, json_t **ret_body)
 	svc.created_at = svc.updated_at = time(NULL);
 	r = svc.roles ? store_service_put(tx, &svc) : -ENOMEM;
 	if (r >= 0)
-		r = store_write_commit(TAKE_PTR(tx));
+		r = audit_call(a, c, tx, 200);      /* commits with the change */
+	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
+		c->audited = true;
 	store_tx_end(tx);
 	json_secure_free(svc.roles);
 	if (r == -EEXIST)
