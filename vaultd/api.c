@@ -284,9 +284,7 @@ static int h_lock(struct api *a, struct call *c, json_t **ret_body)
 	if (r >= 0)
 		r = store_token_delete_all(tx);
 	if (r >= 0)
-		r = audit_call(a, c, tx, 200);
-	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
-		c->audited = true;
+		r = commit_audited(a, c, &tx);
 	store_tx_end(tx);
 	if (r < 0)
 		log_error_errno(r, "could not revoke session tokens at lock");
@@ -403,16 +401,12 @@ static int write_version(struct api *a, struct call *c, const char *path,
 	}
 	if (r >= 0)
 		r = store_secret_put_version(tx, path, tenant, type, metadata, &v);
-	/* The record commits with the change, or neither does. */
 	if (r >= 0)
-		r = audit_call(a, c, tx, 200);
-	if (r >= 0)
-		r = store_write_commit(TAKE_PTR(tx));
+		r = commit_audited(a, c, &tx);
 	if (r < 0) {
 		status = reply_store_busy_or_internal(ret_body, req, r, "write secret");
 		goto out;
 	}
-	c->audited = true;
 	status = reply(ret_body, 200, json_pack("{s:s, s:i}", "path", path, "version", (json_int_t)next));
 out:
 	store_tx_end(tx);
@@ -684,9 +678,7 @@ static int secret_delete(struct api *a, struct call *c, const char *path, json_t
 	if (r >= 0 && destroy)
 		c->action = "secret.destroy";
 	if (r >= 0)
-		r = audit_call(a, c, tx, 200);
-	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
-		c->audited = true;
+		r = commit_audited(a, c, &tx);
 	store_tx_end(tx);
 	if (r == -ENOENT)
 		return reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
@@ -997,6 +989,18 @@ static int mirror_write(const char *path, const struct store_audit *rec)
 	}
 	line[n] = '\0';
 	json_secure_free(line);
+	return r;
+}
+
+int commit_audited(struct api *a, struct call *c, struct store_tx **tx)
+{
+	/* The record commits with the change, or neither does. */
+	int r = audit_call(a, c, *tx, 200);
+
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(*tx));
+	if (r >= 0)
+		c->audited = true;
 	return r;
 }
 

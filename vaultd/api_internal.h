@@ -57,6 +57,10 @@ struct call {
  * transaction, committed with the change), else in a transaction of its own.
  * Never fails silently: the caller must refuse the request if this fails. */
 int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status);
+/* For a handler whose change succeeded in *tx: records it (status 200) in
+ * the same transaction and commits both (*tx becomes NULL). On failure
+ * nothing is committed; the caller's store_tx_end() rolls back. */
+int commit_audited(struct api *a, struct call *c, struct store_tx **tx);
 
 /* identity.c */
 /* Fills c->who from the bearer token or the uid's service binding. 0 (kind

@@ -526,9 +526,7 @@ int h_login(struct api *a, struct call *c, json_t **ret_body)
 		r = store_token_put(tx, &t);
 	}
 	if (r >= 0)
-		r = audit_call(a, c, tx, 200);      /* commits with the change */
-	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
-		c->audited = true;
+		r = commit_audited(a, c, &tx);
 	store_tx_end(tx);
 	if (r < 0) {
 		sodium_memzero(token, sizeof(token));
@@ -556,9 +554,7 @@ int h_logout(struct api *a, struct call *c, json_t **ret_body)
 	if (r >= 0)
 		r = store_token_delete(tx, c->who.token_hash);
 	if (r >= 0)
-		r = audit_call(a, c, tx, 200);      /* commits with the change */
-	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
-		c->audited = true;
+		r = commit_audited(a, c, &tx);
 	store_tx_end(tx);
 	if (r < 0 && r != -ENOENT)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "revoke token");
@@ -632,9 +628,7 @@ int h_passphrase(struct api *a, struct call *c, json_t **ret_body)
 	}
 	free(phc);
 	if (r >= 0)
-		r = audit_call(a, c, tx, 200);      /* commits with the change */
-	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
-		c->audited = true;
+		r = commit_audited(a, c, &tx);
 	store_tx_end(tx);
 	store_user_clear(&u);
 	if (r < 0)
@@ -679,17 +673,38 @@ static int check_roles(struct store_tx *tx, const json_t *roles, json_t **ret_bo
 	return 0;
 }
 
-static int user_json_one(const struct store_user *u, void *userdata)
+/* The end of every management DELETE: r is the delete's result in tx.
+ * Records and commits, then answers. */
+static int finish_delete(struct api *a, struct call *c, struct store_tx *tx, int r, const char *kind,
+			 const char *name, json_t **ret_body)
+{
+	char what[32];
+
+	if (r >= 0)
+		r = commit_audited(a, c, &tx);
+	store_tx_end(tx);
+	if (r == -ENOENT)
+		return reply_error(ret_body, 404, "not_found", "no %s '%s'", kind, name);
+	if (r < 0) {
+		snprintf(what, sizeof(what), "delete %s", kind);
+		return reply_store_busy_or_internal(ret_body, c->req, r, what);
+	}
+	log_info("%s '%s' deleted by '%s'", kind, name, c->who.name);
+	return reply(ret_body, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+}
+
+static json_t *user_json(const struct store_user *u)
 {
 	json_t *roles = json_loads(u->roles, 0, NULL);
 
-	return json_array_append_new(userdata, json_pack("{s:s, s:o, s:s, s:o, s:o}", "name", u->name, "roles",
-							 roles ? roles : json_array(), "mfa",
-							 u->mfa_state == STORE_MFA_ACTIVE ? "active" : "pending",
-							 "created_at", json_time(u->created_at), "updated_at",
-							 json_time(u->updated_at))) < 0
-		       ? -ENOMEM
-		       : 0;
+	return json_pack("{s:s, s:o, s:s, s:o, s:o}", "name", u->name, "roles", roles ? roles : json_array(),
+			 "mfa", u->mfa_state == STORE_MFA_ACTIVE ? "active" : "pending", "created_at",
+			 json_time(u->created_at), "updated_at", json_time(u->updated_at));
+}
+
+static int user_json_one(const struct store_user *u, void *userdata)
+{
+	return json_array_append_new(userdata, user_json(u)) < 0 ? -ENOMEM : 0;
 }
 
 /* Would the change leave no user with the admin capability? */
@@ -763,10 +778,7 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 		if (r >= 0)
 			r = store_user_get(tx, name, &u);
 		if (r == 0) {
-			json_t *arr = json_array();
-			user_json_one(&u, arr);
-			out = json_incref(json_array_get(arr, 0));
-			json_decref(arr);
+			out = user_json(&u);
 			json_object_set_new(out, "recovery_codes_left", json_integer(store_recovery_count(tx, name)));
 		}
 		store_tx_end(tx);
@@ -785,18 +797,9 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 			store_tx_end(tx);
 			return reply_error(ret_body, 409, "conflict", "'%s' is the last admin and cannot be deleted", name);
 		}
-		r = store_user_delete(tx, name);        /* cascades its tokens */
-		if (r >= 0)
-			r = audit_call(a, c, tx, 200);      /* commits with the change */
-		if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
-			c->audited = true;
-		store_tx_end(tx);
-		if (r == -ENOENT)
-			return reply_error(ret_body, 404, "not_found", "no user '%s'", name);
-		if (r < 0)
-			return reply_store_busy_or_internal(ret_body, c->req, r, "delete user");
-		log_info("user '%s' deleted by '%s'", name, c->who.name);
-		return reply(ret_body, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+		/* Cascades the user's tokens and recovery codes. */
+		r = store_user_delete(tx, name);
+		return finish_delete(a, c, tx, r, "user", name, ret_body);
 	}
 	if (!reset && !streq(m, "PUT"))
 		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on users", m);
@@ -884,9 +887,7 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 	if (r >= 0 && out && (r = store_recovery_set(tx, name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES)) >= 0)
 		r = store_token_delete_user(tx, name);
 	if (r >= 0)
-		r = audit_call(a, c, tx, 200);      /* commits with the change */
-	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
-		c->audited = true;
+		r = commit_audited(a, c, &tx);
 	if (r < 0) {
 		status = reply_store_busy_or_internal(ret_body, c->req, r, "write user");
 		goto out;
@@ -905,14 +906,19 @@ out:
 	return status;
 }
 
-static int role_json_one(const struct store_role *r, void *userdata)
+static json_t *role_json(const struct store_role *r)
 {
 	json_t *rules = json_loads(r->rules, 0, NULL);
 	json_t *o = json_pack("{s:s, s:b, s:o}", "name", r->name, "builtin", 0, "rules",
 			      json_incref(json_object_get(rules, "rules")));
 
 	json_decref(rules);
-	return json_array_append_new(userdata, o) < 0 ? -ENOMEM : 0;
+	return o;
+}
+
+static int role_json_one(const struct store_role *r, void *userdata)
+{
+	return json_array_append_new(userdata, role_json(r)) < 0 ? -ENOMEM : 0;
 }
 
 int h_roles(struct api *a, struct call *c, json_t **ret_body)
@@ -944,7 +950,6 @@ int h_roles(struct api *a, struct call *c, json_t **ret_body)
 		return status;
 	if (streq(m, "GET")) {
 		const struct rbac_role *b = rbac_builtin_find(name);
-		json_t *arr;
 		if (b)
 			return reply(ret_body, 200, rbac_role_to_json(b));
 		r = store_read_begin(a->store, &tx);
@@ -955,11 +960,8 @@ int h_roles(struct api *a, struct call *c, json_t **ret_body)
 			return reply_error(ret_body, 404, "not_found", "no role '%s'", name);
 		if (r < 0)
 			return reply_store_busy_or_internal(ret_body, c->req, r, "read role");
-		arr = json_array();
-		role_json_one(&row, arr);
+		status = reply(ret_body, 200, role_json(&row));
 		store_role_clear(&row);
-		status = reply(ret_body, 200, json_incref(json_array_get(arr, 0)));
-		json_decref(arr);
 		return status;
 	}
 	if (rbac_builtin_find(name))
@@ -972,16 +974,7 @@ int h_roles(struct api *a, struct call *c, json_t **ret_body)
 		}
 		if (r >= 0)
 			r = store_role_delete(tx, name);
-		if (r >= 0)
-			r = audit_call(a, c, tx, 200);      /* commits with the change */
-		if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
-			c->audited = true;
-		store_tx_end(tx);
-		if (r == -ENOENT)
-			return reply_error(ret_body, 404, "not_found", "no role '%s'", name);
-		if (r < 0)
-			return reply_store_busy_or_internal(ret_body, c->req, r, "delete role");
-		return reply(ret_body, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+		return finish_delete(a, c, tx, r, "role", name, ret_body);
 	}
 	if (!streq(m, "PUT"))
 		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on roles", m);
@@ -999,9 +992,7 @@ int h_roles(struct api *a, struct call *c, json_t **ret_body)
 	if (r >= 0)
 		r = store_role_put(tx, &row);
 	if (r >= 0)
-		r = audit_call(a, c, tx, 200);      /* commits with the change */
-	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
-		c->audited = true;
+		r = commit_audited(a, c, &tx);
 	store_tx_end(tx);
 	json_secure_free(row.rules);
 	status = r < 0 ? reply_store_busy_or_internal(ret_body, c->req, r, "write role")
@@ -1012,16 +1003,18 @@ int h_roles(struct api *a, struct call *c, json_t **ret_body)
 	return status;
 }
 
-static int service_json_one(const struct store_service *s, void *userdata)
+static json_t *service_json(const struct store_service *s)
 {
 	json_t *roles = json_loads(s->roles, 0, NULL);
 
-	return json_array_append_new(userdata, json_pack("{s:s, s:i, s:o, s:o, s:o}", "name", s->name, "uid",
-							 (json_int_t)s->uid, "roles", roles ? roles : json_array(),
-							 "created_at", json_time(s->created_at), "updated_at",
-							 json_time(s->updated_at))) < 0
-		       ? -ENOMEM
-		       : 0;
+	return json_pack("{s:s, s:i, s:o, s:o, s:o}", "name", s->name, "uid", (json_int_t)s->uid, "roles",
+			 roles ? roles : json_array(), "created_at", json_time(s->created_at), "updated_at",
+			 json_time(s->updated_at));
+}
+
+static int service_json_one(const struct store_service *s, void *userdata)
+{
+	return json_array_append_new(userdata, service_json(s)) < 0 ? -ENOMEM : 0;
 }
 
 int h_services(struct api *a, struct call *c, json_t **ret_body)
@@ -1058,28 +1051,15 @@ int h_services(struct api *a, struct call *c, json_t **ret_body)
 			return reply_error(ret_body, 404, "not_found", "no service '%s'", name);
 		if (r < 0)
 			return reply_store_busy_or_internal(ret_body, c->req, r, "read service");
-		arr = json_array();
-		service_json_one(&svc, arr);
+		status = reply(ret_body, 200, service_json(&svc));
 		store_service_clear(&svc);
-		status = reply(ret_body, 200, json_incref(json_array_get(arr, 0)));
-		json_decref(arr);
 		return status;
 	}
 	if (streq(m, "DELETE")) {
 		r = store_write_begin(a->store, &tx);
 		if (r >= 0)
 			r = store_service_delete(tx, name);
-		if (r >= 0)
-			r = audit_call(a, c, tx, 200);      /* commits with the change */
-		if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
-			c->audited = true;
-		store_tx_end(tx);
-		if (r == -ENOENT)
-			return reply_error(ret_body, 404, "not_found", "no service '%s'", name);
-		if (r < 0)
-			return reply_store_busy_or_internal(ret_body, c->req, r, "delete service");
-		log_info("service '%s' unbound by '%s'", name, c->who.name);
-		return reply(ret_body, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+		return finish_delete(a, c, tx, r, "service", name, ret_body);
 	}
 	if (!streq(m, "PUT"))
 		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on services", m);
@@ -1102,9 +1082,7 @@ int h_services(struct api *a, struct call *c, json_t **ret_body)
 	svc.created_at = svc.updated_at = time(NULL);
 	r = svc.roles ? store_service_put(tx, &svc) : -ENOMEM;
 	if (r >= 0)
-		r = audit_call(a, c, tx, 200);      /* commits with the change */
-	if (r >= 0 && (r = store_write_commit(TAKE_PTR(tx))) >= 0)
-		c->audited = true;
+		r = commit_audited(a, c, &tx);
 	store_tx_end(tx);
 	json_secure_free(svc.roles);
 	if (r == -EEXIST)
