@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include "common/err.h"
 #include "common/json.h"
@@ -15,6 +16,7 @@
 #include "vaultd/api.h"
 #include "vaultd/api_internal.h"
 #include "vaultd/audit.h"
+#include "vaultd/rotate.h"
 #include "vaultd/types.h"
 #include "version.h"
 
@@ -222,13 +224,18 @@ int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, st
 		r = store_rootkey_get_current(tx, &rk);
 		store_tx_end(tx);
 	}
+	store_rootkey_clear(&rk);
 	if (r == 0)
 		a->initialized = true;
 	else if (r != -ENOENT) {
 		api_free(a);
 		return r;
 	}
-	store_rootkey_clear(&rk);
+	r = rotator_start(a, &a->rot);
+	if (r < 0) {
+		api_free(a);
+		return r;
+	}
 	*ret = a;
 	return 0;
 }
@@ -237,6 +244,7 @@ void api_free(struct api *a)
 {
 	if (!a)
 		return;
+	rotator_stop(a->rot);
 	pthread_mutex_destroy(&a->state_mu);
 	free(a);
 }
@@ -336,16 +344,32 @@ static const char *metadata_check(const json_t *m)
 	return NULL;
 }
 
-/* Seals 'data' as the next version of path and commits. cas < 0: no check. */
+/* The one metadata key vaultd itself reads. NULL if fine. */
+static const char *max_age_check(const json_t *m)
+{
+	const json_t *v = json_object_get(m, "max_age");
+	int64_t ignored;
+
+	if (!v)
+		return NULL;
+	if (!json_is_string(v) || duration_parse(json_string_value(v), &ignored) < 0)
+		return "a duration like \"90d\": 1-6 digits then h, d or w, at most 10 years";
+	return NULL;
+}
+
+/* Seals 'data' as the next version of path and commits: current, or
+ * pending (staged for promotion). cas < 0: no check. Versions beyond
+ * [secrets] keep_versions are destroyed in the same transaction. */
 static int write_version(struct api *a, struct call *c, const char *path,
 			 const char *type, const char *metadata, const struct secret *plain,
-			 int64_t cas, uint32_t from_version, json_t **ret_body)
+			 int64_t cas, uint32_t from_version, bool pending, json_t **ret_body)
 {
 	const struct server_request *req = c->req;
 	char tenant[PATH_SEGMENT_MAX + 1];
 	struct store_secret head = {0};
 	struct store_version v = {0};
 	struct store_tx *tx = NULL;
+	uint64_t wraps = 0;
 	uint32_t next;
 	int r, status;
 
@@ -373,6 +397,11 @@ static int write_version(struct api *a, struct call *c, const char *path,
 		status = reply_error(ret_body, 404, "not_found", "the secret at '%s' is deleted", path);
 		goto out;
 	}
+	if (pending && (r == -ENOENT || head.deleted_at)) {
+		status = reply_error(ret_body, 404, "not_found",
+				     "no secret at '%s'; a pending version stages a change to an existing secret", path);
+		goto out;
+	}
 	if (r == 0 && !streq(head.type, type)) {
 		status = reply_error(ret_body, 409, "type_mismatch",
 				     "'%s' holds a %s credential; its type cannot change (destroy it first)",
@@ -394,20 +423,26 @@ static int write_version(struct api *a, struct call *c, const char *path,
 		goto out;
 	}
 
-	r = keyring_seal(a->keyring, tx, path, next, plain, &v);
+	r = keyring_seal(a->keyring, tx, path, next, plain, &v, &wraps);
 	if (r == -EACCES) {
 		status = reply_error(ret_body, 503, "locked", "the vault is locked");
 		goto out;
 	}
 	if (r >= 0)
-		r = store_secret_put_version(tx, path, tenant, type, metadata, &v);
+		r = pending ? store_secret_put_pending(tx, path, metadata, &v)
+			    : store_secret_put_version(tx, path, tenant, type, metadata, &v);
+	if (r >= 0)
+		r = store_secret_prune_versions(tx, path, a->cfg.keep_versions);
 	if (r >= 0)
 		r = commit_audited(a, c, &tx);
 	if (r < 0) {
 		status = reply_store_busy_or_internal(ret_body, req, r, "write secret");
 		goto out;
 	}
-	status = reply(ret_body, 200, json_pack("{s:s, s:i}", "path", path, "version", (json_int_t)next));
+	if (wraps >= a->cfg.kek_max_wraps)
+		rotator_kick(a->rot, false);
+	status = reply(ret_body, 200, json_pack("{s:s, s:i, s:s}", "path", path, "version", (json_int_t)next, "stage",
+					       pending ? "pending" : "current"));
 out:
 	store_tx_end(tx);
 	store_secret_clear(&head);
@@ -418,13 +453,13 @@ out:
 static int secret_put(struct api *a, struct call *c, const char *path, json_t **ret_body)
 {
 	const struct server_request *req = c->req;
-	static const char *const fields[] = { "type", "data", "metadata", "cas", NULL };
+	static const char *const fields[] = { "type", "data", "metadata", "cas", "stage", NULL };
 	static const char *const q[] = { NULL };
 	_cleanup_json_ json_t *body = NULL, *errors = NULL;
 	_cleanup_secret_ struct secret *plain = NULL;
 	_cleanup_free_ char *meta_text = NULL;
 	const struct cred_type *t;
-	json_t *type, *data, *meta, *cas;
+	json_t *type, *data, *meta, *cas, *stage;
 	char *text;
 	const char *why;
 	int r;
@@ -435,6 +470,7 @@ static int secret_put(struct api *a, struct call *c, const char *path, json_t **
 	data = json_object_get(body, "data");
 	meta = json_object_get(body, "metadata");
 	cas = json_object_get(body, "cas");
+	stage = json_object_get(body, "stage");
 	if (!json_is_string(type))
 		return reply_invalid(ret_body, json_pack("{s:s}", "type", "required; see GET /v1/types"),
 				     "invalid credential");
@@ -448,6 +484,12 @@ static int secret_put(struct api *a, struct call *c, const char *path, json_t **
 		return reply_invalid(ret_body, TAKE_PTR(errors), "invalid credential");
 	if (meta && (why = metadata_check(meta)))
 		return reply_invalid(ret_body, json_pack("{s:s}", "metadata", why), "invalid metadata");
+	if (meta && (why = max_age_check(meta)))
+		return reply_invalid(ret_body, json_pack("{s:s}", "metadata.max_age", why), "invalid metadata");
+	if (stage && (!json_is_string(stage) || (!streq(json_string_value(stage), "current") &&
+						 !streq(json_string_value(stage), "pending"))))
+		return reply_invalid(ret_body, json_pack("{s:s}", "stage", "\"current\" or \"pending\""),
+				     "invalid stage");
 	if (cas && (!json_is_integer(cas) || json_integer_value(cas) < 0 ||
 		    json_integer_value(cas) > UINT32_MAX))
 		return reply_invalid(ret_body, json_pack("{s:s}", "cas", "must be a non-negative integer version"),
@@ -482,7 +524,7 @@ static int secret_put(struct api *a, struct call *c, const char *path, json_t **
 			return reply_internal(ret_body, req, -ENOMEM, "copy metadata");
 	}
 	return write_version(a, c, path, t->name, meta_text, plain, cas ? json_integer_value(cas) : -1, 0,
-			     ret_body);
+			     stage && streq(json_string_value(stage), "pending"), ret_body);
 }
 
 /* Loads and opens one version. Writes the reply on failure (returns > 0). */
@@ -511,23 +553,44 @@ static int load_version(struct api *a, const struct server_request *req, struct 
 	return 0;
 }
 
+static const char *stage_of(const struct store_secret *h, uint32_t version)
+{
+	if (version == h->current_version)
+		return "current";
+	if (version == h->pending_version)
+		return "pending";
+	if (version == h->previous_version)
+		return "previous";
+	return NULL;
+}
+
+static json_t *json_version_or_null(uint32_t v)
+{
+	return v ? json_integer(v) : json_null();
+}
+
 static int secret_get(struct api *a, const struct server_request *req, const char *path, json_t **ret_body)
 {
-	static const char *const q[] = { "version", NULL };
+	static const char *const q[] = { "version", "stage", NULL };
 	_cleanup_secret_ struct secret *plain = NULL;
 	struct store_secret head = {0};
 	struct store_tx *tx = NULL;
 	json_t *data, *out;
 	int64_t created = 0;
 	uint32_t version = 0;
-	const char *vs;
+	const char *vs, *stage, *st;
 	int r, status;
 
 	if ((r = check_query(req, q, ret_body)))
 		return r;
 	vs = server_request_query(req, "version");
+	stage = server_request_query(req, "stage");
 	if (vs && parse_u32(vs, 1, UINT32_MAX, &version) < 0)
 		return reply_error(ret_body, 400, "bad_request", "version must be a positive integer");
+	if (stage && !streq(stage, "current") && !streq(stage, "pending") && !streq(stage, "previous"))
+		return reply_error(ret_body, 400, "bad_request", "stage must be current, pending or previous");
+	if (vs && stage)
+		return reply_error(ret_body, 400, "bad_request", "ask for a version or a stage, not both");
 
 	r = store_read_begin(a->store, &tx);
 	if (r < 0)
@@ -541,8 +604,16 @@ static int secret_get(struct api *a, const struct server_request *req, const cha
 		status = reply_store_busy_or_internal(ret_body, req, r, "read secret");
 		goto out;
 	}
-	if (!vs)
+	if (stage && streq(stage, "pending"))
+		version = head.pending_version;
+	else if (stage && streq(stage, "previous"))
+		version = head.previous_version;
+	else if (!vs)
 		version = head.current_version;
+	if (!version) {
+		status = reply_error(ret_body, 404, "not_found", "'%s' has no %s version", path, stage);
+		goto out;
+	}
 	status = load_version(a, req, tx, &head, version, &plain, &created, ret_body);
 	if (status)
 		goto out;
@@ -555,6 +626,10 @@ static int secret_get(struct api *a, const struct server_request *req, const cha
 	out = secret_head_json(&head);
 	json_object_set_new(out, "version", json_integer(version));
 	json_object_set_new(out, "current_version", json_integer(head.current_version));
+	json_object_set_new(out, "pending_version", json_version_or_null(head.pending_version));
+	json_object_set_new(out, "previous_version", json_version_or_null(head.previous_version));
+	st = stage_of(&head, version);
+	json_object_set_new(out, "stage", st ? json_string(st) : json_null());
 	json_object_set_new(out, "data", data);
 	json_object_set_new(out, "version_created_at", json_time(created));
 	status = reply(ret_body, 200, out);
@@ -604,16 +679,18 @@ static int secret_list(struct api *a, struct call *c, const char *prefix, json_t
 
 struct versions_ctx {
 	json_t *arr;
-	uint32_t current;
+	const struct store_secret *head;
 };
 
 static int versions_one(const struct store_version *v, void *userdata)
 {
 	struct versions_ctx *c = userdata;
+	const char *st = stage_of(c->head, v->version);
 
-	return json_array_append_new(c->arr, json_pack("{s:i, s:o, s:b, s:b}", "version", (json_int_t)v->version,
+	return json_array_append_new(c->arr, json_pack("{s:i, s:o, s:b, s:b, s:o}", "version", (json_int_t)v->version,
 						       "created_at", json_time(v->created_at), "destroyed",
-						       v->dek_len == 0, "current", v->version == c->current)) < 0
+						       v->dek_len == 0, "current", v->version == c->head->current_version,
+						       "stage", st ? json_string(st) : json_null())) < 0
 		       ? -ENOMEM
 		       : 0;
 }
@@ -641,15 +718,17 @@ static int secret_versions(struct api *a, const struct server_request *req, cons
 		goto out;
 	}
 	c.arr = json_array();
-	c.current = head.current_version;
+	c.head = &head;
 	r = store_version_list(tx, path, versions_one, &c);
 	if (r < 0) {
 		json_decref(c.arr);
 		status = reply_store_busy_or_internal(ret_body, req, r, "list versions");
 		goto out;
 	}
-	status = reply(ret_body, 200, json_pack("{s:s, s:i, s:b, s:o}", "path", path, "current_version",
-					       (json_int_t)head.current_version, "deleted", head.deleted_at != 0,
+	status = reply(ret_body, 200, json_pack("{s:s, s:i, s:o, s:o, s:b, s:o}", "path", path, "current_version",
+					       (json_int_t)head.current_version, "pending_version",
+					       json_version_or_null(head.pending_version), "previous_version",
+					       json_version_or_null(head.previous_version), "deleted", head.deleted_at != 0,
 					       "versions", c.arr));
 out:
 	store_tx_end(tx);
@@ -744,13 +823,61 @@ static int secret_rollback(struct api *a, struct call *c, const char *path, json
 		goto out;
 	}
 	status = write_version(a, c, path, type, NULL, plain, cas ? json_integer_value(cas) : -1,
-			       (uint32_t)json_integer_value(ver), ret_body);
+			       (uint32_t)json_integer_value(ver), false, ret_body);
 	if (status == 200)
 		json_object_set_new(*ret_body, "rolled_back_from", json_integer(json_integer_value(ver)));
 out:
 	store_tx_end(tx);
 	store_secret_clear(&head);
 	return status;
+}
+
+static int secret_promote(struct api *a, struct call *c, const char *path, json_t **ret_body)
+{
+	const struct server_request *req = c->req;
+	static const char *const fields[] = { "version", NULL };
+	static const char *const q[] = { NULL };
+	_cleanup_json_ json_t *body = NULL;
+	struct store_secret head = {0};
+	struct store_tx *tx = NULL;
+	uint32_t want = 0;
+	json_t *ver;
+	int r;
+
+	if ((r = check_query(req, q, ret_body)))
+		return r;
+	if (req->body && req->body->len > 0) {
+		if ((r = parse_body(req, fields, &body, ret_body)))
+			return r;
+		ver = json_object_get(body, "version");
+		if (ver && (!json_is_integer(ver) || json_integer_value(ver) < 1 ||
+			    json_integer_value(ver) > UINT32_MAX))
+			return reply_invalid(ret_body, json_pack("{s:s}", "version", "a positive integer"),
+					     "invalid promotion");
+		want = ver ? (uint32_t)json_integer_value(ver) : 0;
+	}
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "begin write");
+	r = store_secret_promote(tx, path, want, time(NULL));
+	if (r >= 0)
+		r = store_secret_get(tx, path, &head);
+	if (r >= 0)
+		r = commit_audited(a, c, &tx);
+	store_tx_end(tx);
+	if (r == -ENOENT)
+		return reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
+	if (r == -ESRCH) {
+		snprintf(c->detail, sizeof(c->detail), "no such pending version");
+		return want ? reply_error(ret_body, 409, "no_pending", "version %u of '%s' is not pending", want, path)
+			    : reply_error(ret_body, 409, "no_pending", "'%s' has no pending version", path);
+	}
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "promote");
+	r = reply(ret_body, 200, json_pack("{s:s, s:i, s:o}", "path", path, "version", (json_int_t)head.current_version,
+					   "previous_version", json_version_or_null(head.previous_version)));
+	store_secret_clear(&head);
+	return r;
 }
 
 enum secrets_op {
@@ -760,6 +887,7 @@ enum secrets_op {
 	OP_PUT,
 	OP_DELETE,
 	OP_ROLLBACK,
+	OP_PROMOTE,
 };
 
 /* Works out which secrets operation a request is, and on which path, so
@@ -787,12 +915,17 @@ static int secrets_classify(struct call *c, unsigned *ret_cap, json_t **ret_body
 		return 0;
 	}
 	if (streq(method, "POST")) {
-		static const char suffix[] = "/rollback";
-		size_t s = sizeof(suffix) - 1;
-		if (n <= s || !streq(c->path + n - s, suffix))
+		static const char rollback[] = "/rollback", promote[] = "/promote";
+		size_t s1 = sizeof(rollback) - 1, s2 = sizeof(promote) - 1;
+		if (n > s1 && streq(c->path + n - s1, rollback)) {
+			c->path[n - s1] = '\0';
+			c->op = OP_ROLLBACK;
+		} else if (n > s2 && streq(c->path + n - s2, promote)) {
+			c->path[n - s2] = '\0';
+			c->op = OP_PROMOTE;
+		} else
 			return reply_error(ret_body, 405, "method_not_allowed",
-					   "POST is only for .../rollback under /v1/secrets");
-		c->path[n - s] = '\0';
+					   "POST is only for .../rollback and .../promote under /v1/secrets");
 	}
 	if ((why = path_check(c->path, 2)))
 		return reply_error(ret_body, 400, "bad_path", "invalid path: %s", why);
@@ -809,8 +942,7 @@ static int secrets_classify(struct call *c, unsigned *ret_cap, json_t **ret_body
 		c->action = "secret.delete";
 		*ret_cap = RBAC_DELETE;
 	} else if (streq(method, "POST")) {
-		c->op = OP_ROLLBACK;
-		c->action = "secret.rollback";
+		c->action = c->op == OP_ROLLBACK ? "secret.rollback" : "secret.promote";
 		*ret_cap = RBAC_WRITE;
 	} else
 		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on secrets", method);
@@ -832,6 +964,8 @@ static int h_secrets(struct api *a, struct call *c, json_t **ret_body)
 		return secret_delete(a, c, c->path, ret_body);
 	case OP_ROLLBACK:
 		return secret_rollback(a, c, c->path, ret_body);
+	case OP_PROMOTE:
+		return secret_promote(a, c, c->path, ret_body);
 	}
 	return reply_internal(ret_body, c->req, -EINVAL, "unclassified secrets request");
 }
@@ -844,10 +978,11 @@ enum {
 	ROUTE_WHEN_LOCKED = 1u << 2,    /* answers while locked */
 	ROUTE_PUBLIC = 1u << 3,         /* no principal needed (the handler checks credentials) */
 	ROUTE_ANY_PRINCIPAL = 1u << 4,  /* any user or service, no capability */
-	ROUTE_SECRETS = 1u << 5,        /* capability and path from secrets_classify() */
+	ROUTE_CLASSIFY = 1u << 5,       /* capability and path from the route's classify() */
 };
 
 typedef int (*handler_fn)(struct api *a, struct call *c, json_t **ret_body);
+typedef int (*classify_fn)(struct call *c, unsigned *ret_cap, json_t **ret_body);
 
 static int h_audit(struct api *a, struct call *c, json_t **ret_body);
 static int h_audit_verify(struct api *a, struct call *c, json_t **ret_body);
@@ -859,22 +994,25 @@ static const struct route {
 	unsigned cap;                   /* asked on "*" (no path) unless ROUTE_SECRETS */
 	handler_fn fn;
 	const char *action;             /* audit action; "<kind>." + verb for management routes */
+	classify_fn classify;           /* ROUTE_CLASSIFY: sets c->path (empty: no path), cap, action */
 } routes[] = {
-	{ "GET", "/v1/sys/health", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_health, NULL },
-	{ "POST", "/v1/sys/init", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_init, "sys.init" },
-	{ "POST", "/v1/sys/unlock", ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_unlock, "sys.unlock" },
-	{ "POST", "/v1/sys/lock", 0, RBAC_ADMIN, h_lock, "sys.lock" },
-	{ "POST", "/v1/auth/login", ROUTE_PUBLIC, 0, h_login, "auth.login" },
-	{ "POST", "/v1/auth/logout", ROUTE_ANY_PRINCIPAL, 0, h_logout, "auth.logout" },
-	{ "GET", "/v1/auth/self", ROUTE_ANY_PRINCIPAL, 0, h_self, "auth.self" },
-	{ "POST", "/v1/auth/passphrase", ROUTE_ANY_PRINCIPAL, 0, h_passphrase, "auth.passphrase" },
-	{ "GET", "/v1/types", ROUTE_ANY_PRINCIPAL, 0, h_types, "types.list" },
-	{ "GET", "/v1/audit/verify", 0, RBAC_AUDIT, h_audit_verify, "audit.verify" },
-	{ "GET", "/v1/audit", 0, RBAC_AUDIT, h_audit, "audit.read" },
-	{ "GET PUT DELETE POST", "/v1/users", ROUTE_PREFIX, RBAC_ADMIN, h_users, "user." },
-	{ "GET PUT DELETE", "/v1/roles", ROUTE_PREFIX, RBAC_ADMIN, h_roles, "role." },
-	{ "GET PUT DELETE", "/v1/services", ROUTE_PREFIX, RBAC_ADMIN, h_services, "service." },
-	{ "GET PUT DELETE POST", SECRETS_PREFIX, ROUTE_PREFIX | ROUTE_SECRETS, 0, h_secrets, NULL },
+	{ "GET", "/v1/sys/health", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_health, NULL, NULL },
+	{ "POST", "/v1/sys/init", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_init, "sys.init", NULL },
+	{ "POST", "/v1/sys/unlock", ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_unlock, "sys.unlock", NULL },
+	{ "POST", "/v1/sys/lock", 0, RBAC_ADMIN, h_lock, "sys.lock", NULL },
+	{ "POST", "/v1/sys/backup", 0, RBAC_ADMIN, h_backup, "sys.backup", NULL },
+	{ "POST", "/v1/auth/login", ROUTE_PUBLIC, 0, h_login, "auth.login", NULL },
+	{ "POST", "/v1/auth/logout", ROUTE_ANY_PRINCIPAL, 0, h_logout, "auth.logout", NULL },
+	{ "GET", "/v1/auth/self", ROUTE_ANY_PRINCIPAL, 0, h_self, "auth.self", NULL },
+	{ "POST", "/v1/auth/passphrase", ROUTE_ANY_PRINCIPAL, 0, h_passphrase, "auth.passphrase", NULL },
+	{ "GET", "/v1/types", ROUTE_ANY_PRINCIPAL, 0, h_types, "types.list", NULL },
+	{ "GET", "/v1/audit/verify", 0, RBAC_AUDIT, h_audit_verify, "audit.verify", NULL },
+	{ "GET", "/v1/audit", 0, RBAC_AUDIT, h_audit, "audit.read", NULL },
+	{ "GET PUT DELETE POST", "/v1/users", ROUTE_PREFIX, RBAC_ADMIN, h_users, "user.", NULL },
+	{ "GET PUT DELETE", "/v1/roles", ROUTE_PREFIX, RBAC_ADMIN, h_roles, "role.", NULL },
+	{ "GET PUT DELETE", "/v1/services", ROUTE_PREFIX, RBAC_ADMIN, h_services, "service.", NULL },
+	{ "GET POST", "/v1/rotate", ROUTE_PREFIX | ROUTE_CLASSIFY, 0, h_rotate, NULL, rotate_classify },
+	{ "GET PUT DELETE POST", SECRETS_PREFIX, ROUTE_PREFIX | ROUTE_CLASSIFY, 0, h_secrets, NULL, secrets_classify },
 };
 
 static bool method_in(const char *list, const char *m)
@@ -925,9 +1063,10 @@ static int authorize(const struct route *rt, struct call *c, unsigned cap, json_
 	}
 	if (rt->flags & ROUTE_ANY_PRINCIPAL)
 		return 0;
-	if (rt->flags & ROUTE_SECRETS)
+	if (rt->flags & ROUTE_CLASSIFY)
+		/* An empty path is the whole store: only "*" rules grant it. */
 		ok = cap == RBAC_LIST ? rbac_allowed_list(w->roles, w->n_roles, c->path)
-				      : rbac_allowed(w->roles, w->n_roles, c->path, cap);
+				      : rbac_allowed(w->roles, w->n_roles, c->path[0] ? c->path : NULL, cap);
 	else
 		ok = rbac_allowed(w->roles, w->n_roles, NULL, cap);
 	if (!ok) {
@@ -1004,42 +1143,26 @@ int commit_audited(struct api *a, struct call *c, struct store_tx **tx)
 	return r;
 }
 
-int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
+/* Appends e in tx (or a transaction of its own when tx is NULL) and mirrors
+ * it. The anchor key is taken inside the transaction, so a root-key switch
+ * (which holds the writer) can never interleave with it. */
+static int append_mirrored(struct api *a, struct store_tx *tx, const struct audit_entry *e)
 {
-	struct store_audit rec = {0};
 	_cleanup_secret_ struct secret *mac_key = NULL;
+	struct store_audit rec = {0};
 	struct store_tx *own = NULL;
-	struct audit_entry e = {
-		.principal = c->principal,
-		.uid = c->req->uid,
-		.pid = c->req->pid,
-		.action = c->action ? c->action : "unknown",
-		.path = c->path[0] ? c->path : NULL,
-		.capability = c->cap ? rbac_cap_name(c->cap) : "",
-		.result = status < 300 ? "allowed" : (status == 401 || status == 403 || status == 429) ? "denied" : "failed",
-		.status = status,
-		.detail = c->detail[0] ? c->detail : NULL,
-		.request_id = c->req->request_id,
-	};
 	int r;
 
-	if (!c->principal[0]) {
-		if (c->who.kind != PRINCIPAL_NONE)
-			snprintf(c->principal, sizeof(c->principal), "%s:%s",
-				 c->who.kind == PRINCIPAL_USER ? "user" : "service", c->who.name);
-		else
-			snprintf(c->principal, sizeof(c->principal), "uid:%u", (unsigned)c->req->uid);
-	}
-	/* Anchored while unlocked; records made while locked are chained and
-	 * anchored by the next one made unlocked. */
-	(void)keyring_audit_key(a->keyring, &mac_key);
 	if (!tx) {
 		r = store_write_begin(a->store, &own);
 		if (r < 0)
 			return r;
 		tx = own;
 	}
-	r = audit_append(tx, &e, mac_key, &rec);
+	/* Anchored while unlocked; records made while locked are chained and
+	 * anchored by the next one made unlocked. */
+	(void)keyring_audit_key(a->keyring, &mac_key);
+	r = audit_append(tx, e, mac_key, &rec);
 	/* Mirror before the commit: with the refuse policy a record the
 	 * mirror did not get is not committed either. */
 	if (r >= 0 && a->cfg.audit_jsonl_path) {
@@ -1055,10 +1178,66 @@ int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
 		if (r >= 0)
 			r = store_write_commit(TAKE_PTR(own));
 		store_tx_end(own);
-		if (r >= 0)
-			c->audited = true;
 	}
 	return r;
+}
+
+const char *call_principal(struct call *c)
+{
+	if (!c->principal[0]) {
+		if (c->who.kind != PRINCIPAL_NONE)
+			snprintf(c->principal, sizeof(c->principal), "%s:%s",
+				 c->who.kind == PRINCIPAL_USER ? "user" : "service", c->who.name);
+		else
+			snprintf(c->principal, sizeof(c->principal), "uid:%u", (unsigned)c->req->uid);
+	}
+	return c->principal;
+}
+
+int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
+{
+	struct audit_entry e = {
+		.principal = c->principal,
+		.uid = c->req->uid,
+		.pid = c->req->pid,
+		.action = c->action ? c->action : "unknown",
+		.path = c->path[0] ? c->path : NULL,
+		.capability = c->cap ? rbac_cap_name(c->cap) : "",
+		.result = status < 300 ? "allowed" : (status == 401 || status == 403 || status == 429) ? "denied" : "failed",
+		.status = status,
+		.detail = c->detail[0] ? c->detail : NULL,
+		.request_id = c->req->request_id,
+	};
+	int r;
+
+	call_principal(c);
+	r = append_mirrored(a, tx, &e);
+	if (r >= 0 && !tx)
+		c->audited = true;
+	return r;
+}
+
+int audit_system(struct api *a, struct store_tx *tx, const char *action, const char *path, const char *result,
+		 const char *detail)
+{
+	uint8_t id[16];
+	char rid[33];
+	struct audit_entry e = {
+		.principal = "system:vaultd",
+		.uid = getuid(),
+		.pid = getpid(),
+		.action = action,
+		.path = path,
+		.capability = "",
+		.result = result,
+		.status = streq(result, "allowed") ? 200 : 500,
+		.detail = detail,
+		.request_id = rid,
+	};
+
+	randombytes_buf(id, sizeof(id));
+	sodium_bin2hex(rid, sizeof(rid), id, sizeof(id));
+	return append_mirrored(a, tx, &e);
 }
 
 static int parse_i64_param(const char *s, int64_t *ret)
@@ -1202,7 +1381,7 @@ static int dispatch(struct api *a, struct call *c, const struct route *rt, json_
 		return rt->fn(a, c, ret_body);
 
 	cap = rt->cap;
-	if ((rt->flags & ROUTE_SECRETS) && (status = secrets_classify(c, &cap, ret_body)))
+	if ((rt->flags & ROUTE_CLASSIFY) && (status = rt->classify(c, &cap, ret_body)))
 		return status;
 	c->cap = cap;
 	if ((status = identity_resolve(a, c, ret_body)))
@@ -1259,4 +1438,42 @@ int api_handle(void *userdata, const struct server_request *req, json_t **ret_bo
 	}
 	principal_clear(&c.who);
 	return status;
+}
+
+/* ---- audit retention ---- */
+
+#define PRUNE_EVERY_S (24 * 3600)
+
+void audit_prune_if_due(struct api *a)
+{
+	struct store_tx *tx = NULL;
+	char detail[160];
+	int64_t now = time(NULL), n;
+	int r;
+
+	if (!a->cfg.audit_retain_days || now - a->pruned_at < PRUNE_EVERY_S)
+		return;
+	a->pruned_at = now;
+#ifdef VAULTD_FAULT_INJECTION
+	{
+		/* Test builds: records cannot be aged in the database (their time
+		 * is hashed), so the retention clock moves instead. */
+		const char *off = getenv("VAULTD_TEST_AUDIT_CLOCK_OFFSET");
+		if (off)
+			now += strtoll(off, NULL, 10);
+	}
+#endif
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		return;
+	n = audit_prune(tx, now - (int64_t)a->cfg.audit_retain_days * 86400, detail, sizeof(detail));
+	/* The checkpoint commits with the deletion, or neither does. */
+	r = n > 0 ? audit_system(a, tx, AUDIT_PRUNE_ACTION, NULL, "allowed", detail) : (int)MIN(n, 0);
+	if (r >= 0 && n > 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	if (r < 0) {
+		log_error_errno(r, "audit retention failed; the records stay and it is retried in a day");
+	} else if (n > 0)
+		log_info("audit retention: pruned %" PRId64 " records older than %u days", n, a->cfg.audit_retain_days);
 }

@@ -24,12 +24,17 @@ struct api_config {
 	unsigned lockout_seconds;       /* ... within and for this long */
 	const char *audit_jsonl_path;   /* NULL: no JSON-lines mirror */
 	bool audit_jsonl_refuse;        /* a failed mirror write refuses the request */
+	unsigned audit_retain_days;     /* 0: keep every audit record */
+	unsigned keep_versions;         /* versions kept per secret */
+	uint64_t kek_max_wraps;         /* automatic KEK rotation threshold */
+	unsigned rotate_batch;          /* rows per rotation transaction */
 };
 
 struct api;
 
+/* Also starts the rotation worker thread (rotate.h): call it after any fork. */
 int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, struct api **ret);
-void api_free(struct api *a);                  /* NULL-safe */
+void api_free(struct api *a);                  /* NULL-safe; stops the worker */
 int api_handle(void *userdata, const struct server_request *req, json_t **ret_body);
 
 bool api_is_initialized(struct api *a);

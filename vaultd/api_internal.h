@@ -8,15 +8,20 @@
 #include "common/secret.h"
 #include "vaultd/api.h"
 #include "vaultd/rbac.h"
+#include "vaultd/store.h"
 
 #define PRINCIPAL_ROLES_MAX 16
+
+struct rotator;
 
 struct api {
 	struct api_config cfg;
 	struct store *store;
 	struct keyring *keyring;
+	struct rotator *rot;            /* the rotation worker (rotate.h) */
 	pthread_mutex_t state_mu;       /* serialises init, unlock and lock */
 	bool initialized;
+	int64_t pruned_at;              /* last audit retention run (worker thread only) */
 };
 
 enum principal_kind {
@@ -57,10 +62,38 @@ struct call {
  * transaction, committed with the change), else in a transaction of its own.
  * Never fails silently: the caller must refuse the request if this fails. */
 int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status);
+/* c->principal, filled as the audit record names it ("user:alice",
+ * "service:sync", "uid:1000") if the handler has not set it. */
+const char *call_principal(struct call *c);
 /* For a handler whose change succeeded in *tx: records it (status 200) in
  * the same transaction and commits both (*tx becomes NULL). On failure
  * nothing is committed; the caller's store_tx_end() rolls back. */
 int commit_audited(struct api *a, struct call *c, struct store_tx **tx);
+
+/* An audit record of the daemon's own doing (rotation worker, retention),
+ * principal "system:vaultd", in tx, mirrored like every other record. */
+int audit_system(struct api *a, struct store_tx *tx, const char *action, const char *path, const char *result,
+		 const char *detail);
+/* Audit retention ([audit] retain_days): at most once a day, deletes the
+ * records older than that and appends a checkpoint record ("audit.prune")
+ * carrying the hash of the last one deleted, so the rest still verifies.
+ * Worker thread only; needs the vault unlocked. */
+void audit_prune_if_due(struct api *a);
+
+/* api_rotate.c: rotation routes and the job queue. */
+/* Queues a job of kind for target in tx, or finds the active one
+ * (*ret_existing). *ret is the job either way. */
+int rotate_queue(struct api *a, struct store_tx *tx, const char *kind, const char *target, const char *principal,
+		 const char *request_id, struct store_rotation *ret, bool *ret_existing);
+json_t *rotation_json(const struct store_rotation *r);
+/* "90d" -> seconds: 1..6 digits then h, d or w; at most 10 years. -EINVAL. */
+int duration_parse(const char *s, int64_t *ret);
+/* Classifies a /v1/rotate request (capability and path) before access is
+ * decided. 0, or writes a 404/405 reply and returns its status. */
+int rotate_classify(struct call *c, unsigned *ret_cap, json_t **ret_body);
+int h_rotate(struct api *a, struct call *c, json_t **ret_body);
+/* api_backup.c */
+int h_backup(struct api *a, struct call *c, json_t **ret_body);
 
 /* identity.c */
 /* Fills c->who from the bearer token or the uid's service binding. 0 (kind

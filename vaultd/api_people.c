@@ -17,6 +17,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "vaultd/api_internal.h"
+#include "vaultd/rotate.h"
 #include "vaultd/envelope.h"
 #include "vaultd/keyring.h"
 #include "vaultd/store.h"
@@ -78,12 +79,10 @@ static int enrol(struct api *a, struct store_user *u, char (*hashes)[65], json_t
 	return reply ? 0 : -ENOMEM;
 }
 
-int api_init_vault(struct api *a, const char *admin, const struct secret *pass)
-{
-	return api_init_vault_mfa(a, admin, pass, NULL);
-}
-
-int api_init_vault_mfa(struct api *a, const char *admin, const struct secret *pass, json_t **ret_enrolment)
+/* c: the request, whose audit record commits with the new vault; NULL for
+ * vaultd --dev, which records a record of the daemon's own instead. */
+static int init_vault(struct api *a, const char *admin, const struct secret *pass, json_t **ret_enrolment,
+		      struct call *c)
 {
 	char hashes[TOTP_RECOVERY_CODES][65];
 	struct store_user u = {0};
@@ -127,9 +126,15 @@ int api_init_vault_mfa(struct api *a, const char *admin, const struct secret *pa
 	r = store_meta_set(tx, "initialized_at", now);
 	if (r < 0)
 		goto out;
+	/* The record commits with the vault, or neither does. */
+	r = c ? audit_call(a, c, tx, 200) : audit_system(a, tx, "sys.init", NULL, "allowed", "vaultd --dev");
+	if (r < 0)
+		goto out;
 	r = store_write_commit(TAKE_PTR(tx));
 	if (r < 0)
 		goto out;
+	if (c)
+		c->audited = true;
 	a->initialized = true;
 	log_info("vault initialised; admin user '%s' (MFA enrolment pending)", admin);
 	if (ret_enrolment)
@@ -141,6 +146,16 @@ out:
 	sodium_memzero(hashes, sizeof(hashes));
 	store_user_clear(&u);
 	return r;
+}
+
+int api_init_vault(struct api *a, const char *admin, const struct secret *pass)
+{
+	return init_vault(a, admin, pass, NULL, NULL);
+}
+
+int api_init_vault_mfa(struct api *a, const char *admin, const struct secret *pass, json_t **ret_enrolment)
+{
+	return init_vault(a, admin, pass, ret_enrolment, NULL);
 }
 
 int h_init(struct api *a, struct call *c, json_t **ret_body)
@@ -172,7 +187,7 @@ int h_init(struct api *a, struct call *c, json_t **ret_body)
 		return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", why), "invalid init request");
 
 	snprintf(c->detail, sizeof(c->detail), "admin '%s'", json_string_value(admin));
-	r = api_init_vault_mfa(a, json_string_value(admin), pass, &enrolment);
+	r = init_vault(a, json_string_value(admin), pass, &enrolment, c);
 	if (r == -EEXIST)
 		return reply_error(ret_body, 409, "conflict", "the vault is already initialized");
 	if (r < 0)
@@ -464,6 +479,8 @@ int api_unlock_vault(struct api *a, const char *user, const struct secret *pass)
 	pthread_mutex_lock(&a->state_mu);
 	r = keyring_unlock(a->keyring, a->store);
 	pthread_mutex_unlock(&a->state_mu);
+	if (r >= 0)
+		rotator_kick(a->rot, true);
 	return r;
 }
 
@@ -495,6 +512,8 @@ int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 		return reply_hsm_error(ret_body, c->req, r, "unlock");
 	}
 	log_info("vault unlocked by '%s' (uid %u)", u.name, (unsigned)c->req->uid);
+	/* Resumes interrupted rotations and retires proven-obsolete HSM keys. */
+	rotator_kick(a->rot, true);
 	store_user_clear(&u);
 	return reply(ret_body, 200, json_pack("{s:b}", "locked", 0));
 }

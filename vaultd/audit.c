@@ -3,6 +3,8 @@
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include "common/log.h"
 #include "vaultd/audit.h"
@@ -150,6 +152,26 @@ static int anchor(struct store_tx *tx, const struct secret *mac_key, int64_t id,
 	return store_meta_set(tx, HEAD_KEY, value);
 }
 
+int audit_reanchor(struct store_tx *tx, const struct secret *old_key, const struct secret *new_key)
+{
+	struct store_audit last = {0};
+	char value[96], mac[65];
+	int r;
+
+	r = check_old_anchor(tx, old_key);
+	if (r < 0)
+		return r;
+	r = store_audit_last(tx, &last);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	head_mac(new_key, last.id, last.hash, mac);
+	snprintf(value, sizeof(value), "%" PRId64 ":%s", last.id, mac);
+	store_audit_clear(&last);
+	return store_meta_set(tx, HEAD_KEY, value);
+}
+
 int audit_anchor(struct store_tx *tx, const struct secret *mac_key)
 {
 	struct store_audit last = {0};
@@ -208,8 +230,91 @@ int audit_append(struct store_tx *tx, const struct audit_entry *e, const struct 
 	return r;
 }
 
+/* "pruned records 1..N older than <time>; chain continues from hash <hex>" */
+#define PRUNE_HASH_TAG "chain continues from hash "
+
+int64_t audit_prune(struct store_tx *tx, int64_t before, char *detail, size_t detail_size)
+{
+	struct store_audit first = {0}, last = {0}, cut = {0};
+	char hex[65], when[32];
+	int64_t through, n;
+	struct tm tm;
+	time_t t = (time_t)before;
+	int r;
+
+	r = store_audit_last(tx, &last);
+	if (r == 0)
+		r = store_audit_first(tx, &first);
+	if (r == 0)
+		r = store_audit_last_before(tx, before, &cut);
+	if (r < 0) {
+		n = r == -ENOENT ? 0 : r;
+		goto out;
+	}
+	/* The newest record stays: the chain and its anchor continue from it. */
+	through = cut.id < last.id ? cut.id : last.id - 1;
+	if (through < first.id) {
+		n = 0;
+		goto out;
+	}
+	if (through != cut.id) {
+		store_audit_clear(&cut);
+		struct store_audit_filter f = { .after_id = through - 1, .limit = 1 };
+		struct find_ctx fc = { .id = through };
+		r = store_audit_query(tx, &f, find_one, &fc);
+		if (r < 0 || !fc.found) {
+			n = r < 0 ? r : -EIO;
+			goto out;
+		}
+		memcpy(cut.hash, fc.hash, 32);
+	}
+	sodium_bin2hex(hex, sizeof(hex), cut.hash, 32);
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	n = store_audit_delete_through(tx, through);
+	if (n >= 0)
+		snprintf(detail, detail_size, "pruned records %" PRId64 "..%" PRId64 " older than %s; " PRUNE_HASH_TAG "%s",
+			 first.id, through, when, hex);
+out:
+	store_audit_clear(&first);
+	store_audit_clear(&last);
+	store_audit_clear(&cut);
+	return n;
+}
+
+#define CHECKPOINTS_MAX 10000
+
+struct checkpoint {
+	int64_t through;
+	uint8_t hash[32];
+};
+
+struct checkpoints {
+	struct checkpoint *c;
+	size_t n;
+};
+
+static int checkpoint_one(const struct store_audit *a, void *userdata)
+{
+	struct checkpoints *l = userdata;
+	const char *d = a->detail, *h;
+	long long first, through;
+
+	/* Only the daemon writes these; anything else is not a checkpoint. */
+	if (!d || !streq(a->principal, "system:vaultd") || sscanf(d, "pruned records %lld..%lld", &first, &through) != 2)
+		return 0;
+	h = strstr(d, PRUNE_HASH_TAG);
+	if (!h || strlen(h + strlen(PRUNE_HASH_TAG)) != 64)
+		return 0;
+	if (sodium_hex2bin(l->c[l->n].hash, 32, h + strlen(PRUNE_HASH_TAG), 64, NULL, NULL, NULL) != 0)
+		return 0;
+	l->c[l->n++].through = through;
+	return 0;
+}
+
 struct verify_ctx {
 	struct audit_verify *v;
+	const struct checkpoints *cps;
 	uint8_t prev[32];
 	int64_t expect_id;
 	int64_t anchor_id;
@@ -226,6 +331,22 @@ static int verify_one(const struct store_audit *a, void *userdata)
 	v->records++;
 	if (!v->ok)
 		return 0;
+	if (v->records == 1 && a->id != 1) {
+		/* Retention pruned the start: a checkpoint must say where the
+		 * chain continues from. */
+		for (size_t i = 0; i < c->cps->n; i++)
+			if (c->cps->c[i].through == a->id - 1) {
+				memcpy(c->prev, c->cps->c[i].hash, 32);
+				c->expect_id = a->id;
+			}
+		if (c->expect_id != a->id) {
+			v->ok = false;
+			v->first_broken = a->id;
+			snprintf(v->reason, sizeof(v->reason), "records 1..%" PRId64
+				 " are missing and no retention checkpoint covers them", a->id - 1);
+			return 0;
+		}
+	}
 	if (a->id != c->expect_id) {
 		v->ok = false;
 		v->first_broken = a->id;
@@ -254,11 +375,14 @@ static int verify_one(const struct store_audit *a, void *userdata)
 int audit_verify(struct store_tx *tx, const struct secret *mac_key, struct audit_verify *ret)
 {
 	struct audit_verify v = { .ok = true };
-	struct verify_ctx c = { .v = &v, .expect_id = 1 };
+	struct checkpoints cps = {0};
+	struct verify_ctx c = { .v = &v, .expect_id = 1, .cps = &cps };
+	struct store_audit_filter f = { .action = AUDIT_PRUNE_ACTION, .limit = CHECKPOINTS_MAX };
 	_cleanup_free_ char *head = NULL;
 	char mac[65];
 	const char *colon = NULL;
 	int r;
+
 
 	r = store_meta_get(tx, HEAD_KEY, &head);
 	if (r < 0 && r != -ENOENT)
@@ -267,7 +391,13 @@ int audit_verify(struct store_tx *tx, const struct secret *mac_key, struct audit
 		colon = strchr(head, ':');
 		c.anchor_id = strtoll(head, NULL, 10);
 	}
-	r = store_audit_iterate(tx, verify_one, &c);
+	cps.c = calloc(CHECKPOINTS_MAX, sizeof(*cps.c));
+	if (!cps.c)
+		return -ENOMEM;
+	r = store_audit_query(tx, &f, checkpoint_one, &cps);
+	if (r >= 0)
+		r = store_audit_iterate(tx, verify_one, &c);
+	free(cps.c);
 	if (r < 0)
 		return r;
 	{

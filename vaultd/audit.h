@@ -8,6 +8,8 @@
  * only someone who can unlock the vault can forge it, so rewriting the whole
  * chain from the database alone is detected. Records appended while locked
  * are chained but anchored only at the next append or verify while unlocked.
+ * Retention deletes the oldest records and leaves a checkpoint record that
+ * carries the hash of the last one deleted; verification starts from it.
  * Callers hold a write transaction for appends (which serialises them).
  */
 #pragma once
@@ -37,6 +39,9 @@ int audit_append(struct store_tx *tx, const struct audit_entry *e, const struct 
 		 struct store_audit *ret);
 /* Anchors the current head (no-op on an empty log). */
 int audit_anchor(struct store_tx *tx, const struct secret *mac_key);
+/* Root-key rotation: checks the anchor under old_key (recording tampering as
+ * any anchor move does), then anchors the head under new_key. */
+int audit_reanchor(struct store_tx *tx, const struct secret *old_key, const struct secret *new_key);
 
 struct audit_verify {
 	bool ok;
@@ -49,6 +54,15 @@ struct audit_verify {
  * anchor is not checked and anchored_through is 0). 0 with *ret filled, or a
  * storage error. */
 int audit_verify(struct store_tx *tx, const struct secret *mac_key, struct audit_verify *ret);
+
+/* Retention. Deletes the records older than 'before', never the newest one
+ * (the chain and its anchor continue from it), and writes into detail the
+ * text of the checkpoint record the caller must append in the same
+ * transaction (action AUDIT_PRUNE_ACTION): the range pruned and the hash of
+ * the last record pruned, from which audit_verify() continues the chain.
+ * Returns the count pruned (0: nothing to prune, detail untouched). */
+#define AUDIT_PRUNE_ACTION "audit.prune"
+int64_t audit_prune(struct store_tx *tx, int64_t before, char *detail, size_t detail_size);
 
 /* Exposed for tests: the record hash. */
 void audit_record_hash(const uint8_t prev[32], const struct store_audit *a, uint8_t out[32]);

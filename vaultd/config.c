@@ -321,11 +321,19 @@ static const struct config_key config_keys[] = {
 
 	KEY_PATH(audit, jsonl_path, "", 0, PATH_MAX - 1),
 	KEY_CHOICE(audit, jsonl_on_failure, "refuse", mirror_policies),
+	KEY_UINT(audit, retain_days, "0", 0, 36500),
+
+	KEY_UINT(secrets, keep_versions, "10", 1, 1000),
+
+	KEY_UINT(keys, kek_max_wraps, "1073741824", 10, 2147483648u),
+
+	KEY_UINT(rotation, batch_size, "500", 1, 10000),
 
 	KEY_LEVEL(log, level, "info"),
 };
 
-static const char *const config_sections[] = { "server", "storage", "hsm", "auth", "audit", "log" };
+static const char *const config_sections[] = { "server", "storage", "hsm", "auth", "audit", "secrets", "keys",
+						 "rotation", "log" };
 
 static bool section_known(const char *s, size_t n)
 {

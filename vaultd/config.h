@@ -74,7 +74,17 @@ struct config {
 	struct {
 		char *jsonl_path;       /* NULL: no JSON-lines mirror; else absolute */
 		char *jsonl_on_failure; /* "refuse" (fail closed, 503) or "continue" (log and serve) */
+		unsigned retain_days;   /* 0: keep forever; else prune older records, 1..36500 */
 	} audit;
+	struct {
+		unsigned keep_versions; /* versions kept per secret before the oldest are destroyed, 1..1000 */
+	} secrets;
+	struct {
+		unsigned kek_max_wraps; /* DEKs a KEK wraps before it is rotated automatically, 10..2^31 */
+	} keys;
+	struct {
+		unsigned batch_size;    /* rows per rotation transaction, 1..10000 */
+	} rotation;
 	struct {
 		int level;              /* LOG_ERR ... LOG_DEBUG (syslog.h) */
 	} log;

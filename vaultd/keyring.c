@@ -1,8 +1,10 @@
 /* vaultd/keyring.c: see keyring.h. */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include "common/err.h"
 #include "common/log.h"
@@ -17,15 +19,31 @@ struct kek_entry {
 	struct kek_entry *next;
 };
 
+/* Live root keys: one, or a few while a root rotation runs. */
+#define RK_LIVE_MAX 8
+
+struct rk_entry {
+	uint32_t version;
+	struct secret *key;
+};
+
 struct keyring {
 	struct keyring_hsm hsm;
 	/* Every use of the key provider, open to close. Closing a provider
 	 * finalises the PKCS#11 module for the whole process, so two must
 	 * never overlap. */
 	pthread_mutex_t hsm_mu;
-	pthread_rwlock_t state;         /* shared: seal/open; exclusive: unlock/lock */
-	struct secret *rk;              /* NULL while locked */
+	pthread_rwlock_t state;         /* shared: seal/open; exclusive: unlock/lock/activate */
+	struct secret *rk;              /* the current RK (also in rks[]); NULL while locked */
 	uint32_t rk_version;
+	struct rk_entry rks[RK_LIVE_MAX];
+	size_t n_rks;
+	struct rk_entry staged;         /* root rotation: inserted, not yet in use */
+	/* The HSM key that wraps the current RK (for new MFA keys) and the one
+	 * the last unlock proved; guarded by hsm_mu. */
+	char hsm_label[KEYPROV_LABEL_MAX + 1];
+	uint32_t hsm_version;
+	uint32_t unlocked_hsm_version;
 	pthread_mutex_t cache_mu;       /* guards the list, not the keys it points to */
 	struct kek_entry *keks;
 };
@@ -56,12 +74,32 @@ static void cache_clear(struct keyring *k)
 	k->keks = NULL;
 }
 
+/* Caller holds k->state exclusively. */
+static void rks_clear(struct keyring *k)
+{
+	for (size_t i = 0; i < k->n_rks; i++)
+		secret_free(k->rks[i].key);
+	memset(k->rks, 0, sizeof(k->rks));
+	k->n_rks = 0;
+	secret_free(k->staged.key);
+	k->staged = (struct rk_entry){0};
+	k->rk = NULL;
+	k->rk_version = 0;
+}
+
+/* Caller holds k->state (either way). */
+static const struct secret *rk_find(struct keyring *k, uint32_t version)
+{
+	for (size_t i = 0; i < k->n_rks; i++)
+		if (k->rks[i].version == version)
+			return k->rks[i].key;
+	return NULL;
+}
+
 void keyring_lock(struct keyring *k)
 {
 	pthread_rwlock_wrlock(&k->state);
-	secret_free(k->rk);
-	k->rk = NULL;
-	k->rk_version = 0;
+	rks_clear(k);
 	cache_clear(k);
 	pthread_rwlock_unlock(&k->state);
 }
@@ -131,48 +169,113 @@ static int init_locked(struct keyring *k, struct store_tx *tx)
 	row.created_at = time(NULL);
 	r = store_rootkey_put(tx, &row);
 	free(row.blob);
+	if (r >= 0) {
+		snprintf(k->hsm_label, sizeof(k->hsm_label), "%s", k->hsm.key_label);
+		k->hsm_version = 1;
+	}
 	return r;
+}
+
+struct rk_rows {
+	struct store_rootkey rows[RK_LIVE_MAX];
+	size_t n;
+};
+
+static int rk_rows_one(const struct store_rootkey *rk, void *userdata)
+{
+	struct rk_rows *l = userdata;
+	struct store_rootkey *d;
+
+	if (l->n == RK_LIVE_MAX)
+		return log_error_errno(-E2BIG, "more than %d root key versions are live", RK_LIVE_MAX);
+	d = &l->rows[l->n];
+	*d = *rk;
+	d->blob = malloc(rk->blob_len);
+	if (!d->blob)
+		return -ENOMEM;
+	memcpy(d->blob, rk->blob, rk->blob_len);
+	l->n++;
+	return 0;
+}
+
+static void rk_rows_clear(struct rk_rows *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		store_rootkey_clear(&l->rows[i]);
+	l->n = 0;
+}
+
+static int rk_rows_load(struct store *s, struct rk_rows *l)
+{
+	struct store_tx *tx = NULL;
+	int r;
+
+	r = store_read_begin(s, &tx);
+	if (r < 0)
+		return r;
+	r = store_rootkey_list(tx, rk_rows_one, l);
+	store_tx_end(tx);
+	if (r >= 0 && l->n == 0)
+		r = -ENOENT;
+	if (r < 0)
+		rk_rows_clear(l);
+	return r;
+}
+
+/* Remembers which HSM key wraps the current RK. Caller holds hsm_mu. */
+static void note_hsm_key(struct keyring *k, const struct store_rootkey *current)
+{
+	snprintf(k->hsm_label, sizeof(k->hsm_label), "%s", current->hsm_label);
+	k->hsm_version = current->hsm_version;
 }
 
 int keyring_unlock(struct keyring *k, struct store *s)
 {
 	_cleanup_(keyprov_closep) struct keyprov *kp = NULL;
-	_cleanup_secret_ struct secret *rk = NULL;
-	struct store_rootkey row = {0};
-	struct store_tx *tx = NULL;
+	struct rk_entry got[RK_LIVE_MAX] = {0};
+	struct rk_rows rows = {0};
+	size_t i;
 	int r;
 
 	if (keyring_is_unlocked(k))
 		return 0;
-	r = store_read_begin(s, &tx);
-	if (r < 0)
-		return r;
-	r = store_rootkey_get_current(tx, &row);
-	store_tx_end(tx);
+	r = rk_rows_load(s, &rows);
 	if (r < 0)
 		return r;
 
 	pthread_mutex_lock(&k->hsm_mu);
 	r = keyprov_open(&k->hsm.prov, &kp);
-	if (r >= 0)
-		r = keyprov_unwrap(kp, row.blob, row.blob_len, &rk);
+	for (i = 0; r >= 0 && i < rows.n; i++) {
+		got[i].version = rows.rows[i].version;
+		r = keyprov_unwrap(kp, rows.rows[i].blob, rows.rows[i].blob_len, &got[i].key);
+		if (r >= 0 && got[i].key->len != KEYPROV_RK_LEN)
+			r = -VLT_E_HSM_UNWRAP;
+	}
 	keyprov_close(TAKE_PTR(kp));
+	if (r >= 0) {
+		note_hsm_key(k, &rows.rows[rows.n - 1]);
+		k->unlocked_hsm_version = rows.rows[rows.n - 1].hsm_version;
+	}
 	pthread_mutex_unlock(&k->hsm_mu);
-	if (r >= 0 && rk->len != KEYPROV_RK_LEN)
-		r = -VLT_E_HSM_UNWRAP;
-	if (r < 0) {
-		store_rootkey_clear(&row);
-		return r;
-	}
 
-	pthread_rwlock_wrlock(&k->state);
-	if (!k->rk) {
-		k->rk = TAKE_PTR(rk);
-		k->rk_version = row.version;
+	if (r >= 0) {
+		pthread_rwlock_wrlock(&k->state);
+		if (!k->rk) {
+			for (i = 0; i < rows.n; i++) {
+				k->rks[i] = got[i];
+				got[i] = (struct rk_entry){0};
+			}
+			k->n_rks = rows.n;
+			/* rows ascend by version: the last is current. */
+			k->rk = k->rks[rows.n - 1].key;
+			k->rk_version = k->rks[rows.n - 1].version;
+		}
+		pthread_rwlock_unlock(&k->state);
 	}
-	pthread_rwlock_unlock(&k->state);
-	store_rootkey_clear(&row);
-	return 0;
+	for (i = 0; i < RK_LIVE_MAX; i++)
+		secret_free(got[i].key);
+	rk_rows_clear(&rows);
+	return r;
 }
 
 int keyring_check_hsm(struct keyring *k, struct store *s)
@@ -197,6 +300,8 @@ int keyring_check_hsm(struct keyring *k, struct store *s)
 	if (r >= 0)
 		r = keyprov_find(kp, b.label, b.key_version);
 	keyprov_close(TAKE_PTR(kp));
+	if (r >= 0)
+		note_hsm_key(k, &row);
 	pthread_mutex_unlock(&k->hsm_mu);
 	store_rootkey_clear(&row);
 	return r;
@@ -218,11 +323,15 @@ int keyring_hsm_wrap_key(struct keyring *k, const struct secret *key, uint8_t **
 	int r;
 
 	pthread_mutex_lock(&k->hsm_mu);
-	r = keyprov_open(&k->hsm.prov, &kp);
-	/* XXX: HSM key version 1 until HSM-key rotation (issue 6) tracks the
-	 * current one; rotation must then rewrap these blobs too. */
+	if (!k->hsm_version)
+		r = log_error_errno(-VLT_E_HSM_KEY_NOT_FOUND, "the current HSM key is not known yet");
+	else
+		r = keyprov_open(&k->hsm.prov, &kp);
+	/* A blob that misses an HSM-key rotation running meanwhile is caught by
+	 * keyring_hsm_retire(), which rewraps stragglers before deleting. */
 	if (r >= 0)
-		r = keyprov_wrap(kp, k->hsm.key_label, 1, k->hsm.mech, k->hsm.hash, key, ret_blob, ret_len);
+		r = keyprov_wrap(kp, k->hsm_label, k->hsm_version, k->hsm.mech, k->hsm.hash, key, ret_blob,
+				 ret_len);
 	keyprov_close(TAKE_PTR(kp));
 	pthread_mutex_unlock(&k->hsm_mu);
 	return r;
@@ -292,6 +401,7 @@ static int kek_load(struct keyring *k, struct store_tx *tx, const char *tenant, 
 		    struct secret **ret)
 {
 	struct store_kek row = {0};
+	const struct secret *rk;
 	struct secret *key;
 	int r;
 
@@ -303,14 +413,13 @@ static int kek_load(struct keyring *k, struct store_tx *tx, const char *tenant, 
 	r = store_kek_get(tx, tenant, version, &row);
 	if (r < 0)
 		return r;
-	if (row.rk_version != k->rk_version) {
-		/* XXX: only one RK version is live until root-key rotation lands
-		 * (issue 6); a KEK under another RK cannot be opened yet. */
+	rk = rk_find(k, row.rk_version);
+	if (!rk) {
 		store_kek_clear(&row);
-		return log_error_errno(-EBADMSG, "KEK '%s' v%u is wrapped under root key v%u, not v%u",
-				       tenant, version, row.rk_version, k->rk_version);
+		return log_error_errno(-EBADMSG, "KEK '%s' v%u is wrapped under root key v%u, which is not live",
+				       tenant, version, row.rk_version);
 	}
-	r = envelope_unwrap_kek(k->rk, k->rk_version, tenant, version, row.blob, row.blob_len, &key);
+	r = envelope_unwrap_kek(rk, row.rk_version, tenant, version, row.blob, row.blob_len, &key);
 	store_kek_clear(&row);
 	if (r < 0)
 		return r;
@@ -328,14 +437,15 @@ int keyring_ensure_kek(struct keyring *k, struct store *s, const char *tenant)
 	struct store_tx *tx = NULL;
 	int r;
 
+	/* Lock order: the write transaction first (see keyring.h). */
+	r = store_write_begin(s, &tx);
+	if (r < 0)
+		return r;
 	pthread_rwlock_rdlock(&k->state);
 	if (!k->rk) {
 		r = -EACCES;
 		goto out;
 	}
-	r = store_write_begin(s, &tx);
-	if (r < 0)
-		goto out;
 	r = store_kek_get_current(tx, tenant, &row);
 	if (r == 0) {
 		store_kek_clear(&row);
@@ -370,7 +480,7 @@ out:
 }
 
 int keyring_seal(struct keyring *k, struct store_tx *tx, const char *path, uint32_t version,
-		 const struct secret *plaintext, struct store_version *ret)
+		 const struct secret *plaintext, struct store_version *ret, uint64_t *ret_wraps)
 {
 	_cleanup_secret_ struct secret *dek = NULL;
 	char tenant[PATH_SEGMENT_MAX + 1];
@@ -391,6 +501,8 @@ int keyring_seal(struct keyring *k, struct store_tx *tx, const char *path, uint3
 	if (r < 0)
 		goto out;
 	v.kek_version = row.version;
+	if (ret_wraps)
+		*ret_wraps = row.wrap_count + 1;
 	store_kek_clear(&row);
 	r = kek_load(k, tx, tenant, v.kek_version, &kek);
 	if (r < 0)
@@ -447,24 +559,872 @@ out:
 	return r;
 }
 
+static int derive_audit_key(const struct secret *rk, struct secret **ret);
+
 int keyring_audit_key(struct keyring *k, struct secret **ret)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&k->state);
+	r = k->rk ? derive_audit_key(k->rk, ret) : -EACCES;
+	pthread_rwlock_unlock(&k->state);
+	return r;
+}
+
+/* ---- rotation ---- */
+
+/* Rows copied out of a batch query before they are rewritten: SQLite leaves
+ * undefined what a running SELECT sees of rows changed under it. */
+struct row_copy {
+	char path[PATH_MAX_TEXT];
+	struct store_version v;
+};
+
+struct row_batch {
+	struct row_copy *rows;
+	size_t n, cap;
+	size_t bytes;
+	bool with_data;
+};
+
+/* Keeps a batch's memory bounded whatever the rows hold. */
+#define BATCH_BYTES_MAX (8u << 20)
+
+static int batch_one(const char *path, const struct store_version *v, void *userdata)
+{
+	struct row_batch *b = userdata;
+	struct row_copy *c;
+
+	if (b->n > 0 && b->bytes >= BATCH_BYTES_MAX)
+		return -ENOBUFS;        /* enough for this batch; not an error */
+	if (b->n == b->cap)
+		return -ENOBUFS;
+	c = &b->rows[b->n];
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	c->v = (struct store_version){ .version = v->version, .kek_version = v->kek_version,
+				       .created_at = v->created_at };
+	c->v.dek_blob = malloc(v->dek_len);
+	if (!c->v.dek_blob)
+		return -ENOMEM;
+	memcpy(c->v.dek_blob, v->dek_blob, v->dek_len);
+	c->v.dek_len = v->dek_len;
+	if (b->with_data) {
+		c->v.data_blob = malloc(v->data_len);
+		if (!c->v.data_blob) {
+			store_version_clear(&c->v);
+			return -ENOMEM;
+		}
+		memcpy(c->v.data_blob, v->data_blob, v->data_len);
+		c->v.data_len = v->data_len;
+	}
+	b->bytes += v->dek_len + (b->with_data ? v->data_len : 0);
+	b->n++;
+	return 0;
+}
+
+static int batch_init(struct row_batch *b, unsigned limit, bool with_data)
+{
+	*b = (struct row_batch){ .cap = limit, .with_data = with_data };
+	b->rows = calloc(limit, sizeof(*b->rows));
+	return b->rows ? 0 : -ENOMEM;
+}
+
+static void batch_free(struct row_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		store_version_clear(&b->rows[i].v);
+	free(b->rows);
+	*b = (struct row_batch){0};
+}
+
+int keyring_kek_begin(struct keyring *k, struct store_tx *tx, const char *tenant, uint32_t *ret_from,
+		      uint32_t *ret_to)
+{
+	_cleanup_secret_ struct secret *kek = NULL;
+	struct store_kek row = {0};
+	uint32_t from;
+	int r;
+
+	pthread_rwlock_rdlock(&k->state);
+	if (!k->rk) {
+		r = -EACCES;
+		goto out;
+	}
+	r = store_kek_get_current(tx, tenant, &row);
+	if (r < 0)
+		goto out;
+	from = row.version;
+	store_kek_clear(&row);
+	if (from == UINT32_MAX) {
+		r = -EOVERFLOW;
+		goto out;
+	}
+	r = secret_random(ENVELOPE_KEY_LEN, &kek);
+	if (r < 0)
+		goto out;
+	snprintf(row.tenant, sizeof(row.tenant), "%s", tenant);
+	row.version = from + 1;
+	row.rk_version = k->rk_version;
+	row.created_at = time(NULL);
+	r = envelope_wrap_kek(k->rk, k->rk_version, tenant, row.version, kek, &row.blob, &row.blob_len);
+	if (r < 0)
+		goto out;
+	r = store_kek_put(tx, &row);
+	free(row.blob);
+	if (r < 0)
+		goto out;
+	/* Not cached here: the cache holds committed keys only, and this row
+	 * commits with the caller's transaction. */
+	*ret_from = from;
+	*ret_to = from + 1;
+out:
+	pthread_rwlock_unlock(&k->state);
+	return r;
+}
+
+int keyring_kek_rewrap_batch(struct keyring *k, struct store_tx *tx, const char *tenant, unsigned limit)
+{
+	struct row_batch b = {0};
+	struct store_kek cur = {0};
+	struct secret *new_kek, *old_kek;
+	int r;
+
+	pthread_rwlock_rdlock(&k->state);
+	if (!k->rk) {
+		r = -EACCES;
+		goto out;
+	}
+	r = store_kek_get_current(tx, tenant, &cur);
+	if (r < 0)
+		goto out;
+	r = kek_load(k, tx, tenant, cur.version, &new_kek);
+	if (r < 0)
+		goto out;
+	r = batch_init(&b, limit, false);
+	if (r < 0)
+		goto out;
+	r = store_version_list_old_kek(tx, tenant, cur.version, limit, batch_one, &b);
+	if (r < 0 && r != -ENOBUFS)
+		goto out;
+	for (size_t i = 0; i < b.n; i++) {
+		struct row_copy *c = &b.rows[i];
+		_cleanup_secret_ struct secret *dek = NULL;
+		_cleanup_free_ uint8_t *blob = NULL;
+		size_t len;
+
+		r = kek_load(k, tx, tenant, c->v.kek_version, &old_kek);
+		if (r < 0)
+			goto out;
+		/* The DEK passes through guarded memory; the data stays sealed. */
+		r = envelope_unwrap_dek(old_kek, c->v.kek_version, c->path, c->v.version, c->v.dek_blob,
+					c->v.dek_len, &dek);
+		if (r < 0) {
+			log_error_errno(r, "cannot unwrap the DEK of '%s' version %u", c->path, c->v.version);
+			goto out;
+		}
+		r = envelope_wrap_dek(new_kek, cur.version, c->path, c->v.version, dek, &blob, &len);
+		if (r < 0)
+			goto out;
+		r = store_version_rewrap(tx, c->path, c->v.version, cur.version, blob, len, NULL, 0);
+		if (r < 0)
+			goto out;
+	}
+	if (b.n > 0)
+		r = store_kek_add_wraps(tx, tenant, cur.version, b.n);
+	if (r >= 0)
+		r = (int)b.n;
+out:
+	pthread_rwlock_unlock(&k->state);
+	batch_free(&b);
+	store_kek_clear(&cur);
+	return r;
+}
+
+int keyring_kek_finish(struct keyring *k, struct store_tx *tx, const char *tenant)
+{
+	struct store_kek cur = {0};
+	int64_t left;
+	int r;
+
+	if (!keyring_is_unlocked(k))
+		return -EACCES;
+	r = store_kek_get_current(tx, tenant, &cur);
+	if (r < 0)
+		return r;
+	left = store_version_count_old_kek(tx, tenant, cur.version);
+	if (left != 0) {
+		store_kek_clear(&cur);
+		return left < 0 ? (int)left : -EAGAIN;
+	}
+	r = store_version_retag_destroyed(tx, tenant, cur.version);
+	if (r >= 0)
+		r = store_kek_delete_unused(tx, tenant, cur.version);
+	store_kek_clear(&cur);
+	return r;
+}
+
+void keyring_kek_forget(struct keyring *k, const char *tenant, uint32_t below)
+{
+	struct kek_entry **pp, *e;
+
+	/* Exclusive: readers hold borrowed pointers to cached keys. */
+	pthread_rwlock_wrlock(&k->state);
+	pthread_mutex_lock(&k->cache_mu);
+	for (pp = &k->keks; (e = *pp);) {
+		if (e->version < below && streq(e->tenant, tenant)) {
+			*pp = e->next;
+			secret_free(e->key);
+			free(e);
+		} else
+			pp = &e->next;
+	}
+	pthread_mutex_unlock(&k->cache_mu);
+	pthread_rwlock_unlock(&k->state);
+}
+
+int keyring_reseal_batch(struct keyring *k, struct store_tx *tx, const char *prefix, char *cursor_path,
+			 uint32_t *cursor_version, unsigned limit)
+{
+	char tenant[PATH_SEGMENT_MAX + 1] = "";
+	struct row_batch b = {0};
+	struct store_kek cur = {0};
+	struct secret *kek = NULL, *old_kek;
+	int r;
+
+	pthread_rwlock_rdlock(&k->state);
+	if (!k->rk) {
+		r = -EACCES;
+		goto out;
+	}
+	r = batch_init(&b, limit, true);
+	if (r < 0)
+		goto out;
+	r = store_version_list_range(tx, prefix, cursor_path, *cursor_version, limit, batch_one, &b);
+	if (r < 0 && r != -ENOBUFS)
+		goto out;
+	r = 0;
+	for (size_t i = 0; i < b.n; i++) {
+		struct row_copy *c = &b.rows[i];
+		_cleanup_secret_ struct secret *dek = NULL, *plain = NULL, *new_dek = NULL;
+		_cleanup_free_ uint8_t *dek_blob = NULL, *data_blob = NULL;
+		char t[PATH_SEGMENT_MAX + 1];
+		size_t dek_len, data_len;
+
+		r = path_tenant(c->path, t);
+		if (r < 0)
+			goto out;
+		if (!streq(t, tenant)) {
+			/* Rows come ordered by path, so one tenant at a time. */
+			store_kek_clear(&cur);
+			r = store_kek_get_current(tx, t, &cur);
+			if (r < 0)
+				goto out;
+			r = kek_load(k, tx, t, cur.version, &kek);
+			if (r < 0)
+				goto out;
+			snprintf(tenant, sizeof(tenant), "%s", t);
+		}
+		r = kek_load(k, tx, t, c->v.kek_version, &old_kek);
+		if (r >= 0)
+			r = envelope_unwrap_dek(old_kek, c->v.kek_version, c->path, c->v.version, c->v.dek_blob,
+						c->v.dek_len, &dek);
+		if (r >= 0)
+			r = envelope_open_data(dek, c->path, c->v.version, c->v.data_blob, c->v.data_len, &plain);
+		if (r < 0) {
+			log_error_errno(r, "cannot open '%s' version %u", c->path, c->v.version);
+			goto out;
+		}
+		r = secret_random(ENVELOPE_KEY_LEN, &new_dek);
+		if (r >= 0)
+			r = envelope_seal_data(new_dek, c->path, c->v.version, plain, &data_blob, &data_len);
+		if (r >= 0)
+			r = envelope_wrap_dek(kek, cur.version, c->path, c->v.version, new_dek, &dek_blob, &dek_len);
+		if (r >= 0)
+			r = store_version_rewrap(tx, c->path, c->v.version, cur.version, dek_blob, dek_len, data_blob,
+						 data_len);
+		if (r >= 0)
+			r = store_kek_add_wraps(tx, t, cur.version, 1);
+		if (r < 0)
+			goto out;
+		snprintf(cursor_path, PATH_MAX_TEXT, "%s", c->path);
+		*cursor_version = c->v.version;
+	}
+	r = (int)b.n;
+out:
+	pthread_rwlock_unlock(&k->state);
+	batch_free(&b);
+	store_kek_clear(&cur);
+	return r;
+}
+
+/* Wraps rk with (label, version) and proves the token unwraps it back.
+ * Caller holds hsm_mu and an open provider. */
+static int hsm_wrap_checked(struct keyring *k, struct keyprov *kp, const char *label, uint32_t version,
+			    const struct secret *rk, uint8_t **ret_blob, size_t *ret_len)
+{
+	_cleanup_secret_ struct secret *check = NULL;
+	int r;
+
+	r = keyprov_wrap(kp, label, version, k->hsm.mech, k->hsm.hash, rk, ret_blob, ret_len);
+	if (r < 0)
+		return r;
+	r = keyprov_unwrap(kp, *ret_blob, *ret_len, &check);
+	if (r >= 0 && !secret_equal(rk, check))
+		r = -VLT_E_HSM_UNWRAP;
+	if (r < 0) {
+		free(*ret_blob);
+		*ret_blob = NULL;
+	}
+	return r;
+}
+
+int keyring_root_stage(struct keyring *k, struct store_tx *tx, uint32_t *ret_from, uint32_t *ret_to)
+{
+	_cleanup_(keyprov_closep) struct keyprov *kp = NULL;
+	_cleanup_secret_ struct secret *rk = NULL;
+	struct store_rootkey cur = {0}, row = {0};
+	int r;
+
+	if (!keyring_is_unlocked(k))
+		return -EACCES;
+	r = store_rootkey_get_current(tx, &cur);
+	if (r < 0)
+		return r;
+	if (cur.version == UINT32_MAX) {
+		store_rootkey_clear(&cur);
+		return -EOVERFLOW;
+	}
+	row = (struct store_rootkey){ .version = cur.version + 1, .hsm_version = cur.hsm_version,
+				      .created_at = time(NULL) };
+	snprintf(row.hsm_label, sizeof(row.hsm_label), "%s", cur.hsm_label);
+	store_rootkey_clear(&cur);
+
+	r = secret_random(KEYPROV_RK_LEN, &rk);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&k->hsm_mu);
+	r = keyprov_open(&k->hsm.prov, &kp);
+	if (r >= 0)
+		r = hsm_wrap_checked(k, kp, row.hsm_label, row.hsm_version, rk, &row.blob, &row.blob_len);
+	keyprov_close(TAKE_PTR(kp));
+	pthread_mutex_unlock(&k->hsm_mu);
+	if (r < 0)
+		return r;
+	r = store_rootkey_put(tx, &row);
+	free(row.blob);
+	if (r < 0)
+		return r;
+
+	pthread_rwlock_wrlock(&k->state);
+	if (!k->rk)
+		r = -EACCES;
+	else if (k->n_rks == RK_LIVE_MAX)
+		r = log_error_errno(-E2BIG, "%d root key versions are live; finish the running root rotation first",
+				    RK_LIVE_MAX);
+	else {
+		secret_free(k->staged.key);
+		k->staged = (struct rk_entry){ .version = row.version, .key = TAKE_PTR(rk) };
+		*ret_from = row.version - 1;
+		*ret_to = row.version;
+	}
+	pthread_rwlock_unlock(&k->state);
+	return r;
+}
+
+void keyring_root_activate(struct keyring *k)
+{
+	pthread_rwlock_wrlock(&k->state);
+	if (k->rk && k->staged.key && k->n_rks < RK_LIVE_MAX) {
+		k->rks[k->n_rks++] = k->staged;
+		k->rk = k->staged.key;
+		k->rk_version = k->staged.version;
+		k->staged = (struct rk_entry){0};
+	}
+	pthread_rwlock_unlock(&k->state);
+}
+
+void keyring_root_unstage(struct keyring *k)
+{
+	pthread_rwlock_wrlock(&k->state);
+	secret_free(k->staged.key);
+	k->staged = (struct rk_entry){0};
+	pthread_rwlock_unlock(&k->state);
+}
+
+static int derive_audit_key(const struct secret *rk, struct secret **ret)
 {
 	struct secret *key;
 	int r;
+
+	r = secret_new(crypto_kdf_KEYBYTES, &key);
+	if (r < 0)
+		return r;
+	/* A key of its own for the audit anchor, so the RK itself never keys
+	 * anything but the KEK layer. */
+	crypto_kdf_derive_from_key(key->p, crypto_kdf_KEYBYTES, 1, "vltaudit", rk->p);
+	key->len = crypto_kdf_KEYBYTES;
+	*ret = key;
+	return 0;
+}
+
+int keyring_audit_key_staged(struct keyring *k, struct secret **ret)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&k->state);
+	r = k->rk && k->staged.key ? derive_audit_key(k->staged.key, ret) : -EACCES;
+	pthread_rwlock_unlock(&k->state);
+	return r;
+}
+
+struct kek_rows {
+	struct store_kek *rows;
+	size_t n, cap;
+};
+
+static int kek_rows_one(const struct store_kek *kek, void *userdata)
+{
+	struct kek_rows *l = userdata;
+	struct store_kek *d;
+
+	if (l->n == l->cap)
+		return -ENOBUFS;
+	d = &l->rows[l->n];
+	*d = *kek;
+	d->blob = malloc(kek->blob_len);
+	if (!d->blob)
+		return -ENOMEM;
+	memcpy(d->blob, kek->blob, kek->blob_len);
+	l->n++;
+	return 0;
+}
+
+int keyring_root_rewrap_batch(struct keyring *k, struct store_tx *tx, unsigned limit)
+{
+	struct kek_rows l = { .cap = limit };
+	int r;
+
+	l.rows = calloc(limit, sizeof(*l.rows));
+	if (!l.rows)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&k->state);
+	if (!k->rk) {
+		r = -EACCES;
+		goto out;
+	}
+	r = store_kek_list_old_rk(tx, k->rk_version, limit, kek_rows_one, &l);
+	if (r < 0 && r != -ENOBUFS)
+		goto out;
+	r = 0;
+	for (size_t i = 0; i < l.n; i++) {
+		struct store_kek *row = &l.rows[i];
+		_cleanup_free_ uint8_t *blob = NULL;
+		struct secret *kek = NULL;
+		const struct secret *old_rk = rk_find(k, row->rk_version);
+		size_t len;
+
+		if (!old_rk) {
+			r = log_error_errno(-EBADMSG, "KEK '%s' v%u is wrapped under root key v%u, which is not live",
+					    row->tenant, row->version, row->rk_version);
+			goto out;
+		}
+		r = envelope_unwrap_kek(old_rk, row->rk_version, row->tenant, row->version, row->blob,
+					row->blob_len, &kek);
+		if (r < 0)
+			goto out;
+		r = envelope_wrap_kek(k->rk, k->rk_version, row->tenant, row->version, kek, &blob, &len);
+		/* The KEK itself is committed and unchanged: cache it, so a reader
+		 * whose snapshot predates this batch never needs the old RK. */
+		if (!cache_put(k, row->tenant, row->version, kek) && r >= 0)
+			r = -ENOMEM;
+		if (r >= 0)
+			r = store_kek_rewrap(tx, row->tenant, row->version, k->rk_version, blob, len);
+		if (r < 0)
+			goto out;
+	}
+	r = (int)l.n;
+out:
+	pthread_rwlock_unlock(&k->state);
+	for (size_t i = 0; i < l.n; i++)
+		store_kek_clear(&l.rows[i]);
+	free(l.rows);
+	return r;
+}
+
+int keyring_root_finish(struct keyring *k, struct store_tx *tx)
+{
+	uint32_t current;
+	int64_t left;
+
+	pthread_rwlock_rdlock(&k->state);
+	current = k->rk_version;
+	pthread_rwlock_unlock(&k->state);
+	if (!current)
+		return -EACCES;
+	left = store_kek_count_old_rk(tx, current);
+	if (left != 0)
+		return left < 0 ? (int)left : -EAGAIN;
+	return store_rootkey_delete_below(tx, current);
+}
+
+void keyring_root_forget_old(struct keyring *k)
+{
+	size_t j = 0;
+
+	pthread_rwlock_wrlock(&k->state);
+	for (size_t i = 0; i < k->n_rks; i++) {
+		if (k->rks[i].version == k->rk_version)
+			k->rks[j++] = k->rks[i];
+		else
+			secret_free(k->rks[i].key);
+	}
+	for (size_t i = j; i < k->n_rks; i++)
+		k->rks[i] = (struct rk_entry){0};
+	k->n_rks = j;
+	pthread_rwlock_unlock(&k->state);
+}
+
+/* ---- HSM key rotation ---- */
+
+#define HSM_RETIRE_KEY "hsm_retire"
+#define RETIRE_MAX 16
+
+struct hsm_ref {
+	char label[KEYPROV_LABEL_MAX + 1];
+	uint32_t version;
+};
+
+/* meta "hsm_retire": "label:version" entries separated by spaces. */
+static int retire_parse(const char *text, struct hsm_ref *refs, size_t *n)
+{
+	*n = 0;
+	for (const char *p = text; *p;) {
+		const char *e = strchrnul(p, ' '), *colon = memchr(p, ':', (size_t)(e - p));
+		unsigned long v;
+		char *end;
+
+		if (e == p) {
+			p++;
+			continue;
+		}
+		if (!colon || colon == p || (size_t)(colon - p) > KEYPROV_LABEL_MAX || *n == RETIRE_MAX)
+			return -EINVAL;
+		errno = 0;
+		v = strtoul(colon + 1, &end, 10);
+		if (errno || end != e || v == 0 || v > UINT32_MAX)
+			return -EINVAL;
+		snprintf(refs[*n].label, sizeof(refs[*n].label), "%.*s", (int)(colon - p), p);
+		refs[*n].version = (uint32_t)v;
+		(*n)++;
+		p = *e ? e + 1 : e;
+	}
+	return 0;
+}
+
+static bool refs_has(const struct hsm_ref *refs, size_t n, const char *label, uint32_t version)
+{
+	for (size_t i = 0; i < n; i++)
+		if (refs[i].version == version && streq(refs[i].label, label))
+			return true;
+	return false;
+}
+
+static int retire_add(struct hsm_ref *refs, size_t *n, const char *label, uint32_t version)
+{
+	if (refs_has(refs, *n, label, version))
+		return 0;
+	if (*n == RETIRE_MAX)
+		return -E2BIG;
+	snprintf(refs[*n].label, sizeof(refs[*n].label), "%s", label);
+	refs[(*n)++].version = version;
+	return 0;
+}
+
+static int retire_store(struct store_tx *tx, const struct hsm_ref *refs, size_t n)
+{
+	char text[RETIRE_MAX * (KEYPROV_LABEL_MAX + 12)] = "";
+	size_t used = 0;
+
+	for (size_t i = 0; i < n; i++)
+		used += (size_t)snprintf(text + used, sizeof(text) - used, "%s%s:%" PRIu32, i ? " " : "",
+					 refs[i].label, refs[i].version);
+	return store_meta_set(tx, HSM_RETIRE_KEY, text);
+}
+
+static int retire_load(struct store_tx *tx, struct hsm_ref *refs, size_t *n)
+{
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	*n = 0;
+	r = store_meta_get(tx, HSM_RETIRE_KEY, &text);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	r = retire_parse(text, refs, n);
+	if (r < 0)
+		log_error("meta %s is malformed; ignoring it", HSM_RETIRE_KEY);
+	return r;
+}
+
+struct mfa_rows {
+	struct {
+		char name[PATH_SEGMENT_MAX + 1];
+		uint8_t *blob;
+		size_t len;
+	} *rows;
+	size_t n, cap;
+};
+
+static int mfa_one(const char *name, const uint8_t *blob, size_t len, void *userdata)
+{
+	struct mfa_rows *l = userdata;
+	void *p;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		p = reallocarray(l->rows, cap, sizeof(*l->rows));
+		if (!p)
+			return -ENOMEM;
+		l->rows = p;
+		l->cap = cap;
+	}
+	snprintf(l->rows[l->n].name, sizeof(l->rows[l->n].name), "%s", name);
+	l->rows[l->n].blob = malloc(len);
+	if (!l->rows[l->n].blob)
+		return -ENOMEM;
+	memcpy(l->rows[l->n].blob, blob, len);
+	l->rows[l->n].len = len;
+	l->n++;
+	return 0;
+}
+
+static void mfa_rows_free(struct mfa_rows *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->rows[i].blob);
+	free(l->rows);
+	*l = (struct mfa_rows){0};
+}
+
+/* Rewraps, under (label, version), every RK row and MFA key blob that is
+ * wrapped by another HSM key -- all of them (rotation), or only those under
+ * a key in only[] (retirement sweep). Records each old key in retired[].
+ * Caller holds the write tx, k->state shared, hsm_mu, and an open kp. */
+static int rewrap_hsm_blobs(struct keyring *k, struct store_tx *tx, struct keyprov *kp, const char *label,
+			    uint32_t version, const struct hsm_ref *only, size_t n_only, struct hsm_ref *retired,
+			    size_t *n_retired, int64_t *ret_count)
+{
+	struct rk_rows rks = {0};
+	struct mfa_rows users = {0};
+	struct keyprov_blob b;
+	int64_t count = 0;
+	int r;
+
+	r = store_rootkey_list(tx, rk_rows_one, &rks);
+	if (r >= 0)
+		r = store_user_list_mfa_keys(tx, mfa_one, &users);
+	for (size_t i = 0; r >= 0 && i < rks.n; i++) {
+		struct store_rootkey *row = &rks.rows[i];
+		const struct secret *rk = rk_find(k, row->version);
+		_cleanup_free_ uint8_t *blob = NULL;
+		size_t len;
+
+		if (row->hsm_version == version && streq(row->hsm_label, label))
+			continue;
+		if (only && !refs_has(only, n_only, row->hsm_label, row->hsm_version))
+			continue;
+		if (!rk && k->staged.key && k->staged.version == row->version)
+			rk = k->staged.key;
+		if (!rk) {
+			r = log_error_errno(-EACCES, "root key v%u is not in memory", row->version);
+			break;
+		}
+		r = hsm_wrap_checked(k, kp, label, version, rk, &blob, &len);
+		if (r >= 0)
+			r = store_rootkey_rewrap(tx, row->version, label, version, blob, len);
+		if (r >= 0)
+			r = retire_add(retired, n_retired, row->hsm_label, row->hsm_version);
+		count++;
+	}
+	for (size_t i = 0; r >= 0 && i < users.n; i++) {
+		_cleanup_secret_ struct secret *key = NULL;
+		_cleanup_free_ uint8_t *blob = NULL;
+		size_t len;
+
+		r = keyprov_blob_parse(users.rows[i].blob, users.rows[i].len, &b);
+		if (r < 0)
+			break;
+		if (b.key_version == version && streq(b.label, label))
+			continue;
+		if (only && !refs_has(only, n_only, b.label, b.key_version))
+			continue;
+		r = keyprov_unwrap(kp, users.rows[i].blob, users.rows[i].len, &key);
+		if (r < 0) {
+			log_error_errno(r, "cannot unwrap the MFA key of user '%s'", users.rows[i].name);
+			break;
+		}
+		r = keyprov_wrap(kp, label, version, k->hsm.mech, k->hsm.hash, key, &blob, &len);
+		if (r >= 0)
+			r = store_user_set_mfa_key(tx, users.rows[i].name, blob, len);
+		if (r >= 0)
+			r = retire_add(retired, n_retired, b.label, b.key_version);
+		count++;
+	}
+	rk_rows_clear(&rks);
+	mfa_rows_free(&users);
+	if (r >= 0 && ret_count)
+		*ret_count = count;
+	return r;
+}
+
+int keyring_hsm_rotate(struct keyring *k, struct store_tx *tx, uint32_t *ret_from, uint32_t *ret_to,
+		       int64_t *ret_count)
+{
+	_cleanup_(keyprov_closep) struct keyprov *kp = NULL;
+	struct hsm_ref retired[RETIRE_MAX];
+	struct rk_rows rks = {0};
+	uint32_t from, to = 0;
+	size_t n_retired = 0;
+	int r;
+
+	r = retire_load(tx, retired, &n_retired);
+	if (r < 0)
+		return r;
+	r = store_rootkey_list(tx, rk_rows_one, &rks);
+	if (r < 0)
+		return r;
+	if (rks.n == 0) {
+		rk_rows_clear(&rks);
+		return -ENOENT;
+	}
+	from = rks.rows[rks.n - 1].hsm_version;
+	/* Past every version in use or awaiting retirement, so a new key never
+	 * takes the CKA_ID of one that is about to be deleted. */
+	for (size_t i = 0; i < rks.n; i++)
+		to = MAX(to, rks.rows[i].hsm_version);
+	for (size_t i = 0; i < n_retired; i++)
+		to = MAX(to, retired[i].version);
+	rk_rows_clear(&rks);
+	if (to == UINT32_MAX)
+		return -EOVERFLOW;
+	to++;
 
 	pthread_rwlock_rdlock(&k->state);
 	if (!k->rk) {
 		pthread_rwlock_unlock(&k->state);
 		return -EACCES;
 	}
-	r = secret_new(crypto_kdf_KEYBYTES, &key);
+	pthread_mutex_lock(&k->hsm_mu);
+	r = keyprov_open(&k->hsm.prov, &kp);
 	if (r >= 0) {
-		/* A key of its own for the audit anchor, so the RK itself never
-		 * keys anything but the KEK layer. */
-		crypto_kdf_derive_from_key(key->p, crypto_kdf_KEYBYTES, 1, "vltaudit", k->rk->p);
-		key->len = crypto_kdf_KEYBYTES;
-		*ret = key;
+		r = keyprov_find(kp, k->hsm.key_label, to);
+		if (r == -VLT_E_HSM_KEY_NOT_FOUND)
+			r = keyprov_generate(kp, k->hsm.key_label, to);
+		else if (r == 0)
+			/* Generated by a rotation that crashed before its commit. */
+			log_notice("reusing HSM key '%s' version %u left by an interrupted rotation",
+				   k->hsm.key_label, to);
+	}
+	if (r >= 0)
+		r = rewrap_hsm_blobs(k, tx, kp, k->hsm.key_label, to, NULL, 0, retired, &n_retired, ret_count);
+	if (r >= 0)
+		r = retire_store(tx, retired, n_retired);
+	keyprov_close(TAKE_PTR(kp));
+	if (r >= 0) {
+		/* New MFA keys go under the new HSM key from now on; if the
+		 * commit fails they still unwrap, the key being in the token. */
+		snprintf(k->hsm_label, sizeof(k->hsm_label), "%s", k->hsm.key_label);
+		k->hsm_version = to;
+		*ret_from = from;
+		*ret_to = to;
+	}
+	pthread_mutex_unlock(&k->hsm_mu);
+	pthread_rwlock_unlock(&k->state);
+	return r;
+}
+
+uint32_t keyring_unlocked_hsm_version(struct keyring *k)
+{
+	uint32_t v;
+
+	pthread_mutex_lock(&k->hsm_mu);
+	v = k->unlocked_hsm_version;
+	pthread_mutex_unlock(&k->hsm_mu);
+	return v;
+}
+
+int keyring_hsm_retire(struct keyring *k, struct store *s, json_t **ret_deleted)
+{
+	_cleanup_(keyprov_closep) struct keyprov *kp = NULL;
+	_cleanup_json_ json_t *deleted = json_array();
+	struct hsm_ref refs[RETIRE_MAX], swept[RETIRE_MAX];
+	struct store_rootkey cur = {0};
+	size_t n = 0, n_swept = 0;
+	struct store_tx *tx = NULL;
+	int r;
+
+	if (!deleted)
+		return -ENOMEM;
+	r = store_write_begin(s, &tx);
+	if (r < 0)
+		return r;
+	r = retire_load(tx, refs, &n);
+	if (r < 0 || n == 0)
+		goto out;
+	pthread_rwlock_rdlock(&k->state);
+	if (!k->rk) {
+		pthread_rwlock_unlock(&k->state);
+		r = -EACCES;
+		goto out;
+	}
+	pthread_mutex_lock(&k->hsm_mu);
+	r = store_rootkey_get_current(tx, &cur);
+	if (r >= 0)
+		r = keyprov_open(&k->hsm.prov, &kp);
+	/* Stragglers first: a blob wrapped under an old key while the rotation
+	 * ran (a user added meanwhile) must not be stranded. */
+	if (r >= 0)
+		r = rewrap_hsm_blobs(k, tx, kp, cur.hsm_label, cur.hsm_version, refs, n, swept, &n_swept, NULL);
+	if (r >= 0) {
+		/* The proof that the current HSM key works: it unwraps the
+		 * current RK to the key in memory. */
+		_cleanup_secret_ struct secret *check = NULL;
+		r = keyprov_unwrap(kp, cur.blob, cur.blob_len, &check);
+		if (r >= 0 && !secret_equal(check, k->rk))
+			r = -VLT_E_HSM_UNWRAP;
+		if (r < 0)
+			log_error_errno(r, "the current HSM key does not unwrap the root key; keeping the old ones");
 	}
 	pthread_rwlock_unlock(&k->state);
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		if (refs[i].version == cur.hsm_version && streq(refs[i].label, cur.hsm_label))
+			continue;       /* never the key in use */
+		r = keyprov_destroy(kp, refs[i].label, refs[i].version);
+		if (r == -VLT_E_HSM_KEY_NOT_FOUND)
+			r = 0;          /* deleted by an earlier, interrupted retirement */
+		if (r >= 0) {
+			log_notice("deleted retired HSM key '%s' version %u from the token", refs[i].label,
+				   refs[i].version);
+			json_array_append_new(deleted, json_pack("{s:s, s:i}", "label", refs[i].label, "version",
+								 (json_int_t)refs[i].version));
+		}
+	}
+	keyprov_close(TAKE_PTR(kp));
+	pthread_mutex_unlock(&k->hsm_mu);
+	if (r >= 0)
+		r = store_write_begin(s, &tx);
+	if (r >= 0)
+		r = store_meta_set(tx, HSM_RETIRE_KEY, "");
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+out:
+	store_tx_end(tx);
+	store_rootkey_clear(&cur);
+	if (r >= 0 && ret_deleted)
+		*ret_deleted = TAKE_PTR(deleted);
 	return r;
 }

@@ -11,12 +11,14 @@
  * not hold.
  *
  * Threads: any. A read-write lock lets seal/open run concurrently while
- * unlock/lock are exclusive.
+ * unlock/lock and root activation are exclusive. Lock order: the store's
+ * write transaction before the keyring's lock, never the other way round.
  */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
 #include "common/keyprov.h"
+#include "common/json.h"
 #include "common/secret.h"
 #include "vaultd/store.h"
 
@@ -38,8 +40,9 @@ bool keyring_is_unlocked(struct keyring *k);
 /* First start: finds or generates HSM key (key_label, 1), draws RK version 1,
  * wraps it, and writes the root_keys row in tx. Leaves the keyring locked. */
 int keyring_init(struct keyring *k, struct store_tx *tx);
-/* Unwraps the current RK through the HSM. -ENOENT if not initialised; HSM
- * errors as in keyprov.h. Unlocking an unlocked keyring is a no-op. */
+/* Unwraps every RK row through the HSM (more than one only while a root
+ * rotation runs). -ENOENT if not initialised; HSM errors as in keyprov.h.
+ * Unlocking an unlocked keyring is a no-op. */
 int keyring_unlock(struct keyring *k, struct store *s);
 /* Wipes RK and every cached KEK. */
 void keyring_lock(struct keyring *k);
@@ -48,24 +51,83 @@ void keyring_lock(struct keyring *k);
 int keyring_check_hsm(struct keyring *k, struct store *s);
 
 /* Wraps/unwraps a 32-byte key (a user's MFA key) with the HSM key, like the
- * root key: usable while locked, useless without the token. Serialised with
- * every other HSM use. */
+ * root key: usable while locked, useless without the token. Wrapping uses the
+ * HSM key that wraps the current root key (known after init, unlock or
+ * keyring_check_hsm()). Serialised with every other HSM use. */
 int keyring_hsm_wrap_key(struct keyring *k, const struct secret *key, uint8_t **ret_blob, size_t *ret_len);
 int keyring_hsm_unwrap_key(struct keyring *k, const uint8_t *blob, size_t len, struct secret **ret_key);
 
-/* The audit anchor's MAC key, derived from the RK (libsodium KDF, context
- * "vltaudit"). -EACCES while locked. Caller frees. XXX: root-key rotation
- * (issue 6) must re-anchor the audit chain under the new RK. */
+/* The audit anchor's MAC key, derived from the current RK (libsodium KDF,
+ * context "vltaudit"). -EACCES while locked. Caller frees. Root-key rotation
+ * re-anchors the chain under the new RK in the transaction that switches. */
 int keyring_audit_key(struct keyring *k, struct secret **ret);
+
+/* ---- rotation primitives (rotate.c drives them; see docs/architecture.md) ----
+ * Each works inside the caller's write transaction and changes nothing in
+ * memory that the database does not hold once that transaction commits,
+ * except where noted (root activation). Batches return the number of rows
+ * done (0: nothing left). -EACCES while locked. */
+
+/* KEK: creates the tenant's version current+1, wrapped under the current RK;
+ * writes seal under it from this commit on. -ENOENT if the tenant has no KEK. */
+int keyring_kek_begin(struct keyring *k, struct store_tx *tx, const char *tenant, uint32_t *ret_from,
+		      uint32_t *ret_to);
+/* Rewraps up to limit DEKs of the tenant from older KEK versions to the
+ * current one (data untouched). */
+int keyring_kek_rewrap_batch(struct keyring *k, struct store_tx *tx, const char *tenant, unsigned limit);
+/* Retags destroyed rows and deletes the KEK versions below the current one
+ * that nothing references. Returns the count deleted. After commit, call
+ * keyring_kek_forget(). */
+int keyring_kek_finish(struct keyring *k, struct store_tx *tx, const char *tenant);
+/* Drops the tenant's cached KEKs below version 'below'. */
+void keyring_kek_forget(struct keyring *k, const char *tenant, uint32_t below);
+
+/* DEK: re-encrypts up to limit versions under prefix after the cursor with
+ * fresh DEKs wrapped by each tenant's current KEK; advances the cursor
+ * (cursor_path holds PATH_MAX_TEXT bytes). */
+int keyring_reseal_batch(struct keyring *k, struct store_tx *tx, const char *prefix, char *cursor_path,
+			 uint32_t *cursor_version, unsigned limit);
+
+/* Root: draws RK current+1, wraps it with the current HSM key and inserts
+ * its row (HSM round trip). The new RK is staged, not used, until
+ * keyring_root_activate() (call it in the same transaction, just before the
+ * commit; if that commit fails, keyring_lock() the keyring: unlocking reloads
+ * what the database holds). keyring_root_unstage() drops a staged RK. */
+int keyring_root_stage(struct keyring *k, struct store_tx *tx, uint32_t *ret_from, uint32_t *ret_to);
+void keyring_root_activate(struct keyring *k);
+void keyring_root_unstage(struct keyring *k);
+/* The audit MAC key of the staged RK (to re-anchor before activation). */
+int keyring_audit_key_staged(struct keyring *k, struct secret **ret);
+/* Rewraps up to limit KEKs from older RK versions under the current RK. */
+int keyring_root_rewrap_batch(struct keyring *k, struct store_tx *tx, unsigned limit);
+/* Deletes the RK rows below the current one. After commit, call
+ * keyring_root_forget_old(). */
+int keyring_root_finish(struct keyring *k, struct store_tx *tx);
+void keyring_root_forget_old(struct keyring *k);
+
+/* HSM key: generates (or, left by a crash, reuses) version current+1 of the
+ * configured label in the token, rewraps every RK row and every user's MFA key
+ * under it, and adds the old version to meta "hsm_retire". *ret_count: rows
+ * rewrapped. */
+int keyring_hsm_rotate(struct keyring *k, struct store_tx *tx, uint32_t *ret_from, uint32_t *ret_to,
+		       int64_t *ret_count);
+/* Retires the HSM key versions listed in meta "hsm_retire": rewraps any blob
+ * still under one (in a write transaction of its own), proves the current
+ * HSM key unwraps the current RK, then deletes them from the token and clears
+ * the list. *ret_deleted (may be NULL): a JSON array of {"label", "version"}. */
+int keyring_hsm_retire(struct keyring *k, struct store *s, json_t **ret_deleted);
+/* The HSM key version the last unlock used (0 if none yet). */
+uint32_t keyring_unlocked_hsm_version(struct keyring *k);
 
 /* Makes sure tenant has a KEK, creating version 1 in its own committed
  * transaction when it has none. -EACCES when locked. */
 int keyring_ensure_kek(struct keyring *k, struct store *s, const char *tenant);
 /* Seals plaintext as version 'version' of path under a fresh DEK wrapped by
  * the tenant's current KEK (which keyring_ensure_kek() created), counts the
- * wrap in tx, and fills *ret (caller clears it). -EACCES when locked. */
+ * wrap in tx, and fills *ret (caller clears it). *ret_wraps (may be NULL):
+ * the KEK's wrap count after this one. -EACCES when locked. */
 int keyring_seal(struct keyring *k, struct store_tx *tx, const char *path, uint32_t version,
-		 const struct secret *plaintext, struct store_version *ret);
+		 const struct secret *plaintext, struct store_version *ret, uint64_t *ret_wraps);
 /* Opens one stored version. -EACCES when locked, -ENOENT when destroyed,
  * -EBADMSG when a blob fails authentication. */
 int keyring_open(struct keyring *k, struct store_tx *tx, const char *path,

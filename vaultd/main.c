@@ -257,6 +257,10 @@ int main(int argc, char **argv)
 			.lockout_seconds = cfg.auth.lockout_seconds,
 			.audit_jsonl_path = cfg.audit.jsonl_path,
 			.audit_jsonl_refuse = streq(cfg.audit.jsonl_on_failure, "refuse"),
+			.audit_retain_days = cfg.audit.retain_days,
+			.keep_versions = cfg.secrets.keep_versions,
+			.kek_max_wraps = cfg.keys.kek_max_wraps,
+			.rotate_batch = cfg.rotation.batch_size,
 			.argon2 = {
 				.iterations = cfg.auth.argon2_iterations,
 				.memory_kib = cfg.auth.argon2_memory_kib,

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -160,6 +161,44 @@ static const char *const migrations[] = {
 	"CREATE INDEX audit_by_time ON audit(time);\n"
 	"CREATE INDEX audit_by_principal ON audit(principal);\n"
 	"CREATE INDEX audit_by_path ON audit(path);\n",
+	/* 4: rotation support. A secret's head tracks a staged (pending)
+	 * version and the one that was current before the last change; the
+	 * defaults make every existing head "none" for both. */
+	"ALTER TABLE secrets ADD COLUMN pending_version INTEGER NOT NULL DEFAULT 0\n"
+	"	CHECK (pending_version BETWEEN 0 AND 4294967295);\n"
+	"ALTER TABLE secrets ADD COLUMN previous_version INTEGER NOT NULL DEFAULT 0\n"
+	"	CHECK (previous_version BETWEEN 0 AND 4294967295);\n"
+	/* KEK rotation rewraps a tenant's live versions still under an older
+	 * KEK, in (path, version) order. One (kek_version, path range) probe
+	 * per old KEK version returns exactly the rows left to do, already in
+	 * order, however many tenants share the file and however far the
+	 * rotation has got; destroyed versions are not in it at all. */
+	"CREATE INDEX secret_versions_live_by_kek ON secret_versions(kek_version, path, version)\n"
+	"	WHERE dek_blob IS NOT NULL;\n"
+	/* One row per requested rotation. Text columns are bounded by the
+	 * writer (the fields of struct store_rotation) and checked on read. */
+	"CREATE TABLE rotations (\n"
+	"	id INTEGER PRIMARY KEY CHECK (id >= 1),\n"
+	"	kind TEXT NOT NULL CHECK (kind IN ('secret', 'kek', 'root', 'hsm')),\n"
+	"	target TEXT NOT NULL,\n"
+	"	state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),\n"
+	"	principal TEXT NOT NULL,\n"
+	"	request_id TEXT NOT NULL,\n"
+	"	from_version INTEGER NOT NULL DEFAULT 0 CHECK (from_version BETWEEN 0 AND 4294967295),\n"
+	"	to_version INTEGER NOT NULL DEFAULT 0 CHECK (to_version BETWEEN 0 AND 4294967295),\n"
+	"	done INTEGER NOT NULL DEFAULT 0 CHECK (done >= 0),\n"
+	"	total INTEGER NOT NULL DEFAULT 0 CHECK (total >= 0),\n"
+	"	cursor_path TEXT NOT NULL DEFAULT '',\n"
+	"	cursor_version INTEGER NOT NULL DEFAULT 0\n"
+	"		CHECK (cursor_version BETWEEN 0 AND 4294967295),\n"
+	"	error TEXT NOT NULL DEFAULT '',\n"
+	"	created_at INTEGER NOT NULL,\n"
+	"	updated_at INTEGER NOT NULL,\n"
+	"	finished_at INTEGER NOT NULL DEFAULT 0\n"
+	") STRICT;\n"
+	/* The worker's "oldest active job" and the API's "active job of this
+	 * kind and target" read only the few active rows, in id order. */
+	"CREATE INDEX rotations_active ON rotations(id) WHERE state IN ('queued', 'running');\n",
 };
 
 /* Every statement the module runs after open, prepared once per connection. */
@@ -176,13 +215,28 @@ enum query {
 	Q_META_SET,
 	Q_RK_PUT,
 	Q_RK_CURRENT,
+	Q_RK_LIST,
+	Q_RK_REWRAP,
+	Q_RK_REFERENCED_BELOW,
+	Q_RK_DELETE_BELOW,
 	Q_KEK_PUT,
 	Q_KEK_GET,
 	Q_KEK_CURRENT,
 	Q_KEK_ADD_WRAPS,
+	Q_KEK_LIST_OLD_RK,
+	Q_KEK_COUNT_OLD_RK,
+	Q_KEK_REWRAP,
+	Q_KEK_DELETE_UNUSED,
+	Q_KEK_LIST_CURRENT,
+	Q_KEK_LIST_TENANT,
 	Q_SECRET_GET,
 	Q_SECRET_LATEST,
 	Q_SECRET_UPSERT,
+	Q_SECRET_STATE,
+	Q_SECRET_STAGE,
+	Q_SECRET_PROMOTE,
+	Q_SECRET_PRUNE,
+	Q_SECRET_LIST_MAX_AGE,
 	Q_VERSION_PUT,
 	Q_VERSION_GET,
 	Q_SECRET_SOFT_DELETE,
@@ -190,6 +244,14 @@ enum query {
 	Q_SECRET_LIST,
 	Q_SECRET_LIST_ALL,
 	Q_VERSION_LIST,
+	Q_VERSION_OLD_KEK,
+	Q_VERSION_COUNT_OLD_KEK,
+	Q_VERSION_RANGE,
+	Q_VERSION_RANGE_ALL,
+	Q_VERSION_COUNT_PREFIX,
+	Q_VERSION_COUNT_ALL,
+	Q_VERSION_REWRAP,
+	Q_VERSION_RETAG,
 	Q_USER_PUT,
 	Q_USER_GET,
 	Q_USER_DELETE,
@@ -198,6 +260,8 @@ enum query {
 	Q_USER_LIST,
 	Q_USER_COUNT_ROLE,
 	Q_USER_USE_STEP,
+	Q_USER_LIST_MFA_KEYS,
+	Q_USER_SET_MFA_KEY,
 	Q_ROLES_VALID,
 	Q_JSON_VALID,
 	Q_RECOVERY_CLEAR,
@@ -223,9 +287,19 @@ enum query {
 	Q_FAILURE_GET,
 	Q_FAILURE_PUT,
 	Q_FAILURE_CLEAR,
+	Q_ROTATION_ADD,
+	Q_ROTATION_UPDATE,
+	Q_ROTATION_GET,
+	Q_ROTATION_NEXT,
+	Q_ROTATION_FIND_ACTIVE,
+	Q_ROTATION_LIST,
+	Q_BACKUP,
 	Q_AUDIT_LAST,
 	Q_AUDIT_APPEND,
 	Q_AUDIT_ITERATE,
+	Q_AUDIT_FIRST,
+	Q_AUDIT_LAST_BEFORE,
+	Q_AUDIT_DELETE_THROUGH,
 	_Q_MAX,
 };
 
@@ -235,7 +309,31 @@ enum query {
 
 #define SECRET_COLUMNS                                                                  \
 	"path, tenant, type, metadata, current_version, latest_version, created_at, "  \
-	"updated_at, deleted_at"
+	"updated_at, deleted_at, pending_version, previous_version"
+
+/* The batch readers' rows: the path, then a struct store_version. */
+#define VERSION_ROW_COLUMNS "path, version, kek_version, dek_blob, data_blob, created_at"
+
+#define ROTATION_COLUMNS                                                                \
+	"id, kind, target, state, principal, request_id, from_version, to_version, "   \
+	"done, total, cursor_path, cursor_version, error, created_at, updated_at, "     \
+	"finished_at"
+
+/* The distinct KEK versions below ?2 that any live version row still uses
+ * (all tenants: a handful of values), one index seek each. Joined with a
+ * tenant's path range they give one exact index range per old version. */
+#define OLD_KEK_VERSIONS                                                                \
+	"WITH RECURSIVE kv(v) AS ("                                                     \
+	"SELECT (SELECT kek_version FROM secret_versions "                             \
+	"WHERE kek_version < ?2 AND dek_blob IS NOT NULL ORDER BY kek_version LIMIT 1) " \
+	"UNION ALL "                                                                    \
+	"SELECT (SELECT kek_version FROM secret_versions "                             \
+	"WHERE kek_version > kv.v AND kek_version < ?2 AND dek_blob IS NOT NULL "      \
+	"ORDER BY kek_version LIMIT 1) FROM kv WHERE kv.v IS NOT NULL) "
+
+/* A tenant's paths: every path starting with ?1 + "/" is in the range
+ * [?1 || '/', ?1 || '0') and nothing else is ('0' follows '/'). */
+#define TENANT_RANGE(p) p "path >= ?1 || '/' AND " p "path < ?1 || '0'"
 
 static const char *const query_sql[_Q_MAX] = {
 	[Q_BEGIN] = "BEGIN DEFERRED",
@@ -255,6 +353,12 @@ static const char *const query_sql[_Q_MAX] = {
 		     "VALUES (?1, ?2, ?3, ?4, ?5)",
 	[Q_RK_CURRENT] = "SELECT version, hsm_label, hsm_version, blob, created_at "
 			 "FROM root_keys ORDER BY version DESC LIMIT 1",
+	[Q_RK_LIST] = "SELECT version, hsm_label, hsm_version, blob, created_at "
+		      "FROM root_keys ORDER BY version",
+	[Q_RK_REWRAP] = "UPDATE root_keys SET hsm_label = ?2, hsm_version = ?3, blob = ?4 "
+			"WHERE version = ?1",
+	[Q_RK_REFERENCED_BELOW] = "SELECT 1 FROM keks WHERE rk_version < ?1 LIMIT 1",
+	[Q_RK_DELETE_BELOW] = "DELETE FROM root_keys WHERE version < ?1",
 	[Q_KEK_PUT] = "INSERT INTO keks(tenant, version, rk_version, blob, wrap_count, created_at) "
 		      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[Q_KEK_GET] = "SELECT tenant, version, rk_version, blob, wrap_count, created_at "
@@ -263,16 +367,61 @@ static const char *const query_sql[_Q_MAX] = {
 			  "FROM keks WHERE tenant = ?1 ORDER BY version DESC LIMIT 1",
 	[Q_KEK_ADD_WRAPS] = "UPDATE keks SET wrap_count = wrap_count + ?3 "
 			    "WHERE tenant = ?1 AND version = ?2",
+	[Q_KEK_LIST_OLD_RK] = "SELECT tenant, version, rk_version, blob, wrap_count, created_at "
+			      "FROM keks WHERE rk_version < ?1 ORDER BY tenant, version LIMIT ?2",
+	[Q_KEK_COUNT_OLD_RK] = "SELECT count(*) FROM keks WHERE rk_version < ?1",
+	[Q_KEK_REWRAP] = "UPDATE keks SET rk_version = ?3, blob = ?4 WHERE tenant = ?1 AND version = ?2",
+	/* Destroyed versions do not count: they hold no DEK to unwrap. */
+	[Q_KEK_DELETE_UNUSED] = "DELETE FROM keks WHERE tenant = ?1 AND version < ?2 "
+				"AND NOT EXISTS (SELECT 1 FROM secret_versions x "
+				"WHERE x.kek_version = keks.version AND " TENANT_RANGE("x.") " "
+				"AND x.dek_blob IS NOT NULL)",
+	/* The listings leave the blob out: NULL in its place decodes as none. */
+	[Q_KEK_LIST_CURRENT] = "SELECT tenant, version, rk_version, NULL, wrap_count, created_at "
+			       "FROM keks k WHERE version = "
+			       "(SELECT max(version) FROM keks WHERE tenant = k.tenant) ORDER BY tenant",
+	[Q_KEK_LIST_TENANT] = "SELECT tenant, version, rk_version, NULL, wrap_count, created_at "
+			      "FROM keks WHERE tenant = ?1 ORDER BY version",
 	[Q_SECRET_GET] = "SELECT " SECRET_COLUMNS " FROM secrets WHERE path = ?1",
 	[Q_SECRET_LATEST] = "SELECT latest_version FROM secrets WHERE path = ?1",
+	/* The SET expressions all see the old row: previous_version takes the
+	 * current_version being replaced. pending_version is left alone. */
 	[Q_SECRET_UPSERT] =
 		"INSERT INTO secrets(" SECRET_COLUMNS ") "
-		"VALUES (?1, ?2, ?3, coalesce(?4, '{}'), ?5, ?5, ?6, ?6, 0) "
+		"VALUES (?1, ?2, ?3, coalesce(?4, '{}'), ?5, ?5, ?6, ?6, 0, 0, 0) "
 		"ON CONFLICT(path) DO UPDATE SET type = excluded.type, "
 		"metadata = coalesce(?4, secrets.metadata), "
+		"previous_version = secrets.current_version, "
 		"current_version = excluded.current_version, "
 		"latest_version = excluded.latest_version, "
 		"updated_at = excluded.updated_at, deleted_at = 0",
+	[Q_SECRET_STATE] = "SELECT latest_version, deleted_at, pending_version FROM secrets "
+			   "WHERE path = ?1",
+	[Q_SECRET_STAGE] = "UPDATE secrets SET latest_version = ?2, pending_version = ?2, "
+			   "metadata = coalesce(?3, metadata), updated_at = ?4 WHERE path = ?1",
+	/* Check-and-set on the pending version read just before. */
+	[Q_SECRET_PROMOTE] = "UPDATE secrets SET previous_version = current_version, "
+			     "current_version = pending_version, pending_version = 0, updated_at = ?2 "
+			     "WHERE path = ?1 AND pending_version = ?3 AND pending_version <> 0 "
+			     "AND deleted_at = 0",
+	/* The newest ?2 version numbers are counted among all the path's rows,
+	 * destroyed ones included; already destroyed rows are not counted again. */
+	[Q_SECRET_PRUNE] = "UPDATE secret_versions SET dek_blob = NULL, data_blob = NULL "
+			   "WHERE path = ?1 AND (dek_blob IS NOT NULL OR data_blob IS NOT NULL) "
+			   "AND version NOT IN (SELECT version FROM secret_versions WHERE path = ?1 "
+			   "ORDER BY version DESC LIMIT ?2) "
+			   "AND EXISTS (SELECT 1 FROM secrets h WHERE h.path = ?1 AND "
+			   "secret_versions.version NOT IN "
+			   "(h.current_version, h.previous_version, h.pending_version))",
+	/* Malformed metadata (never written by vaultd) names no max_age rather
+	 * than failing the whole listing, as in Q_USER_COUNT_ROLE. */
+	[Q_SECRET_LIST_MAX_AGE] =
+		"SELECT s.path, s.tenant, s.type, s.metadata, s.current_version, s.latest_version, "
+		"s.created_at, s.updated_at, s.deleted_at, s.pending_version, s.previous_version, "
+		"json_extract(s.metadata, '$.max_age'), v.created_at "
+		"FROM secrets s JOIN secret_versions v ON v.path = s.path AND v.version = s.current_version "
+		"WHERE s.deleted_at = 0 AND json_type(CASE WHEN json_valid(s.metadata) "
+		"THEN s.metadata ELSE '{}' END, '$.max_age') = 'text' ORDER BY s.path",
 	[Q_VERSION_PUT] = "INSERT INTO secret_versions(path, version, kek_version, dek_blob, "
 			  "data_blob, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[Q_VERSION_GET] = "SELECT version, kek_version, dek_blob, data_blob, created_at "
@@ -293,6 +442,42 @@ static const char *const query_sql[_Q_MAX] = {
 	[Q_VERSION_LIST] = "SELECT version, kek_version, coalesce(length(dek_blob), 0), "
 			   "coalesce(length(data_blob), 0), created_at "
 			   "FROM secret_versions WHERE path = ?1 ORDER BY version",
+	/* Per old KEK version, the first ?3 rows of the tenant in (path,
+	 * version) order straight off secret_versions_live_by_kek; then the
+	 * first ?3 of those. Nothing reads rows already rewrapped or other
+	 * tenants' rows, so each batch costs the same until the last. */
+	[Q_VERSION_OLD_KEK] =
+		OLD_KEK_VERSIONS
+		"SELECT s.path, s.version, s.kek_version, s.dek_blob, s.data_blob, s.created_at "
+		"FROM kv JOIN secret_versions s ON s.rowid IN (SELECT x.rowid FROM secret_versions x "
+		"WHERE x.kek_version = kv.v AND " TENANT_RANGE("x.") " AND x.dek_blob IS NOT NULL "
+		"ORDER BY x.path, x.version LIMIT ?3) "
+		"ORDER BY s.path, s.version LIMIT ?3",
+	[Q_VERSION_COUNT_OLD_KEK] =
+		OLD_KEK_VERSIONS
+		"SELECT count(*) FROM kv JOIN secret_versions x ON x.kek_version = kv.v "
+		"AND " TENANT_RANGE("x.") " AND x.dek_blob IS NOT NULL",
+	/* Keyset paging: the row value (path, version) > (?2, ?3) is the
+	 * lower bound of the primary key range (the caller moves it up to the
+	 * prefix itself), path < ?1 || '0' the upper one; the segment test
+	 * drops siblings such as "prefix-x", as in Q_SECRET_LIST. */
+	[Q_VERSION_RANGE] = "SELECT " VERSION_ROW_COLUMNS " FROM secret_versions "
+			    "WHERE (path, version) > (?2, ?3) AND path < ?1 || '0' "
+			    "AND (path = ?1 OR substr(path, length(?1) + 1, 1) = '/') "
+			    "AND dek_blob IS NOT NULL ORDER BY path, version LIMIT ?4",
+	[Q_VERSION_RANGE_ALL] = "SELECT " VERSION_ROW_COLUMNS " FROM secret_versions "
+				"WHERE (path, version) > (?2, ?3) AND dek_blob IS NOT NULL "
+				"ORDER BY path, version LIMIT ?4",
+	[Q_VERSION_COUNT_PREFIX] = "SELECT count(*) FROM secret_versions "
+				   "WHERE path >= ?1 AND path < ?1 || '0' "
+				   "AND (path = ?1 OR substr(path, length(?1) + 1, 1) = '/') "
+				   "AND dek_blob IS NOT NULL",
+	[Q_VERSION_COUNT_ALL] = "SELECT count(*) FROM secret_versions WHERE dek_blob IS NOT NULL",
+	[Q_VERSION_REWRAP] = "UPDATE secret_versions SET kek_version = ?3, dek_blob = ?4, "
+			     "data_blob = coalesce(?5, data_blob) "
+			     "WHERE path = ?1 AND version = ?2 AND dek_blob IS NOT NULL",
+	[Q_VERSION_RETAG] = "UPDATE secret_versions SET kek_version = ?2 "
+			    "WHERE " TENANT_RANGE("") " AND kek_version < ?2 AND dek_blob IS NULL",
 	[Q_USER_PUT] = "INSERT INTO users(name, phc, roles, mfa_state, mfa_key, totp_blob, "
 		       "totp_last_step, created_at, updated_at) "
 		       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
@@ -323,6 +508,9 @@ static const char *const query_sql[_Q_MAX] = {
 	[Q_USER_USE_STEP] = "UPDATE users SET totp_last_step = ?2, mfa_state = 2, "
 			    "updated_at = CASE WHEN mfa_state = 2 THEN updated_at ELSE unixepoch() END "
 			    "WHERE name = ?1 AND totp_last_step < ?2",
+	[Q_USER_LIST_MFA_KEYS] = "SELECT name, mfa_key FROM users WHERE mfa_key IS NOT NULL "
+				 "ORDER BY name",
+	[Q_USER_SET_MFA_KEY] = "UPDATE users SET mfa_key = ?2 WHERE name = ?1",
 	[Q_ROLES_VALID] = "SELECT CASE WHEN NOT json_valid(?1) THEN 0 "
 			  "WHEN json_type(?1) = 'array' THEN 1 ELSE 0 END",
 	[Q_JSON_VALID] = "SELECT json_valid(?1)",
@@ -370,6 +558,28 @@ static const char *const query_sql[_Q_MAX] = {
 			  "ON CONFLICT(key) DO UPDATE SET count = excluded.count, "
 			  "window_start = excluded.window_start, locked_until = excluded.locked_until",
 	[Q_FAILURE_CLEAR] = "DELETE FROM auth_failures WHERE key = ?1",
+	[Q_ROTATION_ADD] = "INSERT INTO rotations(kind, target, state, principal, request_id, "
+			   "from_version, to_version, done, total, cursor_path, cursor_version, error, "
+			   "created_at, updated_at, finished_at) "
+			   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+	/* What a job changes as it runs; what was asked, by whom and when stays. */
+	[Q_ROTATION_UPDATE] = "UPDATE rotations SET state = ?2, from_version = ?3, to_version = ?4, "
+			      "done = ?5, total = ?6, cursor_path = ?7, cursor_version = ?8, "
+			      "error = ?9, updated_at = ?10, finished_at = ?11 WHERE id = ?1",
+	[Q_ROTATION_GET] = "SELECT " ROTATION_COLUMNS " FROM rotations WHERE id = ?1",
+	/* Both through rotations_active: the query repeats its WHERE. */
+	[Q_ROTATION_NEXT] = "SELECT " ROTATION_COLUMNS " FROM rotations "
+			    "WHERE state IN ('queued', 'running') ORDER BY id LIMIT 1",
+	[Q_ROTATION_FIND_ACTIVE] = "SELECT " ROTATION_COLUMNS " FROM rotations "
+				   "WHERE state IN ('queued', 'running') AND kind = ?1 AND target = ?2 "
+				   "ORDER BY id LIMIT 1",
+	/* Active jobs first, then the newest finished ones, up to ?1; shown
+	 * newest first. The table holds one row per rotation ever asked. */
+	[Q_ROTATION_LIST] = "SELECT * FROM (SELECT " ROTATION_COLUMNS " FROM rotations "
+			    "ORDER BY state IN ('queued', 'running') DESC, id DESC LIMIT ?1) "
+			    "ORDER BY id DESC",
+	/* Only ever prepared on store_backup()'s own connection. */
+	[Q_BACKUP] = "VACUUM INTO ?1",
 	[Q_AUDIT_LAST] = "SELECT " AUDIT_COLUMNS " FROM audit ORDER BY id DESC LIMIT 1",
 	/* Check-and-insert in one statement: the row goes in only if its id
 	 * extends the chain (max(id) is one index lookup), so a record hashed
@@ -378,6 +588,15 @@ static const char *const query_sql[_Q_MAX] = {
 			   "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 "
 			   "WHERE ?1 = (SELECT coalesce(max(id), 0) + 1 FROM audit)",
 	[Q_AUDIT_ITERATE] = "SELECT " AUDIT_COLUMNS " FROM audit ORDER BY id",
+	[Q_AUDIT_FIRST] = "SELECT " AUDIT_COLUMNS " FROM audit ORDER BY id LIMIT 1",
+	/* Time is not strictly monotonic in id (the clock can step back): the
+	 * highest id among the older records. The unary + turns off the
+	 * max(rowid) shortcut, which would walk back from the newest record
+	 * through all the ones being kept; audit_by_time covers just the old
+	 * ones (an index holds the rowid). */
+	[Q_AUDIT_LAST_BEFORE] = "SELECT " AUDIT_COLUMNS " FROM audit "
+				"WHERE id = (SELECT max(+id) FROM audit WHERE time < ?1)",
+	[Q_AUDIT_DELETE_THROUGH] = "DELETE FROM audit WHERE id <= ?1",
 };
 
 struct conn;
@@ -407,6 +626,7 @@ struct store {
 	pthread_cond_t pool_cond;
 	bool locks_ready;
 
+	char *path;                     /* for store_backup()'s own connection */
 	int schema_version;
 };
 
@@ -595,6 +815,78 @@ static bool name_fits(const char *s, size_t size)
 	return n > 0 && n < size;
 }
 
+/* s fits a char[size] field; empty allowed. */
+static bool text_fits(const char *s, size_t size)
+{
+	return s && strnlen(s, size) < size;
+}
+
+/* A blob field is either absent (NULL, 0) or a non-empty buffer. */
+static bool blob_arg_valid(const uint8_t *p, size_t n)
+{
+	return p ? n > 0 : n == 0;
+}
+
+static int bind_blob_opt(struct conn *c, sqlite3_stmt *st, int i, const uint8_t *p, size_t n)
+{
+	int rc;
+
+	if (!p) {
+		rc = sqlite3_bind_null(st, i);
+		return rc == SQLITE_OK ? 0 : sql_error(c->db, rc, "bind");
+	}
+	return bind_blob(c, st, i, p, n);
+}
+
+/* Steps a write statement to the end; returns the rows it changed. */
+static int step_changes(struct conn *c, sqlite3_stmt *st, const char *op)
+{
+	int rc = sqlite3_step(st);
+	int n;
+
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, op);
+	n = sqlite3_changes(c->db);
+	return n < 0 ? 0 : n;
+}
+
+/* Steps a "SELECT count(*) ..." and clamps it into an int. */
+static int step_count(struct conn *c, sqlite3_stmt *st, const char *op)
+{
+	sqlite3_int64 n;
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -EIO : sql_error(c->db, rc, op);
+	n = sqlite3_column_int64(st, 0);
+	if (n < 0)
+		return -EIO;
+	return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+static int savepoint_begin(struct conn *c)
+{
+	return stmt_run(c, Q_SAVEPOINT, "savepoint");
+}
+
+/* Releases the savepoint on success; rolls back to it on failure (r < 0).
+ * Returns r, or the release's error. */
+static int savepoint_end(struct conn *c, int r)
+{
+	if (r >= 0) {
+		int q = stmt_run(c, Q_RELEASE, "release");
+
+		if (q >= 0)
+			return r;
+		r = q;
+	}
+	if (!sqlite3_get_autocommit(c->db)) {
+		(void)stmt_run(c, Q_ROLLBACK_TO, "rollback to");
+		(void)stmt_run(c, Q_RELEASE, "release");
+	}
+	return r;
+}
+
 /* The connection behind a live transaction. SQLite rolls a transaction back
  * by itself on some errors (I/O, full disk, out of memory); carrying on would
  * then run each later statement in autocommit mode, so that is -EIO. */
@@ -699,14 +991,14 @@ static int exec(sqlite3 *db, const char *sql, const char *op)
 	return rc == SQLITE_OK ? 0 : sql_error(db, rc, op);
 }
 
-static int conn_open(struct conn *c, const char *path, bool write)
+/* What every connection gets: flags are the SQLITE_OPEN_ mode bits. */
+static int conn_open_base(struct conn *c, const char *path, int flags)
 {
-	int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
-	int r, rc;
+	int rc;
 
 	/* NOMUTEX: each connection is used by one thread at a time under our
 	 * own locks. It still needs a thread-safe library build. */
-	flags |= write ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+	flags |= SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
 	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
 	if (rc != SQLITE_OK)
 		return sql_error(c->db, rc, "open");
@@ -717,7 +1009,16 @@ static int conn_open(struct conn *c, const char *path, bool write)
 	 * calling risky functions. */
 	if ((rc = sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL)) != SQLITE_OK)
 		return sql_error(c->db, rc, "dbconfig");
-	if ((r = exec(c->db, "PRAGMA trusted_schema = OFF", "trusted_schema")) < 0)
+	return exec(c->db, "PRAGMA trusted_schema = OFF", "trusted_schema");
+}
+
+static int conn_open(struct conn *c, const char *path, bool write)
+{
+	int r;
+
+	r = conn_open_base(c, path,
+			   write ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY);
+	if (r < 0)
 		return r;
 	if (!write) {
 		/* Belt and braces over SQLITE_OPEN_READONLY: a reader that ever
@@ -858,6 +1159,9 @@ int store_open(const char *path, unsigned readers, struct store **ret)
 		return -ENOMEM;
 	if ((r = locks_init(s)) < 0)
 		return r;
+	s->path = strdup(path);
+	if (!s->path)
+		return -ENOMEM;
 
 	if ((r = file_prepare(path)) < 0)
 		return r;
@@ -908,6 +1212,7 @@ void store_close(struct store *s)
 		(void)pthread_mutex_destroy(&s->pool_lock);
 		(void)pthread_mutex_destroy(&s->writer_lock);
 	}
+	free(s->path);
 	free(s);
 }
 
@@ -1117,10 +1422,25 @@ int store_rootkey_put(struct store_tx *tx, const struct store_rootkey *rk)
 	return rc == SQLITE_DONE ? 0 : sql_error(c->db, rc, "rootkey put");
 }
 
+/* Decodes a row of Q_RK_CURRENT / Q_RK_LIST. */
+static int rootkey_read_row(sqlite3_stmt *st, struct store_rootkey *ret)
+{
+	_cleanup_(store_rootkey_clear) struct store_rootkey rk = {0};
+	int r;
+
+	if ((r = col_u32(st, 0, &rk.version)) < 0 ||
+	    (r = col_text_copy(st, 1, rk.hsm_label, sizeof(rk.hsm_label))) < 0 ||
+	    (r = col_u32(st, 2, &rk.hsm_version)) < 0 ||
+	    (r = col_blob_dup(st, 3, &rk.blob, &rk.blob_len)) < 0)
+		return r;
+	rk.created_at = sqlite3_column_int64(st, 4);
+	*ret = TAKE_STRUCT(rk);
+	return 0;
+}
+
 int store_rootkey_get_current(struct store_tx *tx, struct store_rootkey *ret)
 {
 	_cleanup_reset_ sqlite3_stmt *st = NULL;
-	_cleanup_(store_rootkey_clear) struct store_rootkey rk = {0};
 	struct conn *c;
 	int r, rc;
 
@@ -1133,14 +1453,78 @@ int store_rootkey_get_current(struct store_tx *tx, struct store_rootkey *ret)
 		return -ENOENT;
 	if (rc != SQLITE_ROW)
 		return sql_error(c->db, rc, "rootkey get");
-	if ((r = col_u32(st, 0, &rk.version)) < 0 ||
-	    (r = col_text_copy(st, 1, rk.hsm_label, sizeof(rk.hsm_label))) < 0 ||
-	    (r = col_u32(st, 2, &rk.hsm_version)) < 0 ||
-	    (r = col_blob_dup(st, 3, &rk.blob, &rk.blob_len)) < 0)
+	return rootkey_read_row(st, ret);
+}
+
+int store_rootkey_list(struct store_tx *tx,
+		       int (*cb)(const struct store_rootkey *rk, void *userdata), void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc, n = 0;
+
+	if (!cb)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_RK_LIST, &st)) < 0)
 		return r;
-	rk.created_at = sqlite3_column_int64(st, 4);
-	*ret = TAKE_STRUCT(rk);
-	return 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		_cleanup_(store_rootkey_clear) struct store_rootkey rk = {0};
+
+		if ((r = rootkey_read_row(st, &rk)) < 0)
+			return r;
+		if ((r = cb(&rk, userdata)) < 0)
+			return r;
+		if (n < INT32_MAX)
+			n++;
+	}
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "rootkey list");
+	return n;
+}
+
+int store_rootkey_rewrap(struct store_tx *tx, uint32_t version, const char *hsm_label,
+			 uint32_t hsm_version, const uint8_t *blob, size_t len)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!name_fits(hsm_label, sizeof(((struct store_rootkey *)0)->hsm_label)) || !blob ||
+	    len == 0)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_RK_REWRAP, &st)) < 0 ||
+	    (r = bind_int(c, st, 1, version)) < 0 || (r = bind_text(c, st, 2, hsm_label)) < 0 ||
+	    (r = bind_int(c, st, 3, hsm_version)) < 0 || (r = bind_blob(c, st, 4, blob, len)) < 0)
+		return r;
+	r = step_changes(c, st, "rootkey rewrap");
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int store_rootkey_delete_below(struct store_tx *tx, uint32_t below)
+{
+	_cleanup_reset_ sqlite3_stmt *ref = NULL, *del = NULL;
+	struct conn *c;
+	int r, rc;
+
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_RK_REFERENCED_BELOW, &ref)) < 0 ||
+	    (r = bind_int(c, ref, 1, below)) < 0)
+		return r;
+	rc = sqlite3_step(ref);
+	if (rc == SQLITE_ROW)
+		return -EEXIST;
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "rootkey referenced");
+	/* One statement: should the foreign key still object, SQLite undoes
+	 * the whole DELETE, so nothing is ever half-deleted. */
+	if ((r = stmt_get(c, Q_RK_DELETE_BELOW, &del)) < 0 || (r = bind_int(c, del, 1, below)) < 0)
+		return r;
+	rc = sqlite3_step(del);
+	if (rc != SQLITE_DONE) {
+		if (sqlite3_extended_errcode(c->db) == SQLITE_CONSTRAINT_FOREIGNKEY)
+			return log_debug_errno(-EEXIST, "rootkey delete: still referenced");
+		return sql_error(c->db, rc, "rootkey delete");
+	}
+	return sqlite3_changes(c->db);
 }
 
 /* --- KEKs --- */
@@ -1173,17 +1557,14 @@ int store_kek_put(struct store_tx *tx, const struct store_kek *k)
 	return rc == SQLITE_DONE ? 0 : sql_error(c->db, rc, "kek put");
 }
 
-static int kek_read(struct conn *c, sqlite3_stmt *st, struct store_kek *ret)
+/* Decodes a row of tenant, version, rk_version, blob (NULL in the
+ * listings that leave it out), wrap_count, created_at. */
+static int kek_read_row(sqlite3_stmt *st, struct store_kek *ret)
 {
 	_cleanup_(store_kek_clear) struct store_kek k = {0};
 	sqlite3_int64 wraps;
-	int r, rc;
+	int r;
 
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return sql_error(c->db, rc, "kek get");
 	if ((r = col_text_copy(st, 0, k.tenant, sizeof(k.tenant))) < 0 ||
 	    (r = col_u32(st, 1, &k.version)) < 0 || (r = col_u32(st, 2, &k.rk_version)) < 0 ||
 	    (r = col_blob_dup(st, 3, &k.blob, &k.blob_len)) < 0)
@@ -1195,6 +1576,38 @@ static int kek_read(struct conn *c, sqlite3_stmt *st, struct store_kek *ret)
 	k.created_at = sqlite3_column_int64(st, 5);
 	*ret = TAKE_STRUCT(k);
 	return 0;
+}
+
+static int kek_read(struct conn *c, sqlite3_stmt *st, struct store_kek *ret)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return sql_error(c->db, rc, "kek get");
+	return kek_read_row(st, ret);
+}
+
+/* Runs a KEK listing, calling cb per row; returns the count. */
+static int kek_each(struct conn *c, sqlite3_stmt *st,
+		    int (*cb)(const struct store_kek *k, void *userdata), void *userdata)
+{
+	int r, rc, n = 0;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		_cleanup_(store_kek_clear) struct store_kek k = {0};
+
+		if ((r = kek_read_row(st, &k)) < 0)
+			return r;
+		if ((r = cb(&k, userdata)) < 0)
+			return r;
+		if (n < INT32_MAX)
+			n++;
+	}
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "kek list");
+	return n;
 }
 
 int store_kek_get(struct store_tx *tx, const char *tenant, uint32_t version, struct store_kek *ret)
@@ -1245,6 +1658,112 @@ int store_kek_add_wraps(struct store_tx *tx, const char *tenant, uint32_t versio
 	return sqlite3_changes(c->db) == 0 ? -ENOENT : 0;
 }
 
+/* A tenant name as the path ranges need it: the first segment of a path. */
+static bool tenant_valid(const char *tenant)
+{
+	return name_fits(tenant, sizeof(((struct store_kek *)0)->tenant)) && !strchr(tenant, '/');
+}
+
+int store_kek_list_old_rk(struct store_tx *tx, uint32_t below_rk, unsigned limit,
+			  int (*cb)(const struct store_kek *k, void *userdata), void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!cb || limit == 0)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_KEK_LIST_OLD_RK, &st)) < 0 ||
+	    (r = bind_int(c, st, 1, below_rk)) < 0 || (r = bind_int(c, st, 2, limit)) < 0)
+		return r;
+	return kek_each(c, st, cb, userdata);
+}
+
+/* Steps a "SELECT count(*) ..." whose count may pass INT32_MAX. */
+static int64_t step_count64(struct conn *c, sqlite3_stmt *st, const char *op)
+{
+	sqlite3_int64 n;
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -EIO : sql_error(c->db, rc, op);
+	n = sqlite3_column_int64(st, 0);
+	return n < 0 ? -EIO : n;
+}
+
+int64_t store_kek_count_old_rk(struct store_tx *tx, uint32_t below_rk)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_KEK_COUNT_OLD_RK, &st)) < 0 ||
+	    (r = bind_int(c, st, 1, below_rk)) < 0)
+		return r;
+	return step_count64(c, st, "kek count old rk");
+}
+
+int store_kek_rewrap(struct store_tx *tx, const char *tenant, uint32_t version, uint32_t rk_version,
+		     const uint8_t *blob, size_t len)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!tenant || !blob || len == 0)
+		return -EINVAL;
+	/* An rk_version with no root_keys row breaks the foreign key: -EINVAL. */
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_KEK_REWRAP, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, tenant)) < 0 || (r = bind_int(c, st, 2, version)) < 0 ||
+	    (r = bind_int(c, st, 3, rk_version)) < 0 || (r = bind_blob(c, st, 4, blob, len)) < 0)
+		return r;
+	r = step_changes(c, st, "kek rewrap");
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int store_kek_delete_unused(struct store_tx *tx, const char *tenant, uint32_t below)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!tenant_valid(tenant))
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_KEK_DELETE_UNUSED, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, tenant)) < 0 || (r = bind_int(c, st, 2, below)) < 0)
+		return r;
+	return step_changes(c, st, "kek delete unused");
+}
+
+int store_kek_list_current(struct store_tx *tx,
+			   int (*cb)(const struct store_kek *k, void *userdata), void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!cb)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_KEK_LIST_CURRENT, &st)) < 0)
+		return r;
+	return kek_each(c, st, cb, userdata);
+}
+
+int store_kek_list_tenant(struct store_tx *tx, const char *tenant,
+			  int (*cb)(const struct store_kek *k, void *userdata), void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!tenant || !cb)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_KEK_LIST_TENANT, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, tenant)) < 0)
+		return r;
+	return kek_each(c, st, cb, userdata);
+}
+
 /* --- secrets --- */
 
 void store_secret_clear(struct store_secret *s)
@@ -1276,7 +1795,9 @@ static int secret_read_row(sqlite3_stmt *st, struct store_secret *ret)
 	    (r = col_text_copy(st, 2, h.type, sizeof(h.type))) < 0 ||
 	    (r = col_text_dup(st, 3, &h.metadata)) < 0 ||
 	    (r = col_u32(st, 4, &h.current_version)) < 0 ||
-	    (r = col_u32(st, 5, &h.latest_version)) < 0)
+	    (r = col_u32(st, 5, &h.latest_version)) < 0 ||
+	    (r = col_u32(st, 9, &h.pending_version)) < 0 ||
+	    (r = col_u32(st, 10, &h.previous_version)) < 0)
 		return r;
 	h.created_at = sqlite3_column_int64(st, 6);
 	h.updated_at = sqlite3_column_int64(st, 7);
@@ -1414,6 +1935,158 @@ rollback:
 	return r;
 }
 
+/* What the staging calls need of a head: -ENOENT if there is none. */
+struct head_state {
+	uint32_t latest_version;
+	uint32_t pending_version;
+	bool deleted;
+};
+
+static int head_state_read(struct conn *c, const char *path, struct head_state *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct head_state h = {0};
+	int r, rc;
+
+	if ((r = stmt_get(c, Q_SECRET_STATE, &st)) < 0 || (r = bind_text(c, st, 1, path)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return sql_error(c->db, rc, "secret state");
+	if ((r = col_u32(st, 0, &h.latest_version)) < 0 || (r = col_u32(st, 2, &h.pending_version)) < 0)
+		return r;
+	h.deleted = sqlite3_column_int64(st, 1) != 0;
+	*ret = h;
+	return 0;
+}
+
+/* The steps of store_secret_put_pending(), run inside a savepoint. */
+static int put_pending_steps(struct conn *c, const char *path, const char *metadata,
+			     const struct store_version *v)
+{
+	_cleanup_reset_ sqlite3_stmt *head = NULL, *row = NULL;
+	struct head_state h;
+	int r, rc;
+
+	if ((r = head_state_read(c, path, &h)) < 0)
+		return r;
+	if (h.deleted)
+		return -ENOENT;
+	/* The same check-and-set on the version number as put_version. */
+	if ((uint64_t)v->version != (uint64_t)h.latest_version + 1)
+		return -EEXIST;
+
+	if ((r = stmt_get(c, Q_SECRET_STAGE, &head)) < 0 || (r = bind_text(c, head, 1, path)) < 0 ||
+	    (r = bind_int(c, head, 2, v->version)) < 0 || (r = bind_text(c, head, 3, metadata)) < 0 ||
+	    (r = bind_int(c, head, 4, v->created_at)) < 0)
+		return r;
+	rc = sqlite3_step(head);
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "secret stage");
+
+	if ((r = stmt_get(c, Q_VERSION_PUT, &row)) < 0 || (r = bind_text(c, row, 1, path)) < 0 ||
+	    (r = bind_int(c, row, 2, v->version)) < 0 ||
+	    (r = bind_int(c, row, 3, v->kek_version)) < 0 ||
+	    (r = bind_blob(c, row, 4, v->dek_blob, v->dek_len)) < 0 ||
+	    (r = bind_blob(c, row, 5, v->data_blob, v->data_len)) < 0 ||
+	    (r = bind_int(c, row, 6, v->created_at)) < 0)
+		return r;
+	rc = sqlite3_step(row);
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "version put");
+	return 0;
+}
+
+int store_secret_put_pending(struct store_tx *tx, const char *path, const char *metadata,
+			     const struct store_version *v)
+{
+	struct conn *c;
+	int r;
+
+	if (!path || !v || !v->dek_blob || v->dek_len == 0 || !v->data_blob || v->data_len == 0)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = savepoint_begin(c)) < 0)
+		return r;
+	return savepoint_end(c, put_pending_steps(c, path, metadata, v));
+}
+
+int store_secret_promote(struct store_tx *tx, const char *path, uint32_t version, int64_t now)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct head_state h;
+	struct conn *c;
+	int r;
+
+	if (!path)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = head_state_read(c, path, &h)) < 0)
+		return r;
+	if (h.deleted)
+		return -ENOENT;
+	if (h.pending_version == 0 || (version != 0 && version != h.pending_version))
+		return -ESRCH;
+	/* The return value carries the version: refuse, changing nothing,
+	 * one that an int cannot hold. */
+	if (h.pending_version > INT32_MAX)
+		return -EOVERFLOW;
+	if ((r = stmt_get(c, Q_SECRET_PROMOTE, &st)) < 0 || (r = bind_text(c, st, 1, path)) < 0 ||
+	    (r = bind_int(c, st, 2, now)) < 0 || (r = bind_int(c, st, 3, h.pending_version)) < 0)
+		return r;
+	r = step_changes(c, st, "secret promote");
+	if (r < 0)
+		return r;
+	/* The write transaction holds the lock since the read: cannot happen. */
+	if (r == 0)
+		return log_debug_errno(-EIO, "secret promote: head changed under the writer");
+	return (int)h.pending_version;
+}
+
+int store_secret_prune_versions(struct store_tx *tx, const char *path, unsigned keep)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!path || keep == 0)
+		return -EINVAL;
+	/* secure_delete overwrites the blobs' old cells and overflow pages. */
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_SECRET_PRUNE, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, path)) < 0 || (r = bind_int(c, st, 2, keep)) < 0)
+		return r;
+	return step_changes(c, st, "secret prune");
+}
+
+int store_secret_list_max_age(struct store_tx *tx,
+			      int (*cb)(const struct store_secret *s, const char *max_age,
+					int64_t current_created_at, void *userdata),
+			      void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc, n = 0;
+
+	if (!cb)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_SECRET_LIST_MAX_AGE, &st)) < 0)
+		return r;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		_cleanup_(store_secret_clear) struct store_secret h = {0};
+		_cleanup_free_ char *max_age = NULL;
+
+		if ((r = secret_read_row(st, &h)) < 0 || (r = col_text_dup(st, 11, &max_age)) < 0)
+			return r;
+		if ((r = cb(&h, max_age, sqlite3_column_int64(st, 12), userdata)) < 0)
+			return r;
+		if (n < INT32_MAX)
+			n++;
+	}
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "secret list max age");
+	return n;
+}
+
 int store_secret_soft_delete(struct store_tx *tx, const char *path, int64_t now)
 {
 	_cleanup_reset_ sqlite3_stmt *st = NULL;
@@ -1511,24 +2184,146 @@ int store_version_list(struct store_tx *tx, const char *path,
 	return n;
 }
 
-/* --- helpers for the identity tables --- */
+/* --- rotation support --- */
 
-/* A blob field is either absent (NULL, 0) or a non-empty buffer. */
-static bool blob_arg_valid(const uint8_t *p, size_t n)
+/* Runs a batch reader of VERSION_ROW_COLUMNS, calling cb per row with the
+ * path and the version, blobs loaded; returns the count. */
+static int version_each(struct conn *c, sqlite3_stmt *st, store_version_cb cb, void *userdata,
+			const char *op)
 {
-	return p ? n > 0 : n == 0;
-}
+	int r, rc, n = 0;
 
-static int bind_blob_opt(struct conn *c, sqlite3_stmt *st, int i, const uint8_t *p, size_t n)
-{
-	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		_cleanup_(store_version_clear) struct store_version v = {0};
+		_cleanup_free_ char *path = NULL;
 
-	if (!p) {
-		rc = sqlite3_bind_null(st, i);
-		return rc == SQLITE_OK ? 0 : sql_error(c->db, rc, "bind");
+		if ((r = col_text_dup(st, 0, &path)) < 0 || (r = col_u32(st, 1, &v.version)) < 0 ||
+		    (r = col_u32(st, 2, &v.kek_version)) < 0 ||
+		    (r = col_blob_dup(st, 3, &v.dek_blob, &v.dek_len)) < 0 ||
+		    (r = col_blob_dup(st, 4, &v.data_blob, &v.data_len)) < 0)
+			return r;
+		v.created_at = sqlite3_column_int64(st, 5);
+		if ((r = cb(path, &v, userdata)) < 0)
+			return r;
+		if (n < INT32_MAX)
+			n++;
 	}
-	return bind_blob(c, st, i, p, n);
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, op);
+	return n;
 }
+
+int store_version_list_old_kek(struct store_tx *tx, const char *tenant, uint32_t below_version,
+			       unsigned limit, store_version_cb cb, void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!tenant_valid(tenant) || limit == 0 || !cb)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_VERSION_OLD_KEK, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, tenant)) < 0 || (r = bind_int(c, st, 2, below_version)) < 0 ||
+	    (r = bind_int(c, st, 3, limit)) < 0)
+		return r;
+	return version_each(c, st, cb, userdata, "version list old kek");
+}
+
+int64_t store_version_count_old_kek(struct store_tx *tx, const char *tenant, uint32_t below_version)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!tenant_valid(tenant))
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_VERSION_COUNT_OLD_KEK, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, tenant)) < 0 || (r = bind_int(c, st, 2, below_version)) < 0)
+		return r;
+	return step_count64(c, st, "version count old kek");
+}
+
+int store_version_list_range(struct store_tx *tx, const char *prefix, const char *after_path,
+			     uint32_t after_version, unsigned limit, store_version_cb cb, void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+	bool all;
+
+	if (!prefix || limit == 0 || !cb)
+		return -EINVAL;
+	if (!after_path)
+		after_path = "";
+	all = !*prefix;
+	/* A cursor before the prefix starts at the prefix: (prefix, 0) sorts
+	 * before every version of every path under it. */
+	if (!all && strcmp(after_path, prefix) < 0) {
+		after_path = prefix;
+		after_version = 0;
+	}
+	if ((r = tx_conn(tx, false, &c)) < 0 ||
+	    (r = stmt_get(c, all ? Q_VERSION_RANGE_ALL : Q_VERSION_RANGE, &st)) < 0 ||
+	    (!all && (r = bind_text(c, st, 1, prefix)) < 0) ||
+	    (r = bind_text(c, st, 2, after_path)) < 0 || (r = bind_int(c, st, 3, after_version)) < 0 ||
+	    (r = bind_int(c, st, 4, limit)) < 0)
+		return r;
+	return version_each(c, st, cb, userdata, "version list range");
+}
+
+int64_t store_version_count_prefix(struct store_tx *tx, const char *prefix)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+	bool all;
+
+	if (!prefix)
+		return -EINVAL;
+	all = !*prefix;
+	if ((r = tx_conn(tx, false, &c)) < 0 ||
+	    (r = stmt_get(c, all ? Q_VERSION_COUNT_ALL : Q_VERSION_COUNT_PREFIX, &st)) < 0 ||
+	    (!all && (r = bind_text(c, st, 1, prefix)) < 0))
+		return r;
+	return step_count64(c, st, "version count prefix");
+}
+
+int store_version_rewrap(struct store_tx *tx, const char *path, uint32_t version, uint32_t kek_version,
+			 const uint8_t *dek_blob, size_t dek_len, const uint8_t *data_blob,
+			 size_t data_len)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!path || !dek_blob || dek_len == 0 || !blob_arg_valid(data_blob, data_len))
+		return -EINVAL;
+	/* A NULL data blob binds NULL, which the coalesce() keeps as it was. */
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_VERSION_REWRAP, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, path)) < 0 || (r = bind_int(c, st, 2, version)) < 0 ||
+	    (r = bind_int(c, st, 3, kek_version)) < 0 ||
+	    (r = bind_blob(c, st, 4, dek_blob, dek_len)) < 0 ||
+	    (r = bind_blob_opt(c, st, 5, data_blob, data_len)) < 0)
+		return r;
+	r = step_changes(c, st, "version rewrap");
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int store_version_retag_destroyed(struct store_tx *tx, const char *tenant, uint32_t kek_version)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!tenant_valid(tenant))
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_VERSION_RETAG, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, tenant)) < 0 || (r = bind_int(c, st, 2, kek_version)) < 0)
+		return r;
+	return step_changes(c, st, "version retag destroyed");
+}
+
+/* --- helpers for the identity tables --- */
 
 /* Hex SHA-256 as the callers produce it: 64 lowercase hex digits. */
 static bool hex64_valid(const char *h)
@@ -1539,32 +2334,6 @@ static bool hex64_valid(const char *h)
 		if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
 			return false;
 	return true;
-}
-
-/* Steps a write statement to the end; returns the rows it changed. */
-static int step_changes(struct conn *c, sqlite3_stmt *st, const char *op)
-{
-	int rc = sqlite3_step(st);
-	int n;
-
-	if (rc != SQLITE_DONE)
-		return sql_error(c->db, rc, op);
-	n = sqlite3_changes(c->db);
-	return n < 0 ? 0 : n;
-}
-
-/* Steps a "SELECT count(*) ..." and clamps it into an int. */
-static int step_count(struct conn *c, sqlite3_stmt *st, const char *op)
-{
-	sqlite3_int64 n;
-	int rc = sqlite3_step(st);
-
-	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -EIO : sql_error(c->db, rc, op);
-	n = sqlite3_column_int64(st, 0);
-	if (n < 0)
-		return -EIO;
-	return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 
 /* 0 if the user row exists, -ENOENT if not. Lets writers that reference a
@@ -1605,29 +2374,6 @@ static int json_check(struct conn *c, enum query q, const char *text)
 static int roles_check(struct conn *c, const char *roles)
 {
 	return json_check(c, Q_ROLES_VALID, roles);
-}
-
-static int savepoint_begin(struct conn *c)
-{
-	return stmt_run(c, Q_SAVEPOINT, "savepoint");
-}
-
-/* Releases the savepoint on success; rolls back to it on failure (r < 0).
- * Returns r, or the release's error. */
-static int savepoint_end(struct conn *c, int r)
-{
-	if (r >= 0) {
-		int q = stmt_run(c, Q_RELEASE, "release");
-
-		if (q >= 0)
-			return r;
-		r = q;
-	}
-	if (!sqlite3_get_autocommit(c->db)) {
-		(void)stmt_run(c, Q_ROLLBACK_TO, "rollback to");
-		(void)stmt_run(c, Q_RELEASE, "release");
-	}
-	return r;
 }
 
 /* --- users --- */
@@ -1791,6 +2537,55 @@ int store_user_count_with_role(struct store_tx *tx, const char *role)
 	    (r = bind_text(c, st, 1, role)) < 0)
 		return r;
 	return step_count(c, st, "user count with role");
+}
+
+int store_user_list_mfa_keys(struct store_tx *tx,
+			     int (*cb)(const char *name, const uint8_t *blob, size_t len, void *userdata),
+			     void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc, n = 0;
+
+	if (!cb)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_USER_LIST_MFA_KEYS, &st)) < 0)
+		return r;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char name[sizeof(((struct store_user *)0)->name)];
+		const void *b;
+		int len;
+
+		if ((r = col_text_copy(st, 0, name, sizeof(name))) < 0)
+			return r;
+		/* Lent straight from the row: valid until the next step. */
+		b = sqlite3_column_blob(st, 1);         /* blob before bytes */
+		len = sqlite3_column_bytes(st, 1);
+		if (sqlite3_column_type(st, 1) != SQLITE_BLOB || !b || len <= 0)
+			return log_debug_errno(-EIO, "user: bad MFA key column");
+		if ((r = cb(name, b, (size_t)len, userdata)) < 0)
+			return r;
+		if (n < INT32_MAX)
+			n++;
+	}
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "user list mfa keys");
+	return n;
+}
+
+int store_user_set_mfa_key(struct store_tx *tx, const char *name, const uint8_t *blob, size_t len)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!name || !blob || len == 0)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_USER_SET_MFA_KEY, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, name)) < 0 || (r = bind_blob(c, st, 2, blob, len)) < 0)
+		return r;
+	r = step_changes(c, st, "user set mfa key");
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
 }
 
 int store_user_use_totp_step(struct store_tx *tx, const char *name, uint64_t step)
@@ -2303,6 +3098,338 @@ int store_failure_clear(struct store_tx *tx, const char *key)
 	return r < 0 ? r : 0;
 }
 
+/* --- rotation jobs --- */
+
+static bool rotation_kind_valid(const char *s)
+{
+	return streq(s, "secret") || streq(s, "kek") || streq(s, "root") || streq(s, "hsm");
+}
+
+static bool rotation_state_valid(const char *s)
+{
+	return streq(s, "queued") || streq(s, "running") || streq(s, "done") || streq(s, "failed");
+}
+
+/* Every char[] field NUL-terminated within its size (so that it comes back
+ * out whole) and kind and state known. */
+static bool rotation_valid(const struct store_rotation *r)
+{
+	return text_fits(r->kind, sizeof(r->kind)) && rotation_kind_valid(r->kind) &&
+	       text_fits(r->target, sizeof(r->target)) && text_fits(r->state, sizeof(r->state)) &&
+	       rotation_state_valid(r->state) && text_fits(r->principal, sizeof(r->principal)) &&
+	       text_fits(r->request_id, sizeof(r->request_id)) &&
+	       text_fits(r->cursor_path, sizeof(r->cursor_path)) &&
+	       text_fits(r->error, sizeof(r->error));
+}
+
+/* Decodes a row of ROTATION_COLUMNS. Each text must fit its field: a
+ * longer one is -EIO, never truncated. */
+static int rotation_read_row(sqlite3_stmt *st, struct store_rotation *ret)
+{
+	struct store_rotation j = {0};
+	int r;
+
+	j.id = sqlite3_column_int64(st, 0);
+	if ((r = col_text_copy(st, 1, j.kind, sizeof(j.kind))) < 0 ||
+	    (r = col_text_copy(st, 2, j.target, sizeof(j.target))) < 0 ||
+	    (r = col_text_copy(st, 3, j.state, sizeof(j.state))) < 0 ||
+	    (r = col_text_copy(st, 4, j.principal, sizeof(j.principal))) < 0 ||
+	    (r = col_text_copy(st, 5, j.request_id, sizeof(j.request_id))) < 0 ||
+	    (r = col_u32(st, 6, &j.from_version)) < 0 || (r = col_u32(st, 7, &j.to_version)) < 0 ||
+	    (r = col_text_copy(st, 10, j.cursor_path, sizeof(j.cursor_path))) < 0 ||
+	    (r = col_u32(st, 11, &j.cursor_version)) < 0 ||
+	    (r = col_text_copy(st, 12, j.error, sizeof(j.error))) < 0)
+		return r;
+	j.done = sqlite3_column_int64(st, 8);
+	j.total = sqlite3_column_int64(st, 9);
+	j.created_at = sqlite3_column_int64(st, 13);
+	j.updated_at = sqlite3_column_int64(st, 14);
+	j.finished_at = sqlite3_column_int64(st, 15);
+	*ret = j;
+	return 0;
+}
+
+int store_rotation_add(struct store_tx *tx, struct store_rotation *j)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!j || !rotation_valid(j))
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_ROTATION_ADD, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, j->kind)) < 0 || (r = bind_text(c, st, 2, j->target)) < 0 ||
+	    (r = bind_text(c, st, 3, j->state)) < 0 || (r = bind_text(c, st, 4, j->principal)) < 0 ||
+	    (r = bind_text(c, st, 5, j->request_id)) < 0 ||
+	    (r = bind_int(c, st, 6, j->from_version)) < 0 ||
+	    (r = bind_int(c, st, 7, j->to_version)) < 0 || (r = bind_int(c, st, 8, j->done)) < 0 ||
+	    (r = bind_int(c, st, 9, j->total)) < 0 || (r = bind_text(c, st, 10, j->cursor_path)) < 0 ||
+	    (r = bind_int(c, st, 11, j->cursor_version)) < 0 ||
+	    (r = bind_text(c, st, 12, j->error)) < 0 || (r = bind_int(c, st, 13, j->created_at)) < 0 ||
+	    (r = bind_int(c, st, 14, j->updated_at)) < 0 ||
+	    (r = bind_int(c, st, 15, j->finished_at)) < 0)
+		return r;
+	/* A negative done or total fails its CHECK: -EINVAL. */
+	if ((r = step_changes(c, st, "rotation add")) < 0)
+		return r;
+	j->id = sqlite3_last_insert_rowid(c->db);
+	return 0;
+}
+
+int store_rotation_update(struct store_tx *tx, const struct store_rotation *j)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!j || !rotation_valid(j))
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_ROTATION_UPDATE, &st)) < 0 ||
+	    (r = bind_int(c, st, 1, j->id)) < 0 || (r = bind_text(c, st, 2, j->state)) < 0 ||
+	    (r = bind_int(c, st, 3, j->from_version)) < 0 ||
+	    (r = bind_int(c, st, 4, j->to_version)) < 0 || (r = bind_int(c, st, 5, j->done)) < 0 ||
+	    (r = bind_int(c, st, 6, j->total)) < 0 || (r = bind_text(c, st, 7, j->cursor_path)) < 0 ||
+	    (r = bind_int(c, st, 8, j->cursor_version)) < 0 ||
+	    (r = bind_text(c, st, 9, j->error)) < 0 || (r = bind_int(c, st, 10, j->updated_at)) < 0 ||
+	    (r = bind_int(c, st, 11, j->finished_at)) < 0)
+		return r;
+	r = step_changes(c, st, "rotation update");
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+/* Steps a one-row rotation query: the job or -ENOENT. */
+static int rotation_read(struct conn *c, sqlite3_stmt *st, struct store_rotation *ret)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return sql_error(c->db, rc, "rotation get");
+	return rotation_read_row(st, ret);
+}
+
+int store_rotation_get(struct store_tx *tx, int64_t id, struct store_rotation *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_ROTATION_GET, &st)) < 0 ||
+	    (r = bind_int(c, st, 1, id)) < 0)
+		return r;
+	return rotation_read(c, st, ret);
+}
+
+int store_rotation_next(struct store_tx *tx, struct store_rotation *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_ROTATION_NEXT, &st)) < 0)
+		return r;
+	return rotation_read(c, st, ret);
+}
+
+int store_rotation_find_active(struct store_tx *tx, const char *kind, const char *target,
+			       struct store_rotation *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!kind || !target || !ret)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_ROTATION_FIND_ACTIVE, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, kind)) < 0 || (r = bind_text(c, st, 2, target)) < 0)
+		return r;
+	return rotation_read(c, st, ret);
+}
+
+int store_rotation_list(struct store_tx *tx, unsigned limit,
+			int (*cb)(const struct store_rotation *r, void *userdata), void *userdata)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc, n = 0;
+
+	if (!cb)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_ROTATION_LIST, &st)) < 0 ||
+	    (r = bind_int(c, st, 1, limit)) < 0)
+		return r;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_rotation j;
+
+		if ((r = rotation_read_row(st, &j)) < 0)
+			return r;
+		if ((r = cb(&j, userdata)) < 0)
+			return r;
+		if (n < INT32_MAX)
+			n++;
+	}
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "rotation list");
+	return n;
+}
+
+/* --- backup --- */
+
+#define BACKUP_READ_CHUNK 65536
+/* The SQLite file header: its magic, and user_version (big-endian) at 60. */
+#define SQLITE_HEADER_MAGIC "SQLite format 3"
+#define SQLITE_HEADER_USER_VERSION 60
+
+/* VACUUM INTO on a short-lived read-only connection of its own. The pool's
+ * readers run with query_only=ON, under which SQLite refuses VACUUM INTO
+ * (it writes the copy), and a long copy should not hold a pool slot. With
+ * no BEGIN around it, VACUUM INTO reads one consistent snapshot; in WAL
+ * mode that never blocks the writer. */
+static int backup_copy(struct store *s, const char *path)
+{
+	struct conn c = {0};
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	if ((r = conn_open_base(&c, s->path, SQLITE_OPEN_READONLY)) >= 0 &&
+	    (r = stmt_get(&c, Q_BACKUP, &st)) >= 0 && (r = bind_text(&c, st, 1, path)) >= 0) {
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_DONE)
+			r = sql_error(c.db, rc, "vacuum into");
+	}
+	conn_close(&c);         /* finalizes st */
+	return r;
+}
+
+/* Flushes the copy, checks it is still the file created (same inode) and
+ * a SQLite database, and measures it: size, SHA-256, user_version. */
+static int backup_describe(const char *path, const struct stat *created, struct store_backup_info *ret)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	crypto_hash_sha256_state h;
+	uint8_t header[100];
+	struct stat st;
+	int64_t bytes = 0;
+	ssize_t n;
+	int fd, r = 0;
+
+	buf = malloc(BACKUP_READ_CHUNK);
+	if (!buf)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return log_debug_errno(-errno, "backup: reopen the copy");
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_dev != created->st_dev || st.st_ino != created->st_ino) {
+		r = log_debug_errno(-EIO, "backup: the copy was replaced");
+		goto out;
+	}
+	/* VACUUM INTO writes the copy without syncing it. */
+	if (fsync(fd) < 0) {
+		r = log_debug_errno(-errno, "backup: fsync the copy");
+		goto out;
+	}
+	crypto_hash_sha256_init(&h);
+	while ((n = read(fd, buf, BACKUP_READ_CHUNK)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = log_debug_errno(-errno, "backup: read the copy");
+			goto out;
+		}
+		if (bytes < (int64_t)sizeof(header))
+			memcpy(header + bytes, buf,
+			       MIN((size_t)n, sizeof(header) - (size_t)bytes));
+		crypto_hash_sha256_update(&h, buf, (unsigned long long)n);
+		bytes += n;
+	}
+	if (bytes < (int64_t)sizeof(header) ||
+	    memcmp(header, SQLITE_HEADER_MAGIC, sizeof(SQLITE_HEADER_MAGIC)) != 0) {
+		r = log_debug_errno(-EIO, "backup: the copy is not a database");
+		goto out;
+	}
+	crypto_hash_sha256_final(&h, ret->sha256);
+	ret->bytes = bytes;
+	ret->schema_version = (int)(int32_t)get_be32(header + SQLITE_HEADER_USER_VERSION);
+out:
+	(void)close(fd);
+	return r;
+}
+
+/* Makes the copy's directory entry durable. */
+static int fsync_parent(const char *path)
+{
+	_cleanup_free_ char *dir = strdup(path);
+	char *slash;
+	int fd, r = 0;
+
+	if (!dir)
+		return -ENOMEM;
+	slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		slash[1] = 0;
+	else
+		*slash = 0;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return log_debug_errno(-errno, "backup: open the directory");
+	if (fsync(fd) < 0)
+		r = log_debug_errno(-errno, "backup: fsync the directory");
+	(void)close(fd);
+	return r;
+}
+
+int store_backup(struct store *s, const char *path, struct store_backup_info *ret)
+{
+	struct store_backup_info info = {0};
+	struct stat created;
+	int fd, r;
+
+	if (!s || !path || !*path || !ret)
+		return -EINVAL;
+	/* Created here, empty, 0600 whatever the umask: O_EXCL makes "must not
+	 * exist" and the creation one step, O_NOFOLLOW refuses a symlink.
+	 * VACUUM INTO accepts an empty file. The fd is closed before SQLite
+	 * opens the file (see file_prepare()). */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd < 0)
+		return log_debug_errno(-errno, "backup: create the copy");
+	if (fstat(fd, &created) < 0 || fchmod(fd, 0600) < 0) {
+		r = -errno;
+		(void)close(fd);
+		(void)unlink(path);
+		return r;
+	}
+	(void)close(fd);
+
+	r = backup_copy(s, path);
+	if (r >= 0)
+		r = backup_describe(path, &created, &info);
+	if (r >= 0)
+		r = fsync_parent(path);
+	if (r < 0) {
+		/* Removed, unless someone replaced it: that file is not ours. */
+		struct stat now;
+
+		if (lstat(path, &now) == 0 && now.st_dev == created.st_dev &&
+		    now.st_ino == created.st_ino)
+			(void)unlink(path);
+		return r;
+	}
+	*ret = info;
+	return 0;
+}
+
 /* --- audit --- */
 
 /* The bound on a composed audit query; the fragments below add up to far less. */
@@ -2321,12 +3448,6 @@ void store_audit_clear(struct store_audit *a)
 static bool audit_result_valid(const char *s)
 {
 	return s && (streq(s, "allowed") || streq(s, "denied") || streq(s, "failed"));
-}
-
-/* s fits a char[size] field; empty allowed. */
-static bool text_fits(const char *s, size_t size)
-{
-	return s && strnlen(s, size) < size;
 }
 
 /* NULL stays NULL (no path, no detail); text is copied out. */
@@ -2532,4 +3653,56 @@ int store_audit_iterate(struct store_tx *tx,
 	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_AUDIT_ITERATE, &st)) < 0)
 		return r;
 	return audit_each(c, st, cb, userdata);
+}
+
+int store_audit_first(struct store_tx *tx, struct store_audit *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc;
+
+	if (!ret)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_AUDIT_FIRST, &st)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return sql_error(c->db, rc, "audit first");
+	return audit_read_row(st, ret);
+}
+
+int store_audit_last_before(struct store_tx *tx, int64_t before, struct store_audit *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc;
+
+	if (!ret)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, Q_AUDIT_LAST_BEFORE, &st)) < 0 ||
+	    (r = bind_int(c, st, 1, before)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return sql_error(c->db, rc, "audit last before");
+	return audit_read_row(st, ret);
+}
+
+int64_t store_audit_delete_through(struct store_tx *tx, int64_t through)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r, rc;
+
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_AUDIT_DELETE_THROUGH, &st)) < 0 ||
+	    (r = bind_int(c, st, 1, through)) < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "audit delete through");
+	return sqlite3_changes64(c->db);
 }

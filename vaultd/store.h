@@ -26,7 +26,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include "common/path.h"
 #include "common/util.h"
+
+/* A secret path or prefix with its NUL. */
+#define PATH_MAX_TEXT (PATH_MAX_LEN + 1)
 
 struct store;
 struct store_tx;
@@ -71,6 +76,15 @@ void store_rootkey_clear(struct store_rootkey *rk);
 int store_rootkey_put(struct store_tx *tx, const struct store_rootkey *rk);     /* -EEXIST */
 /* The highest version. -ENOENT when the vault is not initialised. */
 int store_rootkey_get_current(struct store_tx *tx, struct store_rootkey *ret);
+/* Every RK row, ascending by version, blobs loaded (borrowed by cb). */
+int store_rootkey_list(struct store_tx *tx, int (*cb)(const struct store_rootkey *rk, void *userdata),
+		       void *userdata);
+/* Replaces one row's HSM label, HSM version and blob. -ENOENT if absent. */
+int store_rootkey_rewrap(struct store_tx *tx, uint32_t version, const char *hsm_label, uint32_t hsm_version,
+			 const uint8_t *blob, size_t len);
+/* Deletes RK rows below 'below'. -EEXIST (and nothing deleted) if a KEK
+ * still references one. Returns the count deleted. */
+int store_rootkey_delete_below(struct store_tx *tx, uint32_t below);
 
 /* --- tenant KEKs: one row per (tenant, version), wrapped by an RK version --- */
 struct store_kek {
@@ -89,6 +103,25 @@ int store_kek_get(struct store_tx *tx, const char *tenant, uint32_t version, str
 int store_kek_get_current(struct store_tx *tx, const char *tenant, struct store_kek *ret);
 /* wrap_count += n. -ENOENT if absent. */
 int store_kek_add_wraps(struct store_tx *tx, const char *tenant, uint32_t version, uint64_t n);
+/* KEK rows (any tenant, any version) wrapped under an RK version below
+ * below_rk, ascending by (tenant, version), at most limit; blobs loaded. cb's
+ * struct is borrowed; cb returning < 0 stops with that value. Returns count. */
+int store_kek_list_old_rk(struct store_tx *tx, uint32_t below_rk, unsigned limit,
+			  int (*cb)(const struct store_kek *k, void *userdata), void *userdata);
+int64_t store_kek_count_old_rk(struct store_tx *tx, uint32_t below_rk);
+/* Replaces one KEK row's rk_version and blob. -ENOENT if absent. */
+int store_kek_rewrap(struct store_tx *tx, const char *tenant, uint32_t version, uint32_t rk_version,
+		     const uint8_t *blob, size_t len);
+/* Deletes the tenant's KEK versions below 'below' that no not-destroyed
+ * secret version references. Returns the count deleted. */
+int store_kek_delete_unused(struct store_tx *tx, const char *tenant, uint32_t below);
+/* Each tenant's current (highest) KEK, ascending by tenant; blobs not
+ * loaded. Returns count. */
+int store_kek_list_current(struct store_tx *tx, int (*cb)(const struct store_kek *k, void *userdata),
+			   void *userdata);
+/* Every KEK row of the tenant, ascending by version, blobs not loaded. */
+int store_kek_list_tenant(struct store_tx *tx, const char *tenant,
+			  int (*cb)(const struct store_kek *k, void *userdata), void *userdata);
 
 /* --- secrets: a head row per path and one row per version --- */
 struct store_secret {
@@ -98,6 +131,8 @@ struct store_secret {
 	char *metadata;         /* JSON object text, never NULL ("{}") */
 	uint32_t current_version;
 	uint32_t latest_version;/* highest version ever written (versions are never reused) */
+	uint32_t pending_version;       /* migration 4: staged, not yet served as current; 0 = none */
+	uint32_t previous_version;      /* migration 4: the current one before the last change; 0 = none */
 	int64_t created_at, updated_at;
 	int64_t deleted_at;     /* 0 when live; soft-deleted otherwise */
 };
@@ -120,9 +155,33 @@ int store_version_get(struct store_tx *tx, const char *path, uint32_t version, s
 /* Writes version v->version of path (must be latest_version + 1, or 1 for a
  * new path: else -EEXIST) and makes it current: upserts the head with type,
  * metadata (NULL keeps the previous metadata, or "{}"), updated_at = v->created_at,
- * deleted_at = 0; created_at set on first write only. */
+ * deleted_at = 0; created_at set on first write only. previous_version becomes
+ * the old current_version (0 for a new path); pending_version is kept. */
 int store_secret_put_version(struct store_tx *tx, const char *path, const char *tenant,
 			     const char *type, const char *metadata, const struct store_version *v);
+/* Staging (migration 4). Writes version v->version (latest_version + 1, else
+ * -EEXIST) of an existing live path (-ENOENT if absent or soft-deleted) as
+ * pending: current_version and previous_version unchanged, pending_version =
+ * v->version (a pending version it replaces stays as an ordinary old
+ * version), metadata as in store_secret_put_version, updated_at = v->created_at. */
+int store_secret_put_pending(struct store_tx *tx, const char *path, const char *metadata,
+			     const struct store_version *v);
+/* Makes the pending version current: previous_version = old current,
+ * current_version = pending_version, pending_version = 0, updated_at = now.
+ * -ENOENT if the path is absent or deleted; -ESRCH if it has no pending
+ * version or version != 0 and differs from it. Returns the promoted version. */
+int store_secret_promote(struct store_tx *tx, const char *path, uint32_t version, int64_t now);
+/* Destroys (dek_blob, data_blob = NULL) every version of path that is not
+ * among the newest 'keep' versions (by number) and is not the current,
+ * previous or pending version. keep >= 1. Returns the count destroyed. */
+int store_secret_prune_versions(struct store_tx *tx, const char *path, unsigned keep);
+/* Live secrets whose metadata object has a string "max_age" key, ordered by
+ * path: cb gets the head, that string, and the created_at of the current
+ * version. cb returning < 0 stops with that value. */
+int store_secret_list_max_age(struct store_tx *tx,
+			      int (*cb)(const struct store_secret *s, const char *max_age, int64_t current_created_at,
+					void *userdata),
+			      void *userdata);
 /* Sets deleted_at. -ENOENT if absent or already deleted. */
 int store_secret_soft_delete(struct store_tx *tx, const char *path, int64_t now);
 /* Deletes the head and every version row (secure_delete zeroes the pages).
@@ -137,6 +196,33 @@ int store_secret_list(struct store_tx *tx, const char *prefix, unsigned limit,
  * dek_len/data_len are set (0 = destroyed). */
 int store_version_list(struct store_tx *tx, const char *path,
 		       int (*cb)(const struct store_version *v, void *userdata), void *userdata);
+
+/* --- rotation support (migration 4) ---
+ * The batch readers load blobs; their cb gets the path and the row, both
+ * borrowed for the call; cb returning < 0 stops with that value. Each returns
+ * the number of rows passed to cb. "Under prefix" means path == prefix or
+ * path starts with prefix + "/"; the prefix "" means every path. */
+typedef int (*store_version_cb)(const char *path, const struct store_version *v, void *userdata);
+/* Not-destroyed versions of the tenant's secrets whose kek_version is below
+ * below_version, ascending by (path, version), at most limit (>= 1). */
+int store_version_list_old_kek(struct store_tx *tx, const char *tenant, uint32_t below_version,
+			       unsigned limit, store_version_cb cb, void *userdata);
+/* How many such rows there are (no limit). */
+int64_t store_version_count_old_kek(struct store_tx *tx, const char *tenant, uint32_t below_version);
+/* Not-destroyed versions under prefix with (path, version) strictly after
+ * (after_path, after_version) in ascending order ("" and 0 = from the start),
+ * at most limit (>= 1). Soft-deleted secrets are included (their versions
+ * still hold data). */
+int store_version_list_range(struct store_tx *tx, const char *prefix, const char *after_path,
+			     uint32_t after_version, unsigned limit, store_version_cb cb, void *userdata);
+int64_t store_version_count_prefix(struct store_tx *tx, const char *prefix);
+/* Replaces one version's kek_version and DEK blob, and its data blob when
+ * data_blob is non-NULL. -ENOENT if absent or destroyed. */
+int store_version_rewrap(struct store_tx *tx, const char *path, uint32_t version, uint32_t kek_version,
+			 const uint8_t *dek_blob, size_t dek_len, const uint8_t *data_blob, size_t data_len);
+/* Sets kek_version on the tenant's destroyed versions (no blobs) whose
+ * kek_version is below kek_version, so no row names a retired key. Count. */
+int store_version_retag_destroyed(struct store_tx *tx, const char *tenant, uint32_t kek_version);
 
 /* --- users (migration 2 adds the MFA columns) --- */
 enum store_mfa_state {
@@ -165,6 +251,13 @@ int store_user_count(struct store_tx *tx);                               /* >= 0
 int store_user_list(struct store_tx *tx, int (*cb)(const struct store_user *u, void *userdata), void *userdata);
 /* Users whose roles array contains role (SQLite json_each). */
 int store_user_count_with_role(struct store_tx *tx, const char *role);
+/* Users that hold an MFA key blob, ascending by name: cb gets the name and
+ * the blob (borrowed). Returns count. */
+int store_user_list_mfa_keys(struct store_tx *tx,
+			     int (*cb)(const char *name, const uint8_t *blob, size_t len, void *userdata),
+			     void *userdata);
+/* Replaces a user's MFA key blob (HSM-key rotation). -ENOENT if no such user. */
+int store_user_set_mfa_key(struct store_tx *tx, const char *name, const uint8_t *blob, size_t len);
 /* Records a used TOTP step atomically: succeeds only if step > totp_last_step
  * (else -EALREADY, nothing changed); -ENOENT if no such user. Sets mfa_state
  * to ACTIVE (completing a pending enrolment). */
@@ -234,6 +327,50 @@ int store_failure_record(struct store_tx *tx, const char *key, int64_t now, int6
 			 int64_t lockout, struct store_failure *ret);
 int store_failure_clear(struct store_tx *tx, const char *key);          /* 0 even if absent */
 
+/* --- rotation jobs (migration 4): one row per requested rotation --- */
+struct store_rotation {
+	int64_t id;                     /* assigned by store_rotation_add */
+	char kind[16];                  /* "secret", "kek", "root", "hsm" */
+	char target[PATH_MAX_TEXT];     /* prefix (secret), tenant (kek), "" (root, hsm) */
+	char state[16];                 /* "queued", "running", "done", "failed" */
+	char principal[80];             /* who asked: "user:alice", "system:vaultd" */
+	char request_id[33];
+	uint32_t from_version;          /* key version being retired (kek, root, hsm); 0 if n/a */
+	uint32_t to_version;            /* key version rotated to; 0 until known */
+	int64_t done, total;            /* progress in rows (total may grow) */
+	char cursor_path[PATH_MAX_TEXT];/* secret: resume after (cursor_path, cursor_version) */
+	uint32_t cursor_version;
+	char error[256];                /* "" unless failed: a reason, never secret */
+	int64_t created_at, updated_at, finished_at;   /* finished_at 0 while active */
+};
+#define STORE_ROTATION_ACTIVE(r) (strcmp((r)->state, "queued") == 0 || strcmp((r)->state, "running") == 0)
+/* Inserts r (id ignored) and sets r->id. -EINVAL on a bad kind or state. */
+int store_rotation_add(struct store_tx *tx, struct store_rotation *r);
+/* Rewrites every mutable field of row r->id. -ENOENT if absent. */
+int store_rotation_update(struct store_tx *tx, const struct store_rotation *r);
+int store_rotation_get(struct store_tx *tx, int64_t id, struct store_rotation *ret);   /* -ENOENT */
+/* The oldest (lowest id) job in state "queued" or "running". -ENOENT if none. */
+int store_rotation_next(struct store_tx *tx, struct store_rotation *ret);
+/* The active job of this kind and target, if any. -ENOENT if none. */
+int store_rotation_find_active(struct store_tx *tx, const char *kind, const char *target,
+			       struct store_rotation *ret);
+/* Every active job plus the newest finished ones, at most limit rows in
+ * all, newest first. cb's struct is borrowed. Returns count. */
+int store_rotation_list(struct store_tx *tx, unsigned limit,
+			int (*cb)(const struct store_rotation *r, void *userdata), void *userdata);
+
+/* --- backup --- */
+struct store_backup_info {
+	int64_t bytes;                  /* size of the copy */
+	uint8_t sha256[32];             /* of the copy's bytes */
+	int schema_version;
+};
+/* A consistent online copy of the database (VACUUM INTO from a reader
+ * snapshot) at path, which must not exist (-EEXIST); created 0600 with
+ * O_EXCL|O_NOFOLLOW, removed again on any failure. Writers are not blocked.
+ * -ENOENT/-EACCES/... for the directory. */
+int store_backup(struct store *s, const char *path, struct store_backup_info *ret);
+
 /* --- audit: append-only, hash-chained (migration 3) --- */
 struct store_audit {
 	int64_t id;                     /* 1, 2, 3, ... assigned by append */
@@ -273,6 +410,13 @@ struct store_audit_filter {
  * cb's struct is borrowed for the call; cb returning < 0 stops with that value. */
 int store_audit_query(struct store_tx *tx, const struct store_audit_filter *f,
 		      int (*cb)(const struct store_audit *a, void *userdata), void *userdata);
+/* Retention: the record with the highest id whose time is before 'before'.
+ * -ENOENT if none. */
+int store_audit_last_before(struct store_tx *tx, int64_t before, struct store_audit *ret);
+/* The record with the lowest id. -ENOENT when the log is empty. */
+int store_audit_first(struct store_tx *tx, struct store_audit *ret);
+/* Deletes every record with id <= through (retention only). Returns count. */
+int64_t store_audit_delete_through(struct store_tx *tx, int64_t through);
 /* Every record, ascending by id (for verification). */
 int store_audit_iterate(struct store_tx *tx, int (*cb)(const struct store_audit *a, void *userdata),
 			void *userdata);

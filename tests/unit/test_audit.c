@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "vaultd/audit.h"
@@ -202,6 +204,96 @@ static void test_rewritten_chain_fails_the_anchor(void **state)
 	assert_non_null(strstr(v.reason, "anchor is missing"));
 }
 
+/* Retention: prune everything older than a cutoff, append the checkpoint
+ * the way the daemon does, and the rest still verifies. */
+static int64_t prune(struct fixture *f, int64_t before, char *detail, size_t n)
+{
+	struct audit_entry e = {
+		.principal = "system:vaultd", .uid = 0, .pid = 1, .action = AUDIT_PRUNE_ACTION, .capability = "",
+		.result = "allowed", .status = 200, .request_id = "ffeeddccbbaa99887766554433221100",
+	};
+	struct store_tx *tx;
+	int64_t pruned;
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	pruned = audit_prune(tx, before, detail, n);
+	assert_true(pruned >= 0);
+	if (pruned > 0) {
+		e.detail = detail;
+		assert_int_equal(audit_append(tx, &e, f->key, NULL), 0);
+	}
+	assert_int_equal(store_write_commit(tx), 0);
+	return pruned;
+}
+
+static void test_prune_keeps_the_chain_verifiable(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify v;
+	char detail[160];
+
+	fill(f, 6);
+	/* Nothing is older than an hour ago. */
+	assert_int_equal(prune(f, time(NULL) - 3600, detail, sizeof(detail)), 0);
+	/* Everything is older than tomorrow, but the newest record stays. */
+	assert_int_equal(prune(f, time(NULL) + 86400, detail, sizeof(detail)), 5);
+	assert_non_null(strstr(detail, "pruned records 1..5 older than "));
+	assert_non_null(strstr(detail, "chain continues from hash "));
+	v = verify(f, f->key);
+	assert_true(v.ok);
+	assert_int_equal(v.records, 2);         /* record 6 and the checkpoint */
+	assert_int_equal(v.anchored_through, 7);
+	fill(f, 2);
+	/* A second pruning chains on from the first. */
+	assert_int_equal(prune(f, time(NULL) + 86400, detail, sizeof(detail)), 3);
+	assert_non_null(strstr(detail, "pruned records 6..8 "));
+	v = verify(f, f->key);
+	assert_true(v.ok);
+	/* Deleting the oldest remaining record is caught and named. */
+	tamper(f, "DELETE FROM audit WHERE id = 9");
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_int_equal(v.first_broken, 10);
+	assert_non_null(strstr(v.reason, "no retention checkpoint"));
+}
+
+static void test_forged_checkpoint_is_caught(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify v;
+	char detail[160];
+
+	fill(f, 4);
+	assert_int_equal(prune(f, time(NULL) + 86400, detail, sizeof(detail)), 3);
+	/* Editing the checkpoint's hash breaks its own record's hash. */
+	tamper(f, "UPDATE audit SET detail = replace(detail, 'hash ', 'hash 0') WHERE action = 'audit.prune'");
+	v = verify(f, f->key);
+	assert_false(v.ok);
+}
+
+static void test_reanchor_moves_the_anchor_key(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_secret_ struct secret *next = NULL;
+	struct audit_verify v;
+	struct store_tx *tx;
+
+	fill(f, 3);
+	assert_int_equal(secret_random(32, &next), 0);
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(audit_reanchor(tx, f->key, next), 0);
+	assert_int_equal(store_write_commit(tx), 0);
+	v = verify(f, next);
+	assert_true(v.ok);
+	assert_int_equal(v.anchored_through, 3);
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	append(f, "secret.read", "acme/after", next);
+	v = verify(f, next);
+	assert_true(v.ok);
+	assert_int_equal(v.anchored_through, 4);
+}
+
 static void test_hash_covers_every_field(void **state)
 {
 	struct store_audit a = {
@@ -246,6 +338,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_truncate_then_refill_is_detected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rewritten_chain_fails_the_anchor, setup, teardown),
 		cmocka_unit_test(test_hash_covers_every_field),
+		cmocka_unit_test_setup_teardown(test_prune_keeps_the_chain_verifiable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forged_checkpoint_is_caught, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reanchor_moves_the_anchor_key, setup, teardown),
 	};
 
 	if (secret_library_init() < 0)

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sodium.h>
 #include "common/log.h"
 #include "vaultd/store.h"
 
@@ -186,12 +187,12 @@ static void test_open_creates_0600_wal_latest(void **state)
 	snprintf(wal, sizeof(wal), "%s-wal", path);
 	assert_int_equal(stat(wal, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
-	assert_int_equal(store_schema_version(s), 3);
+	assert_int_equal(store_schema_version(s), 4);
 	store_close(s);
 
 	raw_pragma(path, "PRAGMA journal_mode", mode, sizeof(mode));
 	assert_string_equal(mode, "wal");
-	assert_int_equal(raw_pragma(path, "PRAGMA user_version", NULL, 0), 3);
+	assert_int_equal(raw_pragma(path, "PRAGMA user_version", NULL, 0), 4);
 	assert_int_equal(raw_pragma(path, "PRAGMA application_id", NULL, 0), 0x564c5444);
 	/* The close checkpointed and removed the WAL. */
 	assert_int_not_equal(access(wal, F_OK), 0);
@@ -233,7 +234,7 @@ static void test_reopen_keeps_data(void **state)
 	f->s = NULL;
 
 	assert_int_equal(store_open(f->path, 2, &f->s), 0);
-	assert_int_equal(store_schema_version(f->s), 3);
+	assert_int_equal(store_schema_version(f->s), 4);
 	assert_int_equal(store_read_begin(f->s, &tx), 0);
 	assert_int_equal(store_meta_get(tx, "initialized_at", &v), 0);
 	assert_string_equal(v, "12345");
@@ -254,11 +255,11 @@ static void test_future_version_refused(void **state)
 
 	store_close(f->s);
 	f->s = NULL;
-	raw_exec(f->path, "PRAGMA user_version = 4");
+	raw_exec(f->path, "PRAGMA user_version = 5");
 	assert_int_equal(store_open(f->path, 1, &s), -EIO);
 	assert_null(s);
 	/* Refusal changed nothing. */
-	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 4);
+	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 5);
 
 	/* Someone else's database is not migrated into. */
 	snprintf(path, sizeof(path), "%s/foreign.db", f->dir);
@@ -649,8 +650,10 @@ static void test_list_prefix(void **state)
 }
 
 struct vacc {
-	uint32_t versions[8];
-	size_t lens[8];
+	uint32_t versions[16];
+	size_t lens[16];
+	size_t dek_lens[16];
+	uint32_t keks[16];
 	int n;
 };
 
@@ -663,6 +666,23 @@ static int version_cb(const struct store_version *v, void *userdata)
 	assert_int_equal(v->dek_len, sizeof(dek_bytes));
 	a->versions[a->n] = v->version;
 	a->lens[a->n] = v->data_len;
+	a->n++;
+	return 0;
+}
+
+/* Live or destroyed: records what store_version_list() says of each. */
+static int version_cb_any(const struct store_version *v, void *userdata)
+{
+	struct vacc *a = userdata;
+
+	assert_null(v->dek_blob);
+	assert_null(v->data_blob);
+	if (a->n >= (int)ELEMENTSOF(a->versions))
+		return -ENOBUFS;
+	a->versions[a->n] = v->version;
+	a->lens[a->n] = v->data_len;
+	a->dek_lens[a->n] = v->dek_len;
+	a->keks[a->n] = v->kek_version;
 	a->n++;
 	return 0;
 }
@@ -766,7 +786,8 @@ static const char v1_schema[] =
 
 #define PHC "$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA"
 
-static void test_migrate_v1_to_v2(void **state)
+/* From v1 through the shipped migrations 2 and 3 to a v3 file, then 4. */
+static void test_migrate_v1_to_latest(void **state)
 {
 	struct fixture *f = *state;
 	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
@@ -780,11 +801,15 @@ static void test_migrate_v1_to_v2(void **state)
 	raw_exec(f->path, v1_schema);
 	raw_exec(f->path, "INSERT INTO users VALUES ('alice', '" PHC "', '[\"admin\"]', 11, 12);"
 			  "INSERT INTO users VALUES ('bob', '" PHC "', '[]', 21, 22);"
-			  "INSERT INTO meta VALUES ('initialized_at', '7');");
+			  "INSERT INTO meta VALUES ('initialized_at', '7');"
+			  /* A secret with two versions: migration 4 adds columns to both tables' rows. */
+			  "INSERT INTO secrets VALUES ('acme/old', 'acme', 'generic', '{}', 2, 2, 5, 6, 0);"
+			  "INSERT INTO secret_versions VALUES ('acme/old', 1, 1, x'01', x'02', 5);"
+			  "INSERT INTO secret_versions VALUES ('acme/old', 2, 1, x'03', x'04', 6);");
 	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 1);
 
 	assert_int_equal(store_open(f->path, 2, &f->s), 0);
-	assert_int_equal(store_schema_version(f->s), 3);
+	assert_int_equal(store_schema_version(f->s), 4);
 	assert_int_equal(store_read_begin(f->s, &tx), 0);
 	assert_int_equal(store_meta_get(tx, "initialized_at", &v), 0);
 	assert_string_equal(v, "7");
@@ -801,6 +826,18 @@ static void test_migrate_v1_to_v2(void **state)
 	assert_int_equal(u.updated_at, 12);
 	store_user_clear(&u);
 	assert_int_equal(store_user_count_with_role(tx, "admin"), 1);
+	{
+		/* Migration 4: an existing head has no pending and no previous version. */
+		struct store_secret h = {0};
+
+		assert_int_equal(store_secret_get(tx, "acme/old", &h), 0);
+		assert_int_equal(h.current_version, 2);
+		assert_int_equal(h.latest_version, 2);
+		assert_int_equal(h.pending_version, 0);
+		assert_int_equal(h.previous_version, 0);
+		store_secret_clear(&h);
+		assert_int_equal(store_version_count_old_kek(tx, "acme", 2), 2);
+	}
 	store_tx_end(TAKE_PTR(tx));
 
 	/* The new tables work on the upgraded file, foreign keys included. */
@@ -817,12 +854,27 @@ static void test_migrate_v1_to_v2(void **state)
 
 		assert_int_equal(store_audit_append(tx, &a), 0);
 	}
+	{
+		/* Migration 4's rotations table and head columns. */
+		struct store_rotation j = { .kind = "root", .state = "queued", .created_at = 1,
+					    .updated_at = 1 };
+		struct store_version v3 = { .version = 3, .kek_version = 1, .dek_blob = dek_bytes,
+					    .dek_len = 4, .data_blob = data_bytes, .data_len = 4 };
+		struct store_secret h = {0};
+
+		assert_int_equal(store_rotation_add(tx, &j), 0);
+		assert_int_equal(j.id, 1);
+		assert_int_equal(store_secret_put_version(tx, "acme/old", "acme", "generic", NULL, &v3), 0);
+		assert_int_equal(store_secret_get(tx, "acme/old", &h), 0);
+		assert_int_equal(h.previous_version, 2);
+		store_secret_clear(&h);
+	}
 	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
 	store_close(f->s);
 	f->s = NULL;
-	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 3);
+	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 4);
 	assert_int_equal(store_open(f->path, 1, &f->s), 0);
-	assert_int_equal(store_schema_version(f->s), 3);
+	assert_int_equal(store_schema_version(f->s), 4);
 	assert_int_equal(store_integrity_check(f->s), 0);
 }
 
@@ -1943,6 +1995,1288 @@ static void test_audit_iterate(void **state)
 	assert_int_equal(store_audit_iterate(tx, audit_ids_cb, &x), 8);
 }
 
+/* --- migration 4: staging, pruning, rotation support --- */
+
+/* Writes version of path under KEK version kek; blobs derived from both. */
+static void blobs_for(const char *path, uint32_t version, uint8_t dek[24], uint8_t data[40])
+{
+	snprintf((char *)dek, 24, "D:%s:%u", path, version);
+	snprintf((char *)data, 40, "X:%s:%u", path, version);
+}
+
+static int put_kek_version(struct store *s, const char *path, uint32_t version, uint32_t kek)
+{
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	uint8_t dek[24] = {0}, data[40] = {0};
+	struct store_version v = { .version = version, .kek_version = kek, .dek_blob = dek,
+				   .dek_len = sizeof(dek), .data_blob = data,
+				   .data_len = sizeof(data), .created_at = 1000 + version };
+	char tenant[65];
+	const char *slash = strchr(path, '/');
+	int r;
+
+	blobs_for(path, version, dek, data);
+	snprintf(tenant, sizeof(tenant), "%.*s", slash ? (int)(slash - path) : 0, path);
+	if ((r = store_write_begin(s, &tx)) < 0 ||
+	    (r = store_secret_put_version(tx, path, tenant, "generic", NULL, &v)) < 0)
+		return r;
+	return store_write_commit(TAKE_PTR(tx));
+}
+
+static int put_pending(struct store *s, const char *path, uint32_t version, const char *metadata,
+		       int64_t now)
+{
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_version v = { .version = version, .kek_version = 1, .dek_blob = dek_bytes,
+				   .dek_len = sizeof(dek_bytes), .data_blob = data_bytes,
+				   .data_len = sizeof(data_bytes), .created_at = now };
+	int r;
+
+	if ((r = store_write_begin(s, &tx)) < 0 ||
+	    (r = store_secret_put_pending(tx, path, metadata, &v)) < 0)
+		return r;
+	return store_write_commit(TAKE_PTR(tx));
+}
+
+static int promote(struct store *s, const char *path, uint32_t version, int64_t now)
+{
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	int r, n;
+
+	if ((r = store_write_begin(s, &tx)) < 0)
+		return r;
+	if ((n = store_secret_promote(tx, path, version, now)) < 0)
+		return n;
+	if ((r = store_write_commit(TAKE_PTR(tx))) < 0)
+		return r;
+	return n;
+}
+
+static int prune(struct store *s, const char *path, unsigned keep)
+{
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	int r, n;
+
+	if ((r = store_write_begin(s, &tx)) < 0)
+		return r;
+	if ((n = store_secret_prune_versions(tx, path, keep)) < 0)
+		return n;
+	if ((r = store_write_commit(TAKE_PTR(tx))) < 0)
+		return r;
+	return n;
+}
+
+static void assert_head(struct store *s, const char *path, uint32_t current, uint32_t previous,
+			uint32_t pending, uint32_t latest)
+{
+	struct store_secret h = {0};
+
+	assert_int_equal(get_head(s, path, &h), 0);
+	assert_int_equal(h.current_version, current);
+	assert_int_equal(h.previous_version, previous);
+	assert_int_equal(h.pending_version, pending);
+	assert_int_equal(h.latest_version, latest);
+	store_secret_clear(&h);
+}
+
+struct head_fields {
+	uint32_t current, previous, pending;
+};
+
+static int head_fields_cb(const struct store_secret *s, void *userdata)
+{
+	struct head_fields *x = userdata;
+
+	x->current = s->current_version;
+	x->previous = s->previous_version;
+	x->pending = s->pending_version;
+	return 0;
+}
+
+static void test_pending_promote(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_version v = { .version = 1, .dek_blob = dek_bytes, .dek_len = 4,
+				   .data_blob = data_bytes, .data_len = 4 };
+	struct store_secret h = {0};
+	struct head_fields hf = {0};
+
+	/* put_version: previous_version is the current one it replaces. */
+	assert_int_equal(put_version(f->s, "acme/p", 1, "generic", "{\"m\":0}", 10), 0);
+	assert_head(f->s, "acme/p", 1, 0, 0, 1);
+	assert_int_equal(put_version(f->s, "acme/p", 2, "generic", NULL, 20), 0);
+	assert_head(f->s, "acme/p", 2, 1, 0, 2);
+
+	/* Staged: current and previous stay, metadata as put_version's. */
+	assert_int_equal(put_pending(f->s, "acme/p", 3, "{\"m\":1}", 30), 0);
+	assert_int_equal(get_head(f->s, "acme/p", &h), 0);
+	assert_int_equal(h.current_version, 2);
+	assert_int_equal(h.previous_version, 1);
+	assert_int_equal(h.pending_version, 3);
+	assert_int_equal(h.latest_version, 3);
+	assert_string_equal(h.metadata, "{\"m\":1}");
+	assert_string_equal(h.type, "generic");
+	assert_int_equal(h.created_at, 10);
+	assert_int_equal(h.updated_at, 30);
+	store_secret_clear(&h);
+	assert_int_equal(put_pending(f->s, "acme/p", 3, NULL, 31), -EEXIST);
+	assert_int_equal(put_pending(f->s, "acme/p", 5, NULL, 31), -EEXIST);
+	assert_int_equal(put_pending(f->s, "acme/none", 1, NULL, 31), -ENOENT);
+
+	/* A second stage replaces the pending one, which stays as an old version. */
+	assert_int_equal(put_pending(f->s, "acme/p", 4, NULL, 40), 0);
+	assert_head(f->s, "acme/p", 2, 1, 4, 4);
+	assert_int_equal(get_head(f->s, "acme/p", &h), 0);
+	assert_string_equal(h.metadata, "{\"m\":1}");       /* NULL kept it */
+	store_secret_clear(&h);
+	{
+		struct store_version got = {0};
+
+		assert_int_equal(store_read_begin(f->s, &tx), 0);
+		assert_int_equal(store_version_get(tx, "acme/p", 3, &got), 0);
+		assert_int_equal(got.created_at, 30);
+		assert_non_null(got.data_blob);
+		store_version_clear(&got);
+		store_tx_end(TAKE_PTR(tx));
+	}
+
+	/* put_version keeps the pending version. */
+	assert_int_equal(put_version(f->s, "acme/p", 5, "generic", NULL, 50), 0);
+	assert_head(f->s, "acme/p", 5, 2, 4, 5);
+
+	/* Promotion: only the pending version, once. */
+	assert_int_equal(promote(f->s, "acme/p", 3, 60), -ESRCH);
+	assert_int_equal(promote(f->s, "acme/p", 5, 60), -ESRCH);
+	assert_head(f->s, "acme/p", 5, 2, 4, 5);
+	assert_int_equal(promote(f->s, "acme/p", 4, 60), 4);
+	assert_head(f->s, "acme/p", 4, 5, 0, 5);
+	assert_int_equal(get_head(f->s, "acme/p", &h), 0);
+	assert_int_equal(h.updated_at, 60);
+	store_secret_clear(&h);
+	assert_int_equal(promote(f->s, "acme/p", 0, 70), -ESRCH);
+	assert_int_equal(promote(f->s, "acme/p", 4, 70), -ESRCH);
+	assert_int_equal(promote(f->s, "acme/none", 0, 70), -ENOENT);
+	/* Version 0 promotes whatever is pending. */
+	assert_int_equal(put_pending(f->s, "acme/p", 6, NULL, 80), 0);
+	assert_int_equal(promote(f->s, "acme/p", 0, 90), 6);
+	assert_head(f->s, "acme/p", 6, 4, 0, 6);
+
+	/* The listing carries the new fields too. */
+	assert_int_equal(put_pending(f->s, "acme/p", 7, NULL, 95), 0);
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_list(tx, "acme", 0, head_fields_cb, &hf), 1);
+	assert_int_equal(hf.current, 6);
+	assert_int_equal(hf.previous, 4);
+	assert_int_equal(hf.pending, 7);
+	store_tx_end(TAKE_PTR(tx));
+
+	/* A soft-deleted secret can be neither staged nor promoted. */
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_soft_delete(tx, "acme/p", 100), 0);
+	assert_int_equal(store_secret_promote(tx, "acme/p", 0, 101), -ENOENT);
+	v.version = 8;
+	assert_int_equal(store_secret_put_pending(tx, "acme/p", NULL, &v), -ENOENT);
+	/* Bad arguments. */
+	assert_int_equal(store_secret_put_pending(tx, NULL, NULL, &v), -EINVAL);
+	assert_int_equal(store_secret_put_pending(tx, "acme/p", NULL, NULL), -EINVAL);
+	v.dek_len = 0;
+	assert_int_equal(store_secret_put_pending(tx, "acme/p", NULL, &v), -EINVAL);
+	v.dek_len = 4;
+	v.data_blob = NULL;
+	assert_int_equal(store_secret_put_pending(tx, "acme/p", NULL, &v), -EINVAL);
+	assert_int_equal(store_secret_promote(tx, NULL, 0, 1), -EINVAL);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+	assert_head(f->s, "acme/p", 6, 4, 7, 7);
+
+	/* Writes need a write transaction. */
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	v.data_blob = data_bytes;
+	assert_int_equal(store_secret_put_pending(tx, "acme/p", NULL, &v), -EINVAL);
+	assert_int_equal(store_secret_promote(tx, "acme/p", 0, 1), -EINVAL);
+	assert_int_equal(store_secret_prune_versions(tx, "acme/p", 1), -EINVAL);
+}
+
+static void test_prune_versions(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	static const size_t live = sizeof(data_bytes);
+	struct store_version got = {0};
+	struct vacc a = {0};
+
+	assert_int_equal(put_version(f->s, "acme/o", 1, "generic", NULL, 1), 0);
+	/* 1, 2 current in turn; 3 staged; 4..7 current in turn; then 3 promoted. */
+	assert_int_equal(put_version(f->s, "acme/pr", 1, "generic", NULL, 1), 0);
+	assert_int_equal(put_version(f->s, "acme/pr", 2, "generic", NULL, 2), 0);
+	assert_int_equal(put_pending(f->s, "acme/pr", 3, NULL, 3), 0);
+	for (uint32_t i = 4; i <= 7; i++)
+		assert_int_equal(put_version(f->s, "acme/pr", i, "generic", NULL, i), 0);
+	assert_int_equal(promote(f->s, "acme/pr", 3, 8), 3);
+	assert_int_equal(put_pending(f->s, "acme/pr", 8, NULL, 9), 0);
+	assert_head(f->s, "acme/pr", 3, 7, 8, 8);
+
+	/* keep 1: the newest (8) stays, and so do current 3, previous 7 and
+	 * pending 8. */
+	assert_int_equal(prune(f->s, "acme/pr", 0), -EINVAL);
+	assert_int_equal(prune(f->s, "acme/pr", 1), 5);
+	assert_int_equal(prune(f->s, "acme/pr", 1), 0);     /* destroyed rows are not counted again */
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_version_list(tx, "acme/pr", version_cb_any, &a), 8);
+	for (int i = 0; i < 8; i++) {
+		uint32_t ver = a.versions[i];
+		bool kept = ver == 3 || ver == 7 || ver == 8;
+
+		assert_int_equal(ver, (uint32_t)i + 1);
+		assert_int_equal(a.lens[i], kept ? live : 0);
+		assert_int_equal(a.dek_lens[i], kept ? sizeof(dek_bytes) : 0);
+	}
+	/* A destroyed version reads back with no blobs. */
+	assert_int_equal(store_version_get(tx, "acme/pr", 1, &got), 0);
+	assert_null(got.dek_blob);
+	assert_null(got.data_blob);
+	assert_int_equal(got.dek_len, 0);
+	assert_int_equal(got.data_len, 0);
+	assert_int_equal(got.created_at, 1);
+	store_version_clear(&got);
+	/* Other paths are untouched. */
+	assert_int_equal(store_version_get(tx, "acme/o", 1, &got), 0);
+	assert_non_null(got.data_blob);
+	store_version_clear(&got);
+	store_tx_end(TAKE_PTR(tx));
+
+	/* The newest 'keep' are counted by number among all versions,
+	 * destroyed ones included: keep 3 is {6, 7, 8}, 6 already destroyed. */
+	assert_int_equal(promote(f->s, "acme/pr", 8, 10), 8);
+	assert_head(f->s, "acme/pr", 8, 3, 0, 8);
+	assert_int_equal(prune(f->s, "acme/pr", 3), 0);
+	assert_int_equal(prune(f->s, "acme/pr", 1), 1);     /* 7 goes; 3 is previous */
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_version_list(tx, "acme/pr", version_cb_any, &a), 8);
+	assert_int_equal(a.lens[2], live);
+	assert_int_equal(a.lens[6], 0);
+	assert_int_equal(a.lens[7], live);
+	store_tx_end(TAKE_PTR(tx));
+
+	/* A large keep or an unknown path destroys nothing. */
+	assert_int_equal(prune(f->s, "acme/o", 100), 0);
+	assert_int_equal(prune(f->s, "acme/o", 1), 0);
+	assert_int_equal(prune(f->s, "acme/none", 1), 0);
+	assert_int_equal(store_integrity_check(f->s), 0);
+}
+
+/* What the batch readers pass: path, version, KEK version, blobs. */
+struct vrows {
+	char paths[16][32];
+	uint32_t versions[16];
+	uint32_t keks[16];
+	int n;
+	int stop_after;
+};
+
+static int vrow_cb(const char *path, const struct store_version *v, void *userdata)
+{
+	struct vrows *x = userdata;
+	uint8_t dek[24] = {0}, data[40] = {0};
+
+	/* Blobs are loaded, and they are the row's. */
+	assert_non_null(v->dek_blob);
+	assert_non_null(v->data_blob);
+	blobs_for(path, v->version, dek, data);
+	assert_int_equal(v->dek_len, sizeof(dek));
+	assert_memory_equal(v->dek_blob, dek, sizeof(dek));
+	assert_int_equal(v->data_len, sizeof(data));
+	assert_memory_equal(v->data_blob, data, sizeof(data));
+	assert_int_equal(v->created_at, 1000 + v->version);
+	if (x->n >= (int)ELEMENTSOF(x->versions))
+		return -ENOBUFS;
+	snprintf(x->paths[x->n], sizeof(x->paths[0]), "%s", path);
+	x->versions[x->n] = v->version;
+	x->keks[x->n] = v->kek_version;
+	x->n++;
+	if (x->stop_after && x->n == x->stop_after)
+		return -ECANCELED;
+	return 0;
+}
+
+static void assert_vrow(const struct vrows *x, int i, const char *path, uint32_t version)
+{
+	assert_true(i < x->n);
+	assert_string_equal(x->paths[i], path);
+	assert_int_equal(x->versions[i], version);
+}
+
+static int old_kek(struct store_tx *tx, const char *tenant, uint32_t below, unsigned limit,
+		   struct vrows *x)
+{
+	memset(x, 0, sizeof(*x));
+	return store_version_list_old_kek(tx, tenant, below, limit, vrow_cb, x);
+}
+
+static void test_version_list_old_kek(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct vrows x;
+
+	/* acme: rows under KEK 1, 2 and 3, interleaved in path order. */
+	assert_int_equal(put_kek_version(f->s, "acme/a", 1, 1), 0);
+	assert_int_equal(put_kek_version(f->s, "acme/a", 2, 2), 0);
+	assert_int_equal(put_kek_version(f->s, "acme/a", 3, 3), 0);
+	for (uint32_t i = 1; i <= 3; i++)
+		assert_int_equal(put_kek_version(f->s, "acme/b", i, 1), 0);
+	assert_int_equal(put_kek_version(f->s, "acme/c/d", 1, 2), 0);
+	/* Neighbouring tenants whose names share a prefix with "acme". */
+	assert_int_equal(put_kek_version(f->s, "acme2/a", 1, 1), 0);
+	assert_int_equal(put_kek_version(f->s, "acm/a", 1, 1), 0);
+	assert_int_equal(put_kek_version(f->s, "acme-x/a", 1, 1), 0);
+	assert_int_equal(put_kek_version(f->s, "acme.x/a", 1, 1), 0);
+	/* A destroyed version (acme/b 1) has no DEK left to rewrap. */
+	assert_int_equal(prune(f->s, "acme/b", 1), 1);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(old_kek(tx, "acme", 3, 100, &x), 5);
+	assert_vrow(&x, 0, "acme/a", 1);
+	assert_vrow(&x, 1, "acme/a", 2);
+	assert_vrow(&x, 2, "acme/b", 2);
+	assert_vrow(&x, 3, "acme/b", 3);
+	assert_vrow(&x, 4, "acme/c/d", 1);
+	assert_int_equal(x.keks[0], 1);
+	assert_int_equal(x.keks[1], 2);
+	assert_int_equal(x.keks[4], 2);
+	assert_int_equal(store_version_count_old_kek(tx, "acme", 3), 5);
+
+	/* The limit takes the first rows in (path, version) order. */
+	assert_int_equal(old_kek(tx, "acme", 3, 2, &x), 2);
+	assert_vrow(&x, 0, "acme/a", 1);
+	assert_vrow(&x, 1, "acme/a", 2);
+	assert_int_equal(old_kek(tx, "acme", 3, 3, &x), 3);
+	assert_vrow(&x, 2, "acme/b", 2);
+	assert_int_equal(old_kek(tx, "acme", 3, 1, &x), 1);
+	assert_vrow(&x, 0, "acme/a", 1);
+
+	/* Below 2: only KEK 1 rows. */
+	assert_int_equal(old_kek(tx, "acme", 2, 100, &x), 3);
+	assert_vrow(&x, 0, "acme/a", 1);
+	assert_vrow(&x, 1, "acme/b", 2);
+	assert_vrow(&x, 2, "acme/b", 3);
+	assert_int_equal(store_version_count_old_kek(tx, "acme", 2), 3);
+	assert_int_equal(old_kek(tx, "acme", 1, 100, &x), 0);
+	assert_int_equal(store_version_count_old_kek(tx, "acme", 1), 0);
+	assert_int_equal(store_version_count_old_kek(tx, "acme", UINT32_MAX), 6);
+
+	/* Each neighbour sees only its own row. */
+	assert_int_equal(old_kek(tx, "acme2", 9, 100, &x), 1);
+	assert_vrow(&x, 0, "acme2/a", 1);
+	assert_int_equal(old_kek(tx, "acm", 9, 100, &x), 1);
+	assert_vrow(&x, 0, "acm/a", 1);
+	assert_int_equal(old_kek(tx, "acme-x", 9, 100, &x), 1);
+	assert_int_equal(store_version_count_old_kek(tx, "acme2", 9), 1);
+	assert_int_equal(store_version_count_old_kek(tx, "acm", 9), 1);
+	assert_int_equal(store_version_count_old_kek(tx, "nobody", 9), 0);
+
+	/* A callback error stops the walk and is returned. */
+	memset(&x, 0, sizeof(x));
+	x.stop_after = 2;
+	assert_int_equal(store_version_list_old_kek(tx, "acme", 3, 100, vrow_cb, &x), -ECANCELED);
+	assert_int_equal(x.n, 2);
+
+	assert_int_equal(old_kek(tx, "acme", 3, 0, &x), -EINVAL);
+	assert_int_equal(old_kek(tx, "", 3, 10, &x), -EINVAL);
+	assert_int_equal(old_kek(tx, "acme/a", 3, 10, &x), -EINVAL);
+	assert_int_equal(store_version_list_old_kek(tx, "acme", 3, 10, NULL, NULL), -EINVAL);
+	assert_int_equal(store_version_count_old_kek(tx, NULL, 3), -EINVAL);
+	store_tx_end(TAKE_PTR(tx));
+	assert_int_equal(store_version_count_old_kek(NULL, "acme", 3), -EINVAL);
+}
+
+static int range(struct store_tx *tx, const char *prefix, const char *after_path, uint32_t after_version,
+		 unsigned limit, struct vrows *x)
+{
+	memset(x, 0, sizeof(*x));
+	return store_version_list_range(tx, prefix, after_path, after_version, limit, vrow_cb, x);
+}
+
+static void test_version_list_range(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	/* "acme/aaa/x" has a '/' just where "acme/rmm/..." has: only the
+	 * range keeps it out. */
+	static const char *const singles[] = {
+		"acme/rmm/x", "acme/rmm-x", "acme/rmm2", "acme/rm", "acme/a", "acme/aaa/x", "other/z",
+	};
+	struct vrows x;
+
+	for (uint32_t i = 1; i <= 3; i++)
+		assert_int_equal(put_kek_version(f->s, "acme/rmm", i, 1), 0);
+	for (size_t i = 0; i < ELEMENTSOF(singles); i++)
+		assert_int_equal(put_kek_version(f->s, singles[i], 1, 1), 0);
+	assert_int_equal(prune(f->s, "acme/rmm", 1), 1);   /* acme/rmm 1 destroyed */
+	{
+		/* Soft-deleted secrets still hold data: included. */
+		_cleanup_(store_tx_endp) struct store_tx *w = NULL;
+
+		assert_int_equal(store_write_begin(f->s, &w), 0);
+		assert_int_equal(store_secret_soft_delete(w, "acme/rmm/x", 5), 0);
+		assert_int_equal(store_write_commit(TAKE_PTR(w)), 0);
+	}
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	/* "acme/rmm": itself and below, never "acme/rmm2" or "acme/rmm-x". */
+	assert_int_equal(range(tx, "acme/rmm", "", 0, 10, &x), 3);
+	assert_vrow(&x, 0, "acme/rmm", 2);
+	assert_vrow(&x, 1, "acme/rmm", 3);
+	assert_vrow(&x, 2, "acme/rmm/x", 1);
+	assert_int_equal(store_version_count_prefix(tx, "acme/rmm"), 3);
+
+	/* Paging with the cursor. */
+	assert_int_equal(range(tx, "acme/rmm", "", 0, 2, &x), 2);
+	assert_vrow(&x, 1, "acme/rmm", 3);
+	assert_int_equal(range(tx, "acme/rmm", "acme/rmm", 3, 2, &x), 1);
+	assert_vrow(&x, 0, "acme/rmm/x", 1);
+	assert_int_equal(range(tx, "acme/rmm", "acme/rmm/x", 1, 2, &x), 0);
+	assert_int_equal(range(tx, "acme/rmm", "acme/rmm", 2, 10, &x), 2);
+	assert_vrow(&x, 0, "acme/rmm", 3);
+	/* A cursor before the prefix starts at it; one after it ends. */
+	assert_int_equal(range(tx, "acme/rmm", "acme/a", 1, 10, &x), 3);
+	assert_vrow(&x, 0, "acme/rmm", 2);
+	assert_int_equal(range(tx, "acme/rmm", "acme/zzz", 0, 10, &x), 0);
+	assert_int_equal(range(tx, "acme/rmm", NULL, 0, 10, &x), 3);
+
+	/* "" is everything, in (path, version) order. */
+	assert_int_equal(range(tx, "", "", 0, 16, &x), 9);
+	assert_vrow(&x, 0, "acme/a", 1);
+	assert_vrow(&x, 1, "acme/aaa/x", 1);
+	assert_vrow(&x, 2, "acme/rm", 1);
+	assert_vrow(&x, 3, "acme/rmm", 2);
+	assert_vrow(&x, 4, "acme/rmm", 3);
+	assert_vrow(&x, 5, "acme/rmm-x", 1);
+	assert_vrow(&x, 6, "acme/rmm/x", 1);
+	assert_vrow(&x, 7, "acme/rmm2", 1);
+	assert_vrow(&x, 8, "other/z", 1);
+	assert_int_equal(range(tx, "", "acme/rmm-x", 1, 2, &x), 2);
+	assert_vrow(&x, 0, "acme/rmm/x", 1);
+	assert_vrow(&x, 1, "acme/rmm2", 1);
+	assert_int_equal(store_version_count_prefix(tx, ""), 9);
+	assert_int_equal(store_version_count_prefix(tx, "acme"), 8);
+	assert_int_equal(store_version_count_prefix(tx, "acme/rmm2"), 1);
+	assert_int_equal(store_version_count_prefix(tx, "acme/rmm/x"), 1);
+	assert_int_equal(store_version_count_prefix(tx, "nobody"), 0);
+
+	memset(&x, 0, sizeof(x));
+	x.stop_after = 1;
+	assert_int_equal(store_version_list_range(tx, "", "", 0, 5, vrow_cb, &x), -ECANCELED);
+	assert_int_equal(range(tx, "acme", "", 0, 0, &x), -EINVAL);
+	assert_int_equal(range(tx, NULL, "", 0, 1, &x), -EINVAL);
+	assert_int_equal(store_version_list_range(tx, "acme", "", 0, 1, NULL, NULL), -EINVAL);
+	assert_int_equal(store_version_count_prefix(tx, NULL), -EINVAL);
+}
+
+static void test_version_rewrap_retag(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	uint8_t dek[24] = {0}, data[40] = {0}, new_dek[20], new_data[30];
+	struct store_version got = {0};
+	struct vacc a = {0};
+
+	memset(new_dek, 0x5a, sizeof(new_dek));
+	memset(new_data, 0xa5, sizeof(new_data));
+	for (uint32_t i = 1; i <= 3; i++) {
+		assert_int_equal(put_kek_version(f->s, "acme/r", i, 1), 0);
+		assert_int_equal(put_kek_version(f->s, "acme2/r", i, 1), 0);
+	}
+	assert_int_equal(prune(f->s, "acme/r", 1), 1);
+	assert_int_equal(prune(f->s, "acme2/r", 1), 1);
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	/* No data blob: the data stays as it was. */
+	assert_int_equal(store_version_rewrap(tx, "acme/r", 2, 55, new_dek, sizeof(new_dek), NULL, 0), 0);
+	assert_int_equal(store_version_get(tx, "acme/r", 2, &got), 0);
+	blobs_for("acme/r", 2, dek, data);
+	assert_int_equal(got.kek_version, 55);
+	assert_int_equal(got.dek_len, sizeof(new_dek));
+	assert_memory_equal(got.dek_blob, new_dek, sizeof(new_dek));
+	assert_int_equal(got.data_len, sizeof(data));
+	assert_memory_equal(got.data_blob, data, sizeof(data));
+	assert_int_equal(got.created_at, 1002);
+	store_version_clear(&got);
+	/* With one: both replaced. */
+	assert_int_equal(store_version_rewrap(tx, "acme/r", 3, 55, new_dek, sizeof(new_dek), new_data,
+					      sizeof(new_data)),
+			 0);
+	assert_int_equal(store_version_get(tx, "acme/r", 3, &got), 0);
+	assert_int_equal(got.data_len, sizeof(new_data));
+	assert_memory_equal(got.data_blob, new_data, sizeof(new_data));
+	store_version_clear(&got);
+	/* Destroyed or absent: -ENOENT. Bad blobs: -EINVAL. */
+	assert_int_equal(store_version_rewrap(tx, "acme/r", 1, 55, new_dek, sizeof(new_dek), NULL, 0),
+			 -ENOENT);
+	assert_int_equal(store_version_rewrap(tx, "acme/r", 9, 55, new_dek, sizeof(new_dek), NULL, 0),
+			 -ENOENT);
+	assert_int_equal(store_version_rewrap(tx, "acme/none", 1, 55, new_dek, sizeof(new_dek), NULL, 0),
+			 -ENOENT);
+	assert_int_equal(store_version_rewrap(tx, "acme/r", 2, 55, NULL, 0, NULL, 0), -EINVAL);
+	assert_int_equal(store_version_rewrap(tx, "acme/r", 2, 55, new_dek, 0, NULL, 0), -EINVAL);
+	assert_int_equal(store_version_rewrap(tx, "acme/r", 2, 55, new_dek, sizeof(new_dek), new_data, 0),
+			 -EINVAL);
+	assert_int_equal(store_version_rewrap(tx, NULL, 2, 55, new_dek, sizeof(new_dek), NULL, 0), -EINVAL);
+	assert_int_equal(store_version_count_old_kek(tx, "acme", 55), 0);
+
+	/* The destroyed row still names KEK 1: retag it, this tenant only. */
+	assert_int_equal(store_version_retag_destroyed(tx, "acme", 55), 1);
+	assert_int_equal(store_version_retag_destroyed(tx, "acme", 55), 0);
+	assert_int_equal(store_version_retag_destroyed(tx, "acme/r", 55), -EINVAL);
+	assert_int_equal(store_version_list(tx, "acme/r", version_cb_any, &a), 3);
+	assert_int_equal(a.keks[0], 55);
+	assert_int_equal(a.lens[0], 0);
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(store_version_list(tx, "acme2/r", version_cb_any, &a), 3);
+	assert_int_equal(a.keks[0], 1);
+	assert_int_equal(a.keks[1], 1);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_version_rewrap(tx, "acme/r", 2, 56, new_dek, sizeof(new_dek), NULL, 0),
+			 -EINVAL);
+	assert_int_equal(store_version_retag_destroyed(tx, "acme", 56), -EINVAL);
+}
+
+static int put_kek(struct store *s, const char *tenant, uint32_t version, uint32_t rk, uint64_t wraps)
+{
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	uint8_t blob[16];
+	struct store_kek k = { .version = version, .rk_version = rk, .blob = blob,
+			       .blob_len = sizeof(blob), .wrap_count = wraps,
+			       .created_at = 100 + version };
+	int r;
+
+	memset(blob, (int)(version * 16 + rk), sizeof(blob));
+	snprintf(k.tenant, sizeof(k.tenant), "%s", tenant);
+	if ((r = store_write_begin(s, &tx)) < 0 || (r = store_kek_put(tx, &k)) < 0)
+		return r;
+	return store_write_commit(TAKE_PTR(tx));
+}
+
+struct kek_rows {
+	char tenants[8][65];
+	uint32_t versions[8];
+	uint32_t rks[8];
+	uint64_t wraps[8];
+	bool blobs[8];
+	int n;
+};
+
+static int kek_cb(const struct store_kek *k, void *userdata)
+{
+	struct kek_rows *x = userdata;
+
+	if (x->n >= 8)
+		return -ENOBUFS;
+	snprintf(x->tenants[x->n], sizeof(x->tenants[0]), "%s", k->tenant);
+	x->versions[x->n] = k->version;
+	x->rks[x->n] = k->rk_version;
+	x->wraps[x->n] = k->wrap_count;
+	x->blobs[x->n] = k->blob != NULL;
+	if (k->blob) {
+		uint8_t want[16];
+
+		memset(want, (int)(k->version * 16 + k->rk_version), sizeof(want));
+		assert_int_equal(k->blob_len, sizeof(want));
+		assert_memory_equal(k->blob, want, sizeof(want));
+	} else
+		assert_int_equal(k->blob_len, 0);
+	x->n++;
+	return 0;
+}
+
+static void assert_kek_row(const struct kek_rows *x, int i, const char *tenant, uint32_t version)
+{
+	assert_true(i < x->n);
+	assert_string_equal(x->tenants[i], tenant);
+	assert_int_equal(x->versions[i], version);
+}
+
+struct rk_rows {
+	uint32_t versions[4];
+	char labels[4][65];
+	uint32_t hsm_versions[4];
+	size_t lens[4];
+	int n;
+};
+
+static int rk_cb(const struct store_rootkey *rk, void *userdata)
+{
+	struct rk_rows *x = userdata;
+
+	if (x->n >= 4)
+		return -ENOBUFS;
+	assert_non_null(rk->blob);
+	x->versions[x->n] = rk->version;
+	snprintf(x->labels[x->n], sizeof(x->labels[0]), "%s", rk->hsm_label);
+	x->hsm_versions[x->n] = rk->hsm_version;
+	x->lens[x->n] = rk->blob_len;
+	x->n++;
+	return 0;
+}
+
+static void test_kek_rotation_support(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	uint8_t blob2[16];
+	struct store_kek got = {0};
+	struct kek_rows x = {0};
+
+	assert_int_equal(put_rootkey(f->s, 1), 0);
+	assert_int_equal(put_rootkey(f->s, 2), 0);
+	assert_int_equal(put_kek(f->s, "acme", 1, 1, 10), 0);
+	assert_int_equal(put_kek(f->s, "acme", 2, 1, 20), 0);
+	assert_int_equal(put_kek(f->s, "acme", 3, 2, 30), 0);
+	assert_int_equal(put_kek(f->s, "beta", 1, 1, 40), 0);
+	assert_int_equal(put_kek(f->s, "beta", 2, 2, 50), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	/* Under an RK below 2, by (tenant, version), blobs loaded. */
+	assert_int_equal(store_kek_list_old_rk(tx, 2, 10, kek_cb, &x), 3);
+	assert_kek_row(&x, 0, "acme", 1);
+	assert_kek_row(&x, 1, "acme", 2);
+	assert_kek_row(&x, 2, "beta", 1);
+	assert_true(x.blobs[0]);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_kek_list_old_rk(tx, 2, 2, kek_cb, &x), 2);
+	assert_kek_row(&x, 1, "acme", 2);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_kek_list_old_rk(tx, 1, 10, kek_cb, &x), 0);
+	assert_int_equal(store_kek_list_old_rk(tx, 2, 0, kek_cb, &x), -EINVAL);
+	assert_int_equal(store_kek_count_old_rk(tx, 2), 3);
+	assert_int_equal(store_kek_count_old_rk(tx, 1), 0);
+	assert_int_equal(store_kek_count_old_rk(tx, 3), 5);
+
+	/* Each tenant's current KEK, and one tenant's versions: no blobs. */
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_kek_list_current(tx, kek_cb, &x), 2);
+	assert_kek_row(&x, 0, "acme", 3);
+	assert_kek_row(&x, 1, "beta", 2);
+	assert_int_equal(x.wraps[0], 30);
+	assert_int_equal(x.rks[1], 2);
+	assert_false(x.blobs[0]);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_kek_list_tenant(tx, "acme", kek_cb, &x), 3);
+	for (int i = 0; i < 3; i++) {
+		assert_kek_row(&x, i, "acme", (uint32_t)i + 1);
+		assert_false(x.blobs[i]);
+	}
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_kek_list_tenant(tx, "nobody", kek_cb, &x), 0);
+	assert_int_equal(store_kek_list_current(tx, NULL, NULL), -EINVAL);
+	/* Writes refuse a read transaction. */
+	assert_int_equal(store_kek_rewrap(tx, "acme", 1, 2, blob2, sizeof(blob2)), -EINVAL);
+	assert_int_equal(store_kek_delete_unused(tx, "acme", 3), -EINVAL);
+	assert_int_equal(store_rootkey_delete_below(tx, 2), -EINVAL);
+	store_tx_end(TAKE_PTR(tx));
+
+	/* Rewrap: a new RK version and blob; the rest stays. */
+	memset(blob2, 0x77, sizeof(blob2));
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_kek_rewrap(tx, "acme", 1, 2, blob2, sizeof(blob2)), 0);
+	assert_int_equal(store_kek_get(tx, "acme", 1, &got), 0);
+	assert_int_equal(got.rk_version, 2);
+	assert_memory_equal(got.blob, blob2, sizeof(blob2));
+	assert_int_equal(got.wrap_count, 10);
+	assert_int_equal(got.created_at, 101);
+	store_kek_clear(&got);
+	assert_int_equal(store_kek_rewrap(tx, "acme", 9, 2, blob2, sizeof(blob2)), -ENOENT);
+	assert_int_equal(store_kek_rewrap(tx, "acme", 1, 99, blob2, sizeof(blob2)), -EINVAL);
+	assert_int_equal(store_kek_rewrap(tx, "acme", 1, 2, NULL, 0), -EINVAL);
+	assert_int_equal(store_kek_count_old_rk(tx, 2), 2);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	/* delete_unused: acme v1 is used by a live version, v2 only by a
+	 * destroyed one and by another tenant's row (which does not count). */
+	assert_int_equal(put_kek_version(f->s, "acme/x", 1, 1), 0);
+	assert_int_equal(put_kek_version(f->s, "acme/y", 1, 2), 0);
+	assert_int_equal(put_kek_version(f->s, "acme/y", 2, 3), 0);
+	assert_int_equal(put_kek_version(f->s, "acme/y", 3, 3), 0);
+	assert_int_equal(prune(f->s, "acme/y", 1), 1);
+	assert_int_equal(put_kek_version(f->s, "acme2/z", 1, 2), 0);
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_kek_delete_unused(tx, "acme", 3), 1);
+	assert_int_equal(store_kek_delete_unused(tx, "acme", 3), 0);
+	assert_int_equal(store_kek_delete_unused(tx, "acme", 1), 0);
+	assert_int_equal(store_kek_delete_unused(tx, "acme/x", 3), -EINVAL);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_kek_list_tenant(tx, "acme", kek_cb, &x), 2);
+	assert_kek_row(&x, 0, "acme", 1);
+	assert_kek_row(&x, 1, "acme", 3);
+	/* Nothing of beta's, below or not. */
+	assert_int_equal(store_kek_delete_unused(tx, "beta", 9), 2);
+	assert_int_equal(store_kek_get(tx, "beta", 1, &got), -ENOENT);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+}
+
+static void test_rootkey_rotation_support(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	uint8_t blob[24];
+	struct rk_rows x = {0};
+	struct store_rootkey rk = {0};
+
+	memset(blob, 0x3c, sizeof(blob));
+	for (uint32_t i = 1; i <= 3; i++)
+		assert_int_equal(put_rootkey(f->s, i), 0);
+	assert_int_equal(put_kek(f->s, "acme", 1, 2, 0), 0);
+	assert_int_equal(put_kek(f->s, "acme", 2, 3, 0), 0);
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_rootkey_list(tx, rk_cb, &x), 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(x.versions[i], (uint32_t)i + 1);
+		assert_string_equal(x.labels[i], "vaultd-root");
+		assert_int_equal(x.hsm_versions[i], 7);
+		assert_int_equal(x.lens[i], 16);
+	}
+	assert_int_equal(store_rootkey_list(tx, NULL, NULL), -EINVAL);
+
+	/* Rewrap under another HSM key. */
+	assert_int_equal(store_rootkey_rewrap(tx, 2, "vaultd-root-2", 8, blob, sizeof(blob)), 0);
+	assert_int_equal(store_rootkey_rewrap(tx, 9, "vaultd-root-2", 8, blob, sizeof(blob)), -ENOENT);
+	assert_int_equal(store_rootkey_rewrap(tx, 2, "", 8, blob, sizeof(blob)), -EINVAL);
+	assert_int_equal(store_rootkey_rewrap(tx, 2, "x", 8, NULL, 0), -EINVAL);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_rootkey_list(tx, rk_cb, &x), 3);
+	assert_string_equal(x.labels[1], "vaultd-root-2");
+	assert_int_equal(x.hsm_versions[1], 8);
+	assert_int_equal(x.lens[1], sizeof(blob));
+
+	/* RK 2 is still referenced: nothing at all is deleted, not even the
+	 * unreferenced RK 1. */
+	assert_int_equal(store_rootkey_delete_below(tx, 3), -EEXIST);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_rootkey_list(tx, rk_cb, &x), 3);
+	/* Below 2 only RK 1, which no KEK uses. */
+	assert_int_equal(store_rootkey_delete_below(tx, 2), 1);
+	assert_int_equal(store_rootkey_delete_below(tx, 2), 0);
+	assert_int_equal(store_kek_rewrap(tx, "acme", 1, 3, blob, sizeof(blob)), 0);
+	assert_int_equal(store_rootkey_delete_below(tx, 3), 1);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_rootkey_list(tx, rk_cb, &x), 1);
+	assert_int_equal(x.versions[0], 3);
+	assert_int_equal(store_rootkey_get_current(tx, &rk), 0);
+	assert_int_equal(rk.version, 3);
+	store_rootkey_clear(&rk);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+}
+
+struct mfa_rows {
+	char names[4][65];
+	uint8_t first[4];
+	size_t lens[4];
+	int n;
+};
+
+static int mfa_cb(const char *name, const uint8_t *blob, size_t len, void *userdata)
+{
+	struct mfa_rows *x = userdata;
+
+	if (x->n >= 4)
+		return -ENOBUFS;
+	assert_non_null(blob);
+	snprintf(x->names[x->n], sizeof(x->names[0]), "%s", name);
+	x->first[x->n] = blob[0];
+	x->lens[x->n] = len;
+	x->n++;
+	return 0;
+}
+
+static void test_user_mfa_keys(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	uint8_t ka[32], kc[40], knew[48];
+	struct store_user u = { .phc = (char *)PHC, .roles = (char *)"[]", .created_at = 1,
+				.updated_at = 2, .mfa_state = STORE_MFA_ACTIVE };
+	struct store_user got = {0};
+	struct mfa_rows x = {0};
+
+	memset(ka, 0xaa, sizeof(ka));
+	memset(kc, 0xcc, sizeof(kc));
+	memset(knew, 0xee, sizeof(knew));
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	strcpy(u.name, "carol");
+	u.mfa_key = kc;
+	u.mfa_key_len = sizeof(kc);
+	assert_int_equal(store_user_put(tx, &u), 0);
+	strcpy(u.name, "alice");
+	u.mfa_key = ka;
+	u.mfa_key_len = sizeof(ka);
+	assert_int_equal(store_user_put(tx, &u), 0);
+	strcpy(u.name, "bob");
+	u.mfa_key = NULL;
+	u.mfa_key_len = 0;
+	assert_int_equal(store_user_put(tx, &u), 0);
+
+	/* Only users with a key, by name. */
+	assert_int_equal(store_user_list_mfa_keys(tx, mfa_cb, &x), 2);
+	assert_string_equal(x.names[0], "alice");
+	assert_int_equal(x.lens[0], sizeof(ka));
+	assert_int_equal(x.first[0], 0xaa);
+	assert_string_equal(x.names[1], "carol");
+	assert_int_equal(x.lens[1], sizeof(kc));
+
+	assert_int_equal(store_user_set_mfa_key(tx, "alice", knew, sizeof(knew)), 0);
+	assert_int_equal(store_user_set_mfa_key(tx, "bob", knew, sizeof(knew)), 0);
+	assert_int_equal(store_user_set_mfa_key(tx, "nobody", knew, sizeof(knew)), -ENOENT);
+	assert_int_equal(store_user_set_mfa_key(tx, "alice", NULL, 0), -EINVAL);
+	assert_int_equal(store_user_set_mfa_key(tx, "alice", knew, 0), -EINVAL);
+	assert_int_equal(store_user_get(tx, "alice", &got), 0);
+	assert_int_equal(got.mfa_key_len, sizeof(knew));
+	assert_memory_equal(got.mfa_key, knew, sizeof(knew));
+	assert_int_equal(got.mfa_state, STORE_MFA_ACTIVE);   /* the rest stays */
+	assert_int_equal(got.updated_at, 2);
+	store_user_clear(&got);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_user_list_mfa_keys(tx, mfa_cb, &x), 3);
+	assert_string_equal(x.names[1], "bob");
+	assert_int_equal(x.first[1], 0xee);
+	assert_int_equal(store_user_list_mfa_keys(tx, NULL, NULL), -EINVAL);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_user_set_mfa_key(tx, "alice", ka, sizeof(ka)), -EINVAL);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_user_list_mfa_keys(tx, mfa_cb, &x), 3);
+}
+
+static struct store_rotation job(const char *kind, const char *target, const char *state, int64_t now)
+{
+	struct store_rotation j = { .created_at = now, .updated_at = now };
+
+	snprintf(j.kind, sizeof(j.kind), "%s", kind);
+	snprintf(j.target, sizeof(j.target), "%s", target);
+	snprintf(j.state, sizeof(j.state), "%s", state);
+	snprintf(j.principal, sizeof(j.principal), "user:alice");
+	snprintf(j.request_id, sizeof(j.request_id), "req-%lld", (long long)now);
+	return j;
+}
+
+struct job_ids {
+	int64_t ids[16];
+	int n;
+};
+
+static int job_cb(const struct store_rotation *r, void *userdata)
+{
+	struct job_ids *x = userdata;
+
+	if (x->n >= 16)
+		return -ENOBUFS;
+	x->ids[x->n++] = r->id;
+	return 0;
+}
+
+static void test_rotations(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	/* 1 kek/acme queued, 2 secret/acme/rmm queued, 3 root done, 4 hsm
+	 * failed, 5 kek/beta running, 6 kek/acme done. */
+	static const char *const spec[6][3] = {
+		{ "kek", "acme", "queued" },   { "secret", "acme/rmm", "queued" },
+		{ "root", "", "done" },        { "hsm", "", "failed" },
+		{ "kek", "beta", "running" },  { "kek", "acme", "done" },
+	};
+	struct store_rotation j, got = {0};
+	struct job_ids x = {0};
+	int64_t ids[6];
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_rotation_next(tx, &got), -ENOENT);
+
+	/* Bad kind, state or field: -EINVAL, nothing added. */
+	j = job("keks", "acme", "queued", 1);
+	assert_int_equal(store_rotation_add(tx, &j), -EINVAL);
+	j = job("kek", "acme", "paused", 1);
+	assert_int_equal(store_rotation_add(tx, &j), -EINVAL);
+	j = job("kek", "acme", "queued", 1);
+	memset(j.error, 'e', sizeof(j.error));              /* no NUL */
+	assert_int_equal(store_rotation_add(tx, &j), -EINVAL);
+	j = job("kek", "acme", "queued", 1);
+	j.done = -1;
+	assert_int_equal(store_rotation_add(tx, &j), -EINVAL);
+	assert_int_equal(store_rotation_add(tx, NULL), -EINVAL);
+
+	for (int i = 0; i < 6; i++) {
+		j = job(spec[i][0], spec[i][1], spec[i][2], 10 + i);
+		j.id = 999;                                 /* ignored */
+		assert_int_equal(store_rotation_add(tx, &j), 0);
+		ids[i] = j.id;
+		if (i > 0)
+			assert_true(ids[i] > ids[i - 1]);
+	}
+
+	/* Round trip of every field, a full-length target included. */
+	j = job("secret", "", "queued", 20);
+	memset(j.target, 'p', sizeof(j.target) - 1);
+	j.target[sizeof(j.target) - 1] = 0;
+	j.from_version = 3;
+	j.to_version = UINT32_MAX;
+	j.done = 5;
+	j.total = INT64_MAX;
+	strcpy(j.cursor_path, "acme/x");
+	j.cursor_version = 9;
+	strcpy(j.error, "none yet");
+	j.finished_at = 0;
+	assert_int_equal(store_rotation_add(tx, &j), 0);
+	assert_int_equal(store_rotation_get(tx, j.id, &got), 0);
+	assert_int_equal(got.id, j.id);
+	assert_string_equal(got.kind, "secret");
+	assert_string_equal(got.target, j.target);
+	assert_string_equal(got.state, "queued");
+	assert_string_equal(got.principal, "user:alice");
+	assert_string_equal(got.request_id, "req-20");
+	assert_int_equal(got.from_version, 3);
+	assert_int_equal(got.to_version, UINT32_MAX);
+	assert_int_equal(got.done, 5);
+	assert_int_equal(got.total, INT64_MAX);
+	assert_string_equal(got.cursor_path, "acme/x");
+	assert_int_equal(got.cursor_version, 9);
+	assert_string_equal(got.error, "none yet");
+	assert_int_equal(got.created_at, 20);
+	assert_int_equal(got.updated_at, 20);
+	assert_int_equal(got.finished_at, 0);
+	assert_int_equal(store_rotation_get(tx, 12345, &got), -ENOENT);
+	/* Done with it: mark it failed, so it is not the active one below. */
+	strcpy(j.state, "failed");
+	assert_int_equal(store_rotation_update(tx, &j), 0);
+
+	/* The oldest active job. */
+	assert_int_equal(store_rotation_next(tx, &got), 0);
+	assert_int_equal(got.id, ids[0]);
+	assert_string_equal(got.kind, "kek");
+	assert_string_equal(got.target, "acme");
+	assert_string_equal(got.principal, "user:alice");
+	assert_string_equal(got.request_id, "req-10");
+	assert_int_equal(store_rotation_find_active(tx, "kek", "acme", &got), 0);
+	assert_int_equal(got.id, ids[0]);
+	assert_int_equal(store_rotation_find_active(tx, "secret", "acme/rmm", &got), 0);
+	assert_int_equal(got.id, ids[1]);
+	assert_int_equal(store_rotation_find_active(tx, "kek", "beta", &got), 0);
+	assert_int_equal(got.id, ids[4]);
+	assert_int_equal(store_rotation_find_active(tx, "root", "", &got), -ENOENT);
+	assert_int_equal(store_rotation_find_active(tx, "secret", "acme", &got), -ENOENT);
+
+	/* Update: the progress fields move; kind, target, who and when stay. */
+	assert_int_equal(store_rotation_get(tx, ids[0], &j), 0);
+	strcpy(j.state, "done");
+	strcpy(j.target, "ignored");
+	j.from_version = 1;
+	j.to_version = 2;
+	j.done = j.total = 42;
+	strcpy(j.cursor_path, "acme/zz");
+	j.cursor_version = 4;
+	strcpy(j.error, "");
+	j.updated_at = 77;
+	j.finished_at = 78;
+	assert_int_equal(store_rotation_update(tx, &j), 0);
+	assert_int_equal(store_rotation_get(tx, ids[0], &got), 0);
+	assert_string_equal(got.state, "done");
+	assert_string_equal(got.target, "acme");
+	assert_int_equal(got.to_version, 2);
+	assert_int_equal(got.done, 42);
+	assert_string_equal(got.cursor_path, "acme/zz");
+	assert_int_equal(got.cursor_version, 4);
+	assert_int_equal(got.created_at, 10);
+	assert_int_equal(got.updated_at, 77);
+	assert_int_equal(got.finished_at, 78);
+	assert_false(STORE_ROTATION_ACTIVE(&got));
+	assert_int_equal(store_rotation_find_active(tx, "kek", "acme", &got), -ENOENT);
+	assert_int_equal(store_rotation_next(tx, &got), 0);
+	assert_int_equal(got.id, ids[1]);
+	assert_true(STORE_ROTATION_ACTIVE(&got));
+	strcpy(j.state, "stopped");
+	assert_int_equal(store_rotation_update(tx, &j), -EINVAL);
+	strcpy(j.state, "done");
+	j.id = 12345;
+	assert_int_equal(store_rotation_update(tx, &j), -ENOENT);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	/* Listing: active jobs (2, 5) first, then the newest finished, shown
+	 * newest first. 7 is the failed round-trip job. */
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_rotation_list(tx, 16, job_cb, &x), 7);
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(x.ids[i], ids[0] + 6 - i);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_rotation_list(tx, 3, job_cb, &x), 3);
+	assert_int_equal(x.ids[0], ids[0] + 6);
+	assert_int_equal(x.ids[1], ids[4]);
+	assert_int_equal(x.ids[2], ids[1]);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_rotation_list(tx, 2, job_cb, &x), 2);
+	assert_int_equal(x.ids[0], ids[4]);
+	assert_int_equal(x.ids[1], ids[1]);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_rotation_list(tx, 1, job_cb, &x), 1);
+	assert_int_equal(x.ids[0], ids[4]);
+	assert_int_equal(store_rotation_list(tx, 0, job_cb, &x), 0);
+	assert_int_equal(store_rotation_list(tx, 3, NULL, NULL), -EINVAL);
+	/* Writes need a write transaction. */
+	j = job("kek", "acme", "queued", 1);
+	assert_int_equal(store_rotation_add(tx, &j), -EINVAL);
+}
+
+struct max_age_rows {
+	char paths[4][32];
+	char max_age[4][16];
+	int64_t created[4];
+	int n;
+	int stop_after;
+};
+
+static int max_age_cb(const struct store_secret *s, const char *max_age, int64_t current_created_at,
+		      void *userdata)
+{
+	struct max_age_rows *x = userdata;
+
+	if (x->n >= 4)
+		return -ENOBUFS;
+	assert_int_equal(s->deleted_at, 0);
+	snprintf(x->paths[x->n], sizeof(x->paths[0]), "%s", s->path);
+	snprintf(x->max_age[x->n], sizeof(x->max_age[0]), "%s", max_age);
+	x->created[x->n] = current_created_at;
+	x->n++;
+	if (x->stop_after && x->n == x->stop_after)
+		return -ECANCELED;
+	return 0;
+}
+
+static void test_list_max_age(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct max_age_rows x = {0};
+
+	assert_int_equal(put_version(f->s, "acme/a", 1, "generic", "{\"max_age\":\"30d\"}", 100), 0);
+	assert_int_equal(put_version(f->s, "acme/a", 2, "generic", NULL, 200), 0);
+	assert_int_equal(put_version(f->s, "acme/b", 1, "generic", "{\"max_age\":30}", 100), 0);
+	assert_int_equal(put_version(f->s, "acme/c", 1, "generic", "{}", 100), 0);
+	assert_int_equal(put_version(f->s, "acme/d", 1, "generic", "{\"max_age\":\"1h\"}", 100), 0);
+	assert_int_equal(put_version(f->s, "acme/e", 1, "generic", "not json", 100), 0);
+	assert_int_equal(put_version(f->s, "acme/g", 1, "generic", "[\"max_age\"]", 100), 0);
+	assert_int_equal(put_version(f->s, "acme/h", 1, "generic", "{\"x\":{\"max_age\":\"1d\"}}", 100), 0);
+	/* A staged version does not count: the current one's age does. */
+	assert_int_equal(put_version(f->s, "acme/f", 1, "generic", "{\"max_age\":\"7d\"}", 300), 0);
+	assert_int_equal(put_pending(f->s, "acme/f", 2, NULL, 400), 0);
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_soft_delete(tx, "acme/d", 500), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_secret_list_max_age(tx, max_age_cb, &x), 2);
+	assert_string_equal(x.paths[0], "acme/a");
+	assert_string_equal(x.max_age[0], "30d");
+	assert_int_equal(x.created[0], 200);
+	assert_string_equal(x.paths[1], "acme/f");
+	assert_string_equal(x.max_age[1], "7d");
+	assert_int_equal(x.created[1], 300);
+	memset(&x, 0, sizeof(x));
+	x.stop_after = 1;
+	assert_int_equal(store_secret_list_max_age(tx, max_age_cb, &x), -ECANCELED);
+	assert_int_equal(store_secret_list_max_age(tx, NULL, NULL), -EINVAL);
+}
+
+static void test_audit_retention(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+	struct store_audit got = {0};
+	struct audit_ids x = {0};
+	const int64_t want[] = { 5, 6, 7, 8 };
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_audit_first(tx, &got), -ENOENT);
+	assert_int_equal(store_audit_last_before(tx, 1000, &got), -ENOENT);
+	assert_int_equal(store_audit_delete_through(tx, 10), 0);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	audit_fill(f->s);
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_audit_first(tx, &got), 0);
+	assert_int_equal(got.id, 1);
+	store_audit_clear(&got);
+	/* Times 100, 110, ..., 170: strictly before 140 is 1..4. */
+	assert_int_equal(store_audit_last_before(tx, 140, &got), 0);
+	assert_int_equal(got.id, 4);
+	assert_int_equal(got.time, 130);
+	assert_string_equal(got.principal, "user:bob");
+	store_audit_clear(&got);
+	assert_int_equal(store_audit_last_before(tx, 100, &got), -ENOENT);
+	assert_int_equal(store_audit_delete_through(tx, 4), 4);
+	assert_int_equal(store_audit_delete_through(tx, 4), 0);
+	assert_int_equal(store_audit_first(tx, &got), 0);
+	assert_int_equal(got.id, 5);
+	store_audit_clear(&got);
+	assert_int_equal(store_audit_last_before(tx, 140, &got), -ENOENT);
+	assert_int_equal(store_audit_iterate(tx, audit_ids_cb, &x), 4);
+	assert_ids(&x, want, 4);
+	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
+
+	/* The chain continues after the cut. */
+	{
+		struct store_audit a = audit_rec(9, 180, "user:alice", "audit.prune", NULL, "allowed");
+
+		assert_int_equal(audit_append_one(f->s, &a), 0);
+	}
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_audit_delete_through(tx, 100), -EINVAL);
+	assert_int_equal(store_audit_first(tx, NULL), -EINVAL);
+}
+
+/* --- backup --- */
+
+static void sha256_file(const char *path, uint8_t out[32], int64_t *size)
+{
+	crypto_hash_sha256_state h;
+	uint8_t buf[4096];
+	FILE *fp = fopen(path, "rb");
+	size_t n;
+
+	assert_non_null(fp);
+	*size = 0;
+	crypto_hash_sha256_init(&h);
+	while ((n = fread(buf, 1, sizeof(buf), fp)) > 0) {
+		crypto_hash_sha256_update(&h, buf, n);
+		*size += (int64_t)n;
+	}
+	fclose(fp);
+	crypto_hash_sha256_final(&h, out);
+}
+
+static void test_backup(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_(store_tx_endp) struct store_tx *w = NULL;
+	struct store_backup_info info = {0};
+	char copy[160], other[160], link[160], side[180], text[64];
+	uint8_t sum[32];
+	int64_t size;
+	struct stat st;
+	mode_t old;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	int fd;
+
+	for (uint32_t i = 1; i <= 3; i++)
+		assert_int_equal(put_version(f->s, "acme/b", i, "generic", NULL, i), 0);
+	assert_int_equal(put_version(f->s, "acme/c", 1, "generic", NULL, 1), 0);
+
+	/* An open write transaction neither blocks the copy nor gets into it. */
+	assert_int_equal(store_write_begin(f->s, &w), 0);
+	{
+		struct store_version v = { .version = 1, .kek_version = 1, .dek_blob = dek_bytes,
+					   .dek_len = 4, .data_blob = data_bytes, .data_len = 4 };
+
+		assert_int_equal(store_secret_put_version(w, "acme/uncommitted", "acme", "generic", NULL, &v),
+				 0);
+	}
+
+	/* A tight umask does not change the copy's mode. */
+	snprintf(copy, sizeof(copy), "%s/backup.db", f->dir);
+	old = umask(0277);
+	assert_int_equal(store_backup(f->s, copy, &info), 0);
+	umask(old);
+	assert_int_equal(store_write_commit(TAKE_PTR(w)), 0);
+
+	assert_int_equal(lstat(copy, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(info.bytes, st.st_size);
+	assert_int_equal(info.schema_version, 4);
+	sha256_file(copy, sum, &size);
+	assert_int_equal(size, info.bytes);
+	assert_memory_equal(sum, info.sha256, sizeof(sum));
+	/* Nothing left beside it (no journal, no WAL). */
+	snprintf(side, sizeof(side), "%s-journal", copy);
+	assert_int_not_equal(access(side, F_OK), 0);
+	snprintf(side, sizeof(side), "%s-wal", copy);
+	assert_int_not_equal(access(side, F_OK), 0);
+
+	/* The copy is a whole, consistent database of the committed state. */
+	assert_int_equal(sqlite3_open_v2(copy, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(q, 0), "ok");
+	sqlite3_finalize(q);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM secrets", -1, &q, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(q, 0), 2);
+	sqlite3_finalize(q);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM secret_versions", -1, &q, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(q, 0), 4);
+	sqlite3_finalize(q);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(raw_pragma(copy, "PRAGMA user_version", NULL, 0), 4);
+	raw_pragma(copy, "PRAGMA journal_mode", text, sizeof(text));
+	assert_string_equal(text, "delete");
+	/* And vaultd opens it. */
+	{
+		struct store *s2 = NULL;
+		struct store_secret h = {0};
+		_cleanup_(store_tx_endp) struct store_tx *tx = NULL;
+
+		assert_int_equal(store_open(copy, 1, &s2), 0);
+		assert_int_equal(store_integrity_check(s2), 0);
+		assert_int_equal(store_read_begin(s2, &tx), 0);
+		assert_int_equal(store_secret_get(tx, "acme/b", &h), 0);
+		assert_int_equal(h.current_version, 3);
+		store_secret_clear(&h);
+		assert_int_equal(store_secret_get(tx, "acme/uncommitted", &h), -ENOENT);
+		store_tx_end(TAKE_PTR(tx));
+		store_close(s2);
+	}
+	unlink_db(copy);
+
+	/* An existing file is never touched. */
+	snprintf(other, sizeof(other), "%s/existing", f->dir);
+	fd = open(other, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "keep me", 7), 7);
+	close(fd);
+	memset(&info, 0x11, sizeof(info));
+	assert_int_equal(store_backup(f->s, other, &info), -EEXIST);
+	assert_int_equal(info.bytes, 0x1111111111111111);  /* not filled */
+	assert_int_equal(stat(other, &st), 0);
+	assert_int_equal(st.st_size, 7);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	assert_true(file_contains(other, (const uint8_t *)"keep me", 7));
+	/* Nor a symlink, dangling or not, nor its target. */
+	snprintf(link, sizeof(link), "%s/link", f->dir);
+	snprintf(side, sizeof(side), "%s/target", f->dir);
+	assert_int_equal(symlink(side, link), 0);
+	assert_int_equal(store_backup(f->s, link, &info), -EEXIST);
+	assert_int_not_equal(access(side, F_OK), 0);
+	assert_int_equal(unlink(link), 0);
+	assert_int_equal(unlink(other), 0);
+
+	/* No directory: its errno, and nothing created. */
+	snprintf(other, sizeof(other), "%s/none/backup.db", f->dir);
+	assert_int_equal(store_backup(f->s, other, &info), -ENOENT);
+	assert_int_equal(store_backup(f->s, "", &info), -EINVAL);
+	assert_int_equal(store_backup(NULL, copy, &info), -EINVAL);
+	assert_int_equal(store_backup(f->s, copy, NULL), -EINVAL);
+	assert_int_not_equal(access(copy, F_OK), 0);
+
+	/* The store goes on as before. */
+	assert_int_equal(put_version(f->s, "acme/b", 4, "generic", NULL, 4), 0);
+	assert_int_equal(store_integrity_check(f->s), 0);
+}
+
 /* --- transactions --- */
 
 static void test_rollback_without_commit(void **state)
@@ -2132,7 +3466,7 @@ int main(void)
 		T(test_list_prefix),
 		T(test_version_list),
 		T(test_users),
-		T(test_migrate_v1_to_v2),
+		T(test_migrate_v1_to_latest),
 		T(test_user_mfa_fields),
 		T(test_user_list),
 		T(test_role_counting),
@@ -2149,6 +3483,18 @@ int main(void)
 		T(test_audit_query_filters),
 		T(test_audit_query_paging_and_limits),
 		T(test_audit_iterate),
+		T(test_pending_promote),
+		T(test_prune_versions),
+		T(test_version_list_old_kek),
+		T(test_version_list_range),
+		T(test_version_rewrap_retag),
+		T(test_kek_rotation_support),
+		T(test_rootkey_rotation_support),
+		T(test_user_mfa_keys),
+		T(test_rotations),
+		T(test_list_max_age),
+		T(test_audit_retention),
+		T(test_backup),
 		T(test_rollback_without_commit),
 		T(test_write_begin_reentry),
 		T(test_read_snapshot_does_not_block_writer),
