@@ -217,7 +217,9 @@ int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, st
 	a->cfg = *cfg;
 	a->store = s;
 	a->keyring = k;
+	a->started_at = time(NULL);
 	pthread_mutex_init(&a->state_mu, NULL);
+	pthread_mutex_init(&a->metrics_mu, NULL);
 
 	r = store_read_begin(s, &tx);
 	if (r >= 0) {
@@ -245,6 +247,7 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	rotator_stop(a->rot);
+	pthread_mutex_destroy(&a->metrics_mu);
 	pthread_mutex_destroy(&a->state_mu);
 	free(a);
 }
@@ -298,6 +301,41 @@ static int h_lock(struct api *a, struct call *c, json_t **ret_body)
 		log_error_errno(r, "could not revoke session tokens at lock");
 	log_info("vault locked by '%s' (uid %u)", c->who.name, (unsigned)req->uid);
 	return reply(ret_body, 200, json_pack("{s:b}", "locked", 1));
+}
+
+static int count_active(const struct store_rotation *r, void *userdata)
+{
+	if (STORE_ROTATION_ACTIVE(r))
+		(*(int64_t *)userdata)++;
+	return 0;
+}
+
+/* Counters for monitoring; nothing secret, nothing per tenant. */
+static int h_metrics(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const q[] = { NULL };
+	struct store_tx *tx = NULL;
+	int64_t active = 0, last;
+	uint64_t failures;
+	int r;
+
+	if ((r = check_query(c->req, q, ret_body)))
+		return r;
+	r = store_read_begin(a->store, &tx);
+	if (r >= 0)
+		r = store_rotation_list(tx, 1000, count_active, &active);
+	store_tx_end(tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "metrics");
+	pthread_mutex_lock(&a->metrics_mu);
+	failures = a->mirror_failures;
+	last = a->mirror_last_failure;
+	pthread_mutex_unlock(&a->metrics_mu);
+	return reply(ret_body, 200,
+		     json_pack("{s:I, s:o, s:I, s:b, s:I}", "audit_mirror_failures", (json_int_t)failures,
+			       "audit_mirror_last_failure", last ? json_time(last) : json_null(),
+			       "rotation_jobs_active", (json_int_t)active, "locked", !keyring_is_unlocked(a->keyring),
+			       "uptime_seconds", (json_int_t)(time(NULL) - a->started_at)));
 }
 
 static int h_types(struct api *a, struct call *c, json_t **ret_body)
@@ -1001,6 +1039,7 @@ static const struct route {
 	{ "POST", "/v1/sys/unlock", ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_unlock, "sys.unlock", NULL },
 	{ "POST", "/v1/sys/lock", 0, RBAC_ADMIN, h_lock, "sys.lock", NULL },
 	{ "POST", "/v1/sys/backup", 0, RBAC_ADMIN, h_backup, "sys.backup", NULL },
+	{ "GET", "/v1/sys/metrics", 0, RBAC_AUDIT, h_metrics, "sys.metrics", NULL },
 	{ "POST", "/v1/auth/login", ROUTE_PUBLIC, 0, h_login, "auth.login", NULL },
 	{ "POST", "/v1/auth/logout", ROUTE_ANY_PRINCIPAL, 0, h_logout, "auth.logout", NULL },
 	{ "GET", "/v1/auth/self", ROUTE_ANY_PRINCIPAL, 0, h_self, "auth.self", NULL },
@@ -1168,6 +1207,10 @@ static int append_mirrored(struct api *a, struct store_tx *tx, const struct audi
 	if (r >= 0 && a->cfg.audit_jsonl_path) {
 		int m = mirror_write(a->cfg.audit_jsonl_path, &rec);
 		if (m < 0) {
+			pthread_mutex_lock(&a->metrics_mu);
+			a->mirror_failures++;
+			a->mirror_last_failure = time(NULL);
+			pthread_mutex_unlock(&a->metrics_mu);
 			log_error_errno(m, "cannot write the audit mirror '%s'%s", a->cfg.audit_jsonl_path,
 					a->cfg.audit_jsonl_refuse ? "; refusing requests until it can be written" : "");
 			if (a->cfg.audit_jsonl_refuse)

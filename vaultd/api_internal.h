@@ -22,6 +22,12 @@ struct api {
 	pthread_mutex_t state_mu;       /* serialises init, unlock and lock */
 	bool initialized;
 	int64_t pruned_at;              /* last audit retention run (worker thread only) */
+	int64_t started_at;
+	/* GET /v1/sys/metrics: mirror writes that failed (served anyway under
+	 * jsonl_on_failure = continue, refused under refuse). */
+	pthread_mutex_t metrics_mu;
+	uint64_t mirror_failures;
+	int64_t mirror_last_failure;
 };
 
 enum principal_kind {

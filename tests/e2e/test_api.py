@@ -529,6 +529,15 @@ class AuditMirror(VaultTestCase):
         self.assertEqual(v.put("/v1/secrets/acme/m/z", {"type": "generic", "data": {"k": "v"}}).status, 200)
         self.assertEqual(v.get("/v1/secrets/acme/m/z").status, 200)
         self.assertIn("cannot write the audit mirror", v.read_log())
+        # ... and counts the failures for monitoring.
+        m = v.get("/v1/sys/metrics")
+        self.assertEqual(m.status, 200, m)
+        self.assertGreaterEqual(m.json["audit_mirror_failures"], 2)
+        self.assertIsNotNone(m.json["audit_mirror_last_failure"])
+        os.rmdir(path)
+        before = v.get("/v1/sys/metrics").json["audit_mirror_failures"]
+        self.assertEqual(v.get("/v1/secrets/acme/m/z").status, 200)
+        self.assertEqual(v.get("/v1/sys/metrics").json["audit_mirror_failures"], before)
 
 
 class HsmErrors(VaultTestCase):
