@@ -1173,7 +1173,7 @@ static int mirror_write(const char *path, const struct store_audit *rec)
 int commit_audited(struct api *a, struct call *c, struct store_tx **tx)
 {
 	/* The record commits with the change, or neither does. */
-	int r = audit_call(a, c, *tx, 200);
+	int r = audit_call(a, c, *tx, c->ok_status ? c->ok_status : 200);
 
 	if (r >= 0)
 		r = store_write_commit(TAKE_PTR(*tx));

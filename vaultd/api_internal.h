@@ -62,6 +62,7 @@ struct call {
 	char principal[80];             /* set by identity or by the auth handlers */
 	char detail[160];               /* why, for refusals and failures; never secret */
 	bool audited;                   /* the handler recorded it with its own change */
+	int ok_status;                  /* what commit_audited() records; 0 means 200 */
 };
 
 /* Appends c's audit record for status: in tx when given (the caller's write

@@ -197,6 +197,7 @@ static int queue_one(struct api *a, struct call *c, const char *kind, const char
 				 &existing);
 	if (r >= 0) {
 		snprintf(c->detail, sizeof(c->detail), "job %" PRId64 "%s", j.id, existing ? " (already active)" : "");
+		c->ok_status = 202;
 		r = commit_audited(a, c, &tx);
 	}
 	store_tx_end(tx);
@@ -256,6 +257,7 @@ static int queue_all(struct api *a, struct call *c, json_t **ret_body)
 	free(t.names);
 	if (r >= 0) {
 		snprintf(c->detail, sizeof(c->detail), "emergency rotation: %zu jobs", json_array_size(jobs));
+		c->ok_status = 202;
 		r = commit_audited(a, c, &tx);
 	}
 	store_tx_end(tx);

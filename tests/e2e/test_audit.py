@@ -205,6 +205,96 @@ class Records(AuditCase):
 
 
 class Denied(AuditCase):
+    def test_every_route_records_exactly_the_expected_record(self):
+        """Each route of the API, allowed and (where it can be) refused,
+        leaves exactly one record with the expected action, capability,
+        path, result and status; health leaves none."""
+        v = self.v
+        token = self.boot()
+        self.check(v.put("/v1/services/probe", {"uid": NOBODY, "roles": ["auditor"]}, token=token), 200, "bind")
+        data = {"url": "https://rmm.acme.example", "api_key": "TRMM-every-route-0123456789"}
+        backups = os.path.join(v.dir, "backups")
+        os.mkdir(backups, 0o700)
+        secret = {"type": "tactical-rmm", "data": data}
+        steps = [
+            # (method, path, body, expected status, action, capability, record path)
+            ("POST", "/v1/sys/init", {"admin": "x", "passphrase": PASSPHRASE * 2}, 409, "sys.init", "", None),
+            ("GET", "/v1/types", None, 200, "types.list", "", None),
+            ("GET", "/v1/auth/self", None, 200, "auth.self", "", None),
+            ("PUT", "/v1/secrets/acme/rmm/t", secret, 200, "secret.write", "write", "acme/rmm/t"),
+            ("PUT", "/v1/secrets/acme/rmm/t", dict(secret, stage="pending"), 200, "secret.write", "write",
+             "acme/rmm/t"),
+            ("POST", "/v1/secrets/acme/rmm/t/promote", {}, 200, "secret.promote", "write", "acme/rmm/t"),
+            ("GET", "/v1/secrets/acme/rmm/t", None, 200, "secret.read", "read", "acme/rmm/t"),
+            ("GET", "/v1/secrets/acme/rmm/t?versions=1", None, 200, "secret.versions", "read", "acme/rmm/t"),
+            ("GET", "/v1/secrets/acme?list=1", None, 200, "secret.list", "list", "acme"),
+            ("POST", "/v1/secrets/acme/rmm/t/rollback", {"version": 1}, 200, "secret.rollback", "write",
+             "acme/rmm/t"),
+            ("GET", "/v1/secrets/acme/rmm/none", None, 404, "secret.read", "read", "acme/rmm/none"),
+            ("PUT", "/v1/users/bob", {"passphrase": PASSPHRASE, "roles": ["operator"]}, 200, "user.write",
+             "admin", None),
+            ("GET", "/v1/users/bob", None, 200, "user.read", "admin", None),
+            ("GET", "/v1/users", None, 200, "user.read", "admin", None),
+            ("POST", "/v1/users/bob/reset-mfa", None, 200, "user.reset_mfa", "admin", None),
+            ("DELETE", "/v1/users/bob", None, 200, "user.delete", "admin", None),
+            ("PUT", "/v1/roles/r1", {"rules": [{"path": "acme/*", "capabilities": ["read"]}]}, 200, "role.write",
+             "admin", None),
+            ("GET", "/v1/roles/r1", None, 200, "role.read", "admin", None),
+            ("GET", "/v1/roles", None, 200, "role.read", "admin", None),
+            ("DELETE", "/v1/roles/r1", None, 200, "role.delete", "admin", None),
+            ("PUT", "/v1/services/s1", {"uid": 4242, "roles": ["auditor"]}, 200, "service.write", "admin", None),
+            ("GET", "/v1/services/s1", None, 200, "service.read", "admin", None),
+            ("GET", "/v1/services", None, 200, "service.read", "admin", None),
+            ("DELETE", "/v1/services/s1", None, 200, "service.delete", "admin", None),
+            ("GET", "/v1/audit?limit=1", None, 200, "audit.read", "audit", None),
+            ("GET", "/v1/audit/verify", None, 200, "audit.verify", "audit", None),
+            ("GET", "/v1/sys/metrics", None, 200, "sys.metrics", "audit", None),
+            ("POST", "/v1/sys/backup", {"path": backups + "/b.db"}, 200, "sys.backup", "admin", None),
+            ("POST", "/v1/rotate/secret/acme", None, 202, "rotate.secret", "rotate", "acme"),
+            ("POST", "/v1/rotate/kek/acme", None, 202, "rotate.kek", "rotate", "acme"),
+            ("POST", "/v1/rotate/root", None, 202, "rotate.root", "admin", None),
+            ("POST", "/v1/rotate/hsm", None, 202, "rotate.hsm", "admin", None),
+            ("GET", "/v1/rotate/status", None, 200, "rotate.status", "rotate", None),
+            ("GET", "/v1/rotate/jobs/1", None, 200, "rotate.job", "rotate", None),
+            ("POST", "/v1/rotate/hsm/retire", None, 200, "rotate.hsm_retire", "admin", None),
+            ("POST", "/v1/rotate/all", None, 202, "rotate.all", "admin", None),
+            ("DELETE", "/v1/secrets/acme/rmm/t", None, 200, "secret.delete", "delete", "acme/rmm/t"),
+            ("DELETE", "/v1/secrets/acme/rmm/t?destroy=1", None, 200, "secret.destroy", "delete", "acme/rmm/t"),
+            ("GET", "/v1/no/such/route", None, 404, "unknown", "", None),
+            ("POST", "/v1/auth/passphrase", {"current": PASSPHRASE, "new": PASSPHRASE + " 2"}, 200,
+             "auth.passphrase", "", None),
+        ]
+        done = []
+        for method, path, body, status, action, cap, rpath in steps:
+            r = v.request(method, path, body=body, token=token)
+            self.check(r, status, f"{method} {path}")
+            # init is public (the daemon's uid or root may call it): the
+            # record names the uid, not a user.
+            who = "uid:0" if action == "sys.init" else "user:" + ADMIN
+            done.append((r, method, path, status, action, cap, rpath, who, 0))
+        # Refusals: the auditor service on routes it may not use.
+        for method, path, body, action, cap, rpath in (
+                ("GET", "/v1/secrets/acme/rmm/t", None, "secret.read", "read", "acme/rmm/t"),
+                ("POST", "/v1/rotate/root", None, "rotate.root", "admin", None),
+                ("POST", "/v1/sys/backup", {"path": backups + "/c.db"}, "sys.backup", "admin", None),
+                ("GET", "/v1/users", None, "user.read", "admin", None)):
+            r = as_uid(NOBODY, NOGROUP, lambda: v.request(method, path, body=body, token=False))
+            self.check(r, 403, f"auditor: {method} {path}")
+            done.append((r, method, path, 403, action, cap, rpath, "service:probe", NOBODY))
+        health = v.get("/v1/sys/health", token=False)
+        logout = self.check(v.post("/v1/auth/logout", token=token), 200, "logout")
+        done.append((logout, "POST", "/v1/auth/logout", 200, "auth.logout", "", None, "user:" + ADMIN, 0))
+
+        self.token = v.login(ADMIN, PASSPHRASE + " 2")
+        records = self.audit_all()
+        self.assertEqual([x for x in records if x["request_id"] == request_id(health)], [])
+        for r, method, path, status, action, cap, rpath, principal, uid in done:
+            what = f"{method} {path}"
+            self.assert_record(self.one(records, r, what), what, action=action, capability=cap, path=rpath,
+                               status=status, principal=principal, uid=uid,
+                               result="allowed" if status < 300 else "denied" if status in (401, 403, 429)
+                               else "failed")
+
     def test_reused_totp_and_sixth_wrong_passphrase(self):
         v = self.v
         v.set_auth(max_failures=5, lockout_seconds=60)
