@@ -626,7 +626,7 @@ struct store {
 	pthread_cond_t pool_cond;
 	bool locks_ready;
 
-	char *path;                     /* for store_backup()'s own connection */
+	char *path;                     /* absolute, for store_backup()'s own connection */
 	int schema_version;
 };
 
@@ -1147,6 +1147,7 @@ int store_open(const char *path, unsigned readers, struct store **ret)
 {
 	_cleanup_(store_closep) struct store *s = NULL;
 	_cleanup_free_ char *wal = NULL;
+	const char *fn;
 	int r;
 
 	if (!path || !*path || !ret || readers < 1 || readers > STORE_READERS_MAX)
@@ -1159,14 +1160,17 @@ int store_open(const char *path, unsigned readers, struct store **ret)
 		return -ENOMEM;
 	if ((r = locks_init(s)) < 0)
 		return r;
-	s->path = strdup(path);
-	if (!s->path)
-		return -ENOMEM;
 
 	if ((r = file_prepare(path)) < 0)
 		return r;
 	if ((r = conn_open(&s->writer, path, true)) < 0)
 		return r;
+	/* SQLite's absolute name of the file: still right after a chdir(). */
+	if (!(fn = sqlite3_db_filename(s->writer.db, "main")) || !*fn)
+		return log_debug_errno(-EIO, "database has no file name");
+	s->path = strdup(fn);
+	if (!s->path)
+		return -ENOMEM;
 	if ((r = migrate(&s->writer, &s->schema_version)) < 0)
 		return r;
 	if (asprintf(&wal, "%s-wal", path) < 0) {

@@ -3275,6 +3275,25 @@ static void test_backup(void **state)
 	/* The store goes on as before. */
 	assert_int_equal(put_version(f->s, "acme/b", 4, "generic", NULL, 4), 0);
 	assert_int_equal(store_integrity_check(f->s), 0);
+
+	/* A store opened by a relative name still backs up after a chdir()
+	 * (the daemon changes to "/" once its files are open). */
+	{
+		char cwd[4096], rel[160];
+		struct store *s2 = NULL;
+
+		assert_non_null(getcwd(cwd, sizeof(cwd)));
+		assert_int_equal(chdir(f->dir), 0);
+		assert_int_equal(store_open("rel.db", 1, &s2), 0);
+		assert_int_equal(chdir("/"), 0);
+		assert_int_equal(store_backup(s2, copy, &info), 0);
+		assert_int_equal(info.schema_version, 4);
+		store_close(s2);
+		assert_int_equal(chdir(cwd), 0);
+		snprintf(rel, sizeof(rel), "%s/rel.db", f->dir);
+		unlink_db(rel);
+		assert_int_equal(unlink(copy), 0);
+	}
 }
 
 /* --- transactions --- */
