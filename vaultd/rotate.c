@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "common/err.h"
 #include "common/log.h"
 #include "vaultd/api_internal.h"
@@ -28,6 +29,7 @@ struct rotator {
 	/* Fault injection (see rotate.h). */
 	char crash_kind[16], crash_point[16];
 	unsigned crash_n, batches;
+	int64_t done;                   /* rows done by the running job (pause file) */
 };
 
 /* ---- fault injection ---- */
@@ -276,6 +278,7 @@ static int step(struct rotator *rt)
 		crash_point(rt, j.kind, "start");
 	else if (!finished)
 		crash_point(rt, j.kind, "batch");
+	rt->done = finished ? 0 : j.done;
 	if (finished) {
 		log_info("rotation job %" PRId64 " (%s %s) done: %" PRId64 " rows", j.id, j.kind, j.target, j.done);
 		if (streq(j.kind, "kek"))
@@ -368,6 +371,30 @@ static void retire_hsm_keys(struct rotator *rt)
 	}
 }
 
+/* Test builds: while the file named by VAULTD_TEST_ROTATION_PAUSE_FILE
+ * exists, no step runs (tests of "already active" need a job that stays
+ * queued). If the file holds a number N, the pause starts only once the
+ * running job has done N rows, so a test can kill -9 a job that is surely
+ * half done, however fast the machine. */
+static bool paused(const struct rotator *rt)
+{
+#ifdef VAULTD_FAULT_INJECTION
+	const char *f = getenv("VAULTD_TEST_ROTATION_PAUSE_FILE");
+	long long after = 0;
+	FILE *fp;
+
+	if (!f || !(fp = fopen(f, "re")))
+		return false;
+	if (fscanf(fp, "%lld", &after) != 1)
+		after = 0;
+	fclose(fp);
+	return rt->done >= after;
+#else
+	(void) rt;
+	return false;
+#endif
+}
+
 static bool should_stop(struct rotator *rt)
 {
 	bool s;
@@ -383,18 +410,29 @@ static void *worker(void *userdata)
 	struct rotator *rt = userdata;
 
 	for (;;) {
-		bool unlocked;
+		bool unlocked, pause = paused(rt);
 
 		pthread_mutex_lock(&rt->mu);
-		if (!rt->stop && !rt->kicked) {
+		if (!rt->stop && (!rt->kicked || pause)) {
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_sec += IDLE_WAKE_S;
+			if (pause) {
+				until.tv_nsec += 100 * 1000 * 1000;
+				if (until.tv_nsec >= 1000000000L) {
+					until.tv_sec++;
+					until.tv_nsec -= 1000000000L;
+				}
+			} else
+				until.tv_sec += IDLE_WAKE_S;
 			pthread_cond_timedwait(&rt->cond, &rt->mu, &until);
 		}
 		if (rt->stop) {
 			pthread_mutex_unlock(&rt->mu);
 			break;
+		}
+		if (pause) {
+			pthread_mutex_unlock(&rt->mu);
+			continue;       /* kicks stay pending until the pause ends */
 		}
 		unlocked = rt->unlocked;
 		rt->unlocked = rt->kicked = false;
@@ -406,7 +444,7 @@ static void *worker(void *userdata)
 			retire_hsm_keys(rt);
 		audit_prune_if_due(rt->a);
 		auto_kek(rt);
-		while (!should_stop(rt) && keyring_is_unlocked(rt->a->keyring) && step(rt) > 0)
+		while (!should_stop(rt) && keyring_is_unlocked(rt->a->keyring) && !paused(rt) && step(rt) > 0)
 			;
 	}
 	return NULL;

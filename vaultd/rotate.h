@@ -18,8 +18,10 @@
  * environment variable VAULTD_TEST_CRASH_ROTATION="<kind>:<point>[:<n>]", with
  * point "start" (after the start step commits), "batch" (after the n-th batch
  * of that kind commits, default 1) or "finish" (in the finishing step, just
- * before its commit), makes the daemon SIGKILL itself there; and
- * VAULTD_TEST_AUDIT_CLOCK_OFFSET=<seconds> moves audit retention's clock.
+ * before its commit), makes the daemon SIGKILL itself there;
+ * VAULTD_TEST_AUDIT_CLOCK_OFFSET=<seconds> moves audit retention's clock; and
+ * while the file VAULTD_TEST_ROTATION_PAUSE_FILE names exists, no job step
+ * runs (if it holds a number N: once the running job has done N rows).
  */
 #pragma once
 #include <stdbool.h>
