@@ -63,6 +63,7 @@ struct call {
 	char detail[160];               /* why, for refusals and failures; never secret */
 	bool audited;                   /* the handler recorded it with its own change */
 	int ok_status;                  /* what commit_audited() records; 0 means 200 */
+	bool handler_decides;           /* classify(): any principal passes, the handler checks */
 };
 
 /* Appends c's audit record for status: in tx when given (the caller's write

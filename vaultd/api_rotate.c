@@ -139,9 +139,11 @@ int rotate_classify(struct call *c, unsigned *ret_cap, json_t **ret_body)
 			c->op = ROT_HSM_RETIRE;
 			c->action = "rotate.hsm_retire";
 		} else if (ops[i].op == ROT_JOB) {
-			if (!*arg || strlen(arg) > 20 || arg[strspn(arg, "0123456789")])
+			if (!*arg || strlen(arg) > 18 || arg[strspn(arg, "0123456789")])
 				return reply_error(ret_body, 404, "not_found", "no such API route; use /v1/rotate/jobs/<id>");
 			snprintf(c->detail, sizeof(c->detail), "job %s", arg);
+			/* Who may see a job depends on the job: job_get() decides. */
+			c->handler_decides = true;
 		} else if (ops[i].takes_path && *arg) {
 			if (strlen(arg) >= sizeof(c->path))
 				return reply_error(ret_body, 400, "bad_path", "path too long");
@@ -298,10 +300,18 @@ static int job_get(struct api *a, struct call *c, json_t **ret_body)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "begin read");
 	r = store_rotation_get(tx, id, &j);
 	store_tx_end(tx);
+	if (r < 0 && r != -ENOENT)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "read job");
+	/* Decided before saying whether the job exists. */
+	if (!rbac_allowed(c->who.roles, c->who.n_roles, NULL, RBAC_ROTATE) &&
+	    !(r == 0 && streq(j.principal, call_principal(c))) &&
+	    !(r == 0 && j.target[0] && rbac_allowed(c->who.roles, c->who.n_roles, j.target, RBAC_ROTATE))) {
+		snprintf(c->detail, sizeof(c->detail), "job %" PRId64 ": not the asker, no rotate on its target", id);
+		return reply_error(ret_body, 403, "forbidden", "only whoever asked for job %" PRId64
+				   " or may rotate its target may follow it", id);
+	}
 	if (r == -ENOENT)
 		return reply_error(ret_body, 404, "not_found", "no rotation job %" PRId64, id);
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, c->req, r, "read job");
 	return reply(ret_body, 200, json_pack("{s:o}", "job", rotation_json(&j)));
 }
 
