@@ -241,6 +241,7 @@ void api_print_error(const char *what, long status, const json_t *body)
 	const char *key;
 	json_t *v;
 
+	progress_wipe();
 	if (!msg)
 		msg = "unexpected reply";
 	switch (status) {

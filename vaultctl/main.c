@@ -28,11 +28,14 @@ static const struct command commands[] = {
 	{ "delete", cmd_delete, "delete a credential (or destroy every version)" },
 	{ "versions", cmd_versions, "list the versions of a credential" },
 	{ "rollback", cmd_rollback, "make an old version current again" },
+	{ "promote", cmd_promote, "make a credential's pending version current" },
 	{ "types", cmd_types, "list the credential types and their fields" },
 	{ "user", cmd_user, "manage people: add, list, get, passwd, roles, reset-mfa, del" },
 	{ "role", cmd_role, "manage roles: set, get, list, del" },
 	{ "service", cmd_service, "bind Unix uids to services: add, list, get, del" },
 	{ "audit", cmd_audit, "read and verify the audit log: tail, search, verify, export" },
+	{ "rotate", cmd_rotate, "rotate keys: secret, kek, root, hsm, all; status, job" },
+	{ "backup", cmd_backup, "write a consistent copy of the database, with its manifest" },
 };
 
 static const char main_help[] =
@@ -75,11 +78,23 @@ static void print_main_help(FILE *f)
 	fputs(main_help_tail, f);
 }
 
+bool progress_drawn;
+
+void progress_wipe(void)
+{
+	if (!progress_drawn)
+		return;
+	fputs("\r\033[K", stderr);
+	fflush(stderr);
+	progress_drawn = false;
+}
+
 int error(const char *fmt, ...)
 {
 	int saved = errno;
 	va_list ap;
 
+	progress_wipe();
 	fputs("vaultctl: ", stderr);
 	va_start(ap, fmt);
 	errno = saved;  /* for %m */
@@ -93,6 +108,7 @@ void warning(const char *fmt, ...)
 {
 	va_list ap;
 
+	progress_wipe();
 	fputs("vaultctl: warning: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -104,6 +120,7 @@ int usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
+	progress_wipe();
 	fputs("vaultctl: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);

@@ -55,9 +55,13 @@ void table_print_free(struct table *t)
 				w[i] = n;
 		}
 	for (size_t r = 0; r < t->nrows; r++) {
-		for (int i = 0; i < t->ncols; i++) {
+		/* Blank cells at the end of a row: no padding, no trailing blanks. */
+		int last = t->ncols - 1;
+		while (last > 0 && !*t->cells[r * (size_t)t->ncols + (size_t)last])
+			last--;
+		for (int i = 0; i <= last; i++) {
 			const char *c = t->cells[r * (size_t)t->ncols + (size_t)i];
-			if (i == t->ncols - 1)
+			if (i == last)
 				printf("%s\n", c);
 			else
 				printf("%-*s  ", (int)w[i], c);

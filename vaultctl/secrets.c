@@ -1,4 +1,4 @@
-/* vaultctl/secrets.c: put, get, list, delete, versions, rollback, types.
+/* vaultctl/secrets.c: put, get, list, delete, versions, rollback, promote, types.
  * Which fields are sensitive comes from GET /v1/types, so masking follows
  * the daemon's type definitions; a field the types do not know is masked.
  */
@@ -48,7 +48,7 @@ static bool field_sensitive(const json_t *types, const char *type, const char *f
 
 static const char put_help[] =
 	"Usage: vaultctl put PATH --type TYPE FIELD=VALUE|FIELD=@FILE|FIELD=- ...\n"
-	"                    [--metadata KEY=VALUE]... [--cas VERSION]\n"
+	"                    [--metadata KEY=VALUE]... [--cas VERSION] [--pending]\n"
 	"\n"
 	"Stores a credential at PATH (TENANT/NAME..., e.g. acme/chat/slack) as a new\n"
 	"version. Each field's value comes from the argument (it then sits in your\n"
@@ -57,26 +57,33 @@ static const char put_help[] =
 	"--metadata adds plain-text metadata (never secrets: it is not encrypted).\n"
 	"--cas N writes only if the current version is N (0: only if it does not\n"
 	"exist yet); otherwise exit 7. 'vaultctl types' lists types and fields.\n"
+	"--pending stages the new version instead of making it current: readers\n"
+	"keep the current value until 'vaultctl promote PATH' (for a credential\n"
+	"being changed at a third-party system; the credential must exist, exit 6\n"
+	"otherwise). Metadata key max_age (like 90d) says how long a value may live:\n"
+	"'vaultctl rotate status' lists the credentials past it.\n"
 	"\n"
 	"Examples:\n"
 	"  printf %s \"$BOT_TOKEN\" | vaultctl put acme/chat/slack --type slack bot_token=- signing_secret=@signing.txt\n"
-	"  vaultctl put acme/rmm/tactical --type tactical-rmm url=https://rmm.acme.example api_key=@key.txt\n";
+	"  vaultctl put acme/rmm/tactical --type tactical-rmm url=https://rmm.acme.example api_key=@key.txt\n"
+	"  vaultctl put acme/rmm/tactical --pending --type tactical-rmm url=https://rmm.acme.example api_key=@new.txt\n";
 
 int cmd_put(struct ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_TYPE = OPT_COMMON_LAST + 1, OPT_META, OPT_CAS };
+	enum { OPT_TYPE = OPT_COMMON_LAST + 1, OPT_META, OPT_CAS, OPT_PENDING };
 	static const struct option opts[] = {
 		COMMON_LONGOPTS,
 		{ "type", required_argument, NULL, OPT_TYPE },
 		{ "metadata", required_argument, NULL, OPT_META },
 		{ "cas", required_argument, NULL, OPT_CAS },
+		{ "pending", no_argument, NULL, OPT_PENDING },
 		{},
 	};
 	_cleanup_json_ json_t *body = NULL, *data = NULL, *meta = NULL, *reply = NULL, *types = NULL;
 	_cleanup_free_ char *url = NULL;
 	const char *type = NULL, *path;
 	unsigned long cas = 0;
-	bool have_cas = false, stdin_used = false, literal = false;
+	bool have_cas = false, stdin_used = false, literal = false, pending = false;
 	int c, r;
 
 	meta = json_object();
@@ -98,6 +105,9 @@ int cmd_put(struct ctx *ctx, int argc, char **argv)
 			if (parse_uint(optarg, VERSION_MAX, &cas) < 0)
 				return usage_error("put", "--cas needs a version number");
 			have_cas = true;
+			break;
+		case OPT_PENDING:
+			pending = true;
 			break;
 		default:
 			if ((r = common_option(ctx, c, put_help)) != OPT_CONTINUE)
@@ -150,12 +160,20 @@ int cmd_put(struct ctx *ctx, int argc, char **argv)
 		json_object_set(body, "metadata", meta);
 	if (have_cas)
 		json_object_set_new(body, "cas", json_integer((json_int_t)cas));
+	if (pending)
+		json_object_set_new(body, "stage", json_string("pending"));
 	if (!(url = secret_url(path, "")))
 		return error("out of memory");
 	if ((r = api_call(ctx, "put", "PUT", url, body, API_AUTH, &reply)) != EXIT_OK)
 		return r;
 	if (ctx->json)
 		print_json(reply);
+	else if (pending)
+		printf("Stored %s, version %lld, as pending: readers still get the current version until "
+		       "'vaultctl promote %s'.\n",
+		       json_string_value(json_object_get(reply, "path")) ?: path,
+		       (long long)json_integer_value(json_object_get(reply, "version")),
+		       json_string_value(json_object_get(reply, "path")) ?: path);
 	else
 		printf("Stored %s, version %lld.\n", json_string_value(json_object_get(reply, "path")) ?: path,
 		       (long long)json_integer_value(json_object_get(reply, "version")));
@@ -163,34 +181,39 @@ int cmd_put(struct ctx *ctx, int argc, char **argv)
 }
 
 static const char get_help[] =
-	"Usage: vaultctl get PATH [--version N] [--reveal] [--field NAME] [--json]\n"
+	"Usage: vaultctl get PATH [--version N | --stage STAGE] [--reveal] [--field NAME] [--json]\n"
 	"\n"
-	"Shows a credential. Sensitive fields (as its type defines them) are shown\n"
-	"as ******** unless --reveal. --field NAME prints that one value, raw, for\n"
-	"piping into another program. --json prints the API's JSON (still masked\n"
-	"unless --reveal). Exit 6 if there is no such credential or version.\n"
+	"Shows a credential: its current version, an old one (--version N) or the\n"
+	"version of a stage (--stage pending, current or previous: pending is staged\n"
+	"by 'put --pending', previous was current before the last change). Sensitive\n"
+	"fields (as its type defines them) are shown as ******** unless --reveal.\n"
+	"--field NAME prints that one value, raw, for piping into another program.\n"
+	"--json prints the API's JSON (still masked unless --reveal). Exit 6 if there\n"
+	"is no such credential, version or stage.\n"
 	"\n"
 	"Examples:\n"
 	"  vaultctl get acme/chat/slack\n"
-	"  vaultctl get acme/chat/slack --field bot_token | other-program --token-stdin\n";
+	"  vaultctl get acme/chat/slack --field bot_token | other-program --token-stdin\n"
+	"  vaultctl get acme/chat/slack --stage pending --field bot_token\n";
 
 int cmd_get(struct ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_VERSION = OPT_COMMON_LAST + 1, OPT_REVEAL, OPT_FIELD };
+	enum { OPT_VERSION = OPT_COMMON_LAST + 1, OPT_REVEAL, OPT_FIELD, OPT_STAGE };
 	static const struct option opts[] = {
 		COMMON_LONGOPTS,
 		{ "version", required_argument, NULL, OPT_VERSION },
 		{ "reveal", no_argument, NULL, OPT_REVEAL },
 		{ "field", required_argument, NULL, OPT_FIELD },
+		{ "stage", required_argument, NULL, OPT_STAGE },
 		{},
 	};
 	_cleanup_json_ json_t *reply = NULL, *types = NULL;
 	_cleanup_free_ char *url = NULL, *what = NULL, *suffix = NULL;
-	const char *field = NULL, *type, *key;
+	const char *field = NULL, *stage = NULL, *type, *key;
 	unsigned long version = 0;
 	bool reveal = false;
 	json_t *data, *v;
-	int c, r, width = 8;
+	int c, r, width = 9;
 
 	while ((c = GETOPT(argc, argv, COMMON_SHORTOPTS, opts)) != -1) {
 		switch (c) {
@@ -204,6 +227,11 @@ int cmd_get(struct ctx *ctx, int argc, char **argv)
 		case OPT_FIELD:
 			field = optarg;
 			break;
+		case OPT_STAGE:
+			if (!streq(optarg, "pending") && !streq(optarg, "current") && !streq(optarg, "previous"))
+				return usage_error("get", "--stage is pending, current or previous, not '%s'", optarg);
+			stage = optarg;
+			break;
 		default:
 			if ((r = common_option(ctx, c, get_help)) != OPT_CONTINUE)
 				return r;
@@ -211,7 +239,11 @@ int cmd_get(struct ctx *ctx, int argc, char **argv)
 	}
 	if (optind + 1 != argc)
 		return usage_error("get", "get needs exactly one PATH");
+	if (version && stage)
+		return usage_error("get", "give --version or --stage, not both");
 	if (version && asprintf(&suffix, "?version=%lu", version) < 0)
+		return error("out of memory");
+	if (stage && asprintf(&suffix, "?stage=%s", stage) < 0)
 		return error("out of memory");
 	if (!(url = secret_url(argv[optind], suffix ?: "")) || asprintf(&what, "get %s", argv[optind]) < 0)
 		return error("out of memory");
@@ -244,8 +276,27 @@ int cmd_get(struct ctx *ctx, int argc, char **argv)
 	}
 	kv(width, "path", "%s", json_string_value(json_object_get(reply, "path")) ?: argv[optind]);
 	kv(width, "type", "%s", type);
-	kv(width, "version", "%lld (current %lld)", (long long)json_integer_value(json_object_get(reply, "version")),
-	   (long long)json_integer_value(json_object_get(reply, "current_version")));
+	{
+		const json_t *st = json_object_get(reply, "stage");
+		_cleanup_free_ char *cur = json_text(json_object_get(reply, "current_version"));
+		_cleanup_free_ char *pend = json_text(json_object_get(reply, "pending_version"));
+		_cleanup_free_ char *prev = json_text(json_object_get(reply, "previous_version"));
+
+		/* Older daemons know no stages: then only "current N". */
+		if (json_is_string(st))
+			kv(width, "version", "%lld (%s)", (long long)json_integer_value(json_object_get(reply, "version")),
+			   json_string_value(st));
+		else if (st)
+			kv(width, "version", "%lld (an old version)",
+			   (long long)json_integer_value(json_object_get(reply, "version")));
+		else
+			kv(width, "version", "%lld", (long long)json_integer_value(json_object_get(reply, "version")));
+		kv(width, "current", "%s", cur ?: "-");
+		if (json_object_get(reply, "pending_version"))
+			kv(width, "pending", "%s", pend ?: "-");
+		if (json_object_get(reply, "previous_version"))
+			kv(width, "previous", "%s", prev ?: "-");
+	}
 	kv(width, "created", "%s", json_string_value(json_object_get(reply, "created_at")) ?: "-");
 	kv(width, "updated", "%s", json_string_value(json_object_get(reply, "updated_at")) ?: "-");
 	if (json_object_size(json_object_get(reply, "metadata")))
@@ -372,8 +423,9 @@ int cmd_delete(struct ctx *ctx, int argc, char **argv)
 static const char versions_help[] =
 	"Usage: vaultctl versions PATH [--json]\n"
 	"\n"
-	"Lists the versions of a credential: VERSION, CREATED, STATE (current,\n"
-	"destroyed). Never values.\n"
+	"Lists the versions of a credential: VERSION, CREATED, STATE (destroyed, or\n"
+	"blank while the version is kept) and STAGE (current, pending, previous, or\n"
+	"blank for an old version). Never values.\n"
 	"\n"
 	"Example:\n"
 	"  vaultctl versions acme/chat/slack\n";
@@ -381,7 +433,7 @@ static const char versions_help[] =
 int cmd_versions(struct ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = { COMMON_LONGOPTS, {} };
-	static const char *const head[] = { "VERSION", "CREATED", "STATE" };
+	static const char *const head[] = { "VERSION", "CREATED", "STATE", "STAGE" };
 	_cleanup_json_ json_t *reply = NULL;
 	_cleanup_free_ char *url = NULL, *what = NULL;
 	struct table *t;
@@ -402,13 +454,15 @@ int cmd_versions(struct ctx *ctx, int argc, char **argv)
 		print_json(reply);
 		return EXIT_OK;
 	}
-	t = table_new(3, head);
+	t = table_new(4, head);
 	json_array_foreach(json_object_get(reply, "versions"), i, v) {
 		_cleanup_free_ char *n = json_text(json_object_get(v, "version"));
-		const char *state = json_is_true(json_object_get(v, "destroyed")) ? "destroyed"
-				    : json_is_true(json_object_get(v, "current")) ? "current"
-										   : "";
-		const char *row[] = { n, json_string_value(json_object_get(v, "created_at")), state };
+		const char *state = json_is_true(json_object_get(v, "destroyed")) ? "destroyed" : "";
+		/* An older daemon without stages: "current" from the flag. */
+		const char *stage = json_string_value(json_object_get(v, "stage"))
+				    ?: json_is_true(json_object_get(v, "current")) ? "current"
+										  : "";
+		const char *row[] = { n, json_string_value(json_object_get(v, "created_at")), state, stage };
 		table_add(t, row);
 	}
 	table_print_free(t);
@@ -460,6 +514,56 @@ int cmd_rollback(struct ctx *ctx, int argc, char **argv)
 	else
 		printf("Rolled %s back to version %lu: it is now version %lld.\n", argv[optind], version,
 		       (long long)json_integer_value(json_object_get(reply, "version")));
+	return EXIT_OK;
+}
+
+static const char promote_help[] =
+	"Usage: vaultctl promote PATH [--version N] [--json]\n"
+	"\n"
+	"Makes the pending version of a credential (written by 'vaultctl put\n"
+	"--pending') current; the version that was current becomes previous, still\n"
+	"readable with 'vaultctl get PATH --stage previous'. --version N promotes\n"
+	"only if N is the pending version. Exit 7 if there is no pending version or\n"
+	"N is not it; 6 if there is no such credential.\n"
+	"\n"
+	"Example:\n"
+	"  vaultctl put acme/rmm/tactical --pending --type tactical-rmm url=https://rmm.acme.example api_key=@new.txt\n"
+	"  vaultctl get acme/rmm/tactical --stage pending --field api_key | test-the-key\n"
+	"  vaultctl promote acme/rmm/tactical\n";
+
+int cmd_promote(struct ctx *ctx, int argc, char **argv)
+{
+	enum { OPT_VERSION = OPT_COMMON_LAST + 1 };
+	static const struct option opts[] = { COMMON_LONGOPTS, { "version", required_argument, NULL, OPT_VERSION }, {} };
+	_cleanup_json_ json_t *reply = NULL, *body = NULL;
+	_cleanup_free_ char *url = NULL, *what = NULL, *prev = NULL;
+	unsigned long version = 0;
+	int c, r;
+
+	while ((c = GETOPT(argc, argv, COMMON_SHORTOPTS, opts)) != -1) {
+		if (c == OPT_VERSION) {
+			if (parse_uint(optarg, VERSION_MAX, &version) < 0 || version == 0)
+				return usage_error("promote", "--version needs a version number");
+		} else if ((r = common_option(ctx, c, promote_help)) != OPT_CONTINUE)
+			return r;
+	}
+	if (optind + 1 != argc)
+		return usage_error("promote", "promote needs exactly one PATH");
+	body = version ? json_pack("{s:I}", "version", (json_int_t)version) : json_object();
+	if (!(url = secret_url(argv[optind], "/promote")) || asprintf(&what, "promote %s", argv[optind]) < 0)
+		return error("out of memory");
+	if ((r = api_call(ctx, what, "POST", url, body, API_AUTH, &reply)) != EXIT_OK)
+		return r;
+	if (ctx->json) {
+		print_json(reply);
+		return EXIT_OK;
+	}
+	prev = json_text(json_object_get(reply, "previous_version"));
+	printf("Promoted %s: version %lld is current", json_string_value(json_object_get(reply, "path")) ?: argv[optind],
+	       (long long)json_integer_value(json_object_get(reply, "version")));
+	if (json_is_integer(json_object_get(reply, "previous_version")))
+		printf(", version %s is previous", prev ?: "?");
+	puts(".");
 	return EXIT_OK;
 }
 

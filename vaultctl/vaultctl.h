@@ -41,6 +41,11 @@ enum { OPT_JSON = 0x100, OPT_COMMON_LAST = 0x1ff };
 /* Handles --json, -s, -h (prints help, returns EXIT_OK) and unknown options
  * ('?' or anything else: a hint on stderr, EXIT_USAGE). */
 int common_option(struct ctx *ctx, int c, const char *help);
+/* Set while a progress line is drawn on standard error (a terminal, see
+ * rotate.c): progress_wipe() erases it, and every message below calls it
+ * first, so a message never lands on the progress line. */
+extern bool progress_drawn;
+void progress_wipe(void);
 /* Prints "vaultctl: MSG" and a --help hint to stderr; returns EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...) _printf_(2, 3);
 /* Prints "vaultctl: MSG" to stderr; returns EXIT_ERROR. */
@@ -60,13 +65,16 @@ int cmd_list(struct ctx *ctx, int argc, char **argv);
 int cmd_delete(struct ctx *ctx, int argc, char **argv);
 int cmd_versions(struct ctx *ctx, int argc, char **argv);
 int cmd_rollback(struct ctx *ctx, int argc, char **argv);
+int cmd_promote(struct ctx *ctx, int argc, char **argv);
 int cmd_types(struct ctx *ctx, int argc, char **argv);
 int cmd_user(struct ctx *ctx, int argc, char **argv);
 int cmd_role(struct ctx *ctx, int argc, char **argv);
 int cmd_service(struct ctx *ctx, int argc, char **argv);
 int cmd_audit(struct ctx *ctx, int argc, char **argv);
+int cmd_rotate(struct ctx *ctx, int argc, char **argv);
+int cmd_backup(struct ctx *ctx, int argc, char **argv);
 
-/* A subcommand of a group (user, role, service, audit). */
+/* A subcommand of a group (user, role, service, audit, rotate). */
 struct subcommand {
 	const char *name;
 	int (*run)(struct ctx *ctx, int argc, char **argv);
