@@ -54,6 +54,11 @@ class Response:
 
 
 class Vault:
+    # When no unspent TOTP step is left, spend one of the user's recovery
+    # codes instead of sleeping up to 30 s for the next step. Off by default:
+    # tests of recovery codes count them.
+    spend_recovery_codes = False
+
     def __init__(self, extra_config="", token_label="vaultd-test", pin="1234-test-pin"):
         self.dir = tempfile.mkdtemp(prefix="vaultd-e2e-")
         os.chmod(self.dir, 0o700)
@@ -241,7 +246,7 @@ level = debug
     def unlock(self, user=ADMIN, passphrase=PASSPHRASE):
         body = {"user": user, "passphrase": passphrase}
         if user in self.totp_secrets:
-            body["totp"] = self.fresh_totp(user)
+            body.update(self.second_factor(user))
         r = self.post("/v1/sys/unlock", body, token=False)
         assert r.status == 200, r
         if self.auto_login and user in self.totp_secrets:
@@ -265,13 +270,22 @@ level = debug
             self.totp_secrets[user] = r.json["totp_secret"]
             self.recovery_codes[user] = list(r.json.get("recovery_codes") or [])
 
-    def fresh_totp(self, user, secret=None):
+    def second_factor(self, user):
+        """{"totp": code}, or {"recovery_code": code} when spend_recovery_codes
+        is set and waiting for a fresh TOTP step would be needed."""
+        code = self.fresh_totp(user, wait=not (self.spend_recovery_codes and self.recovery_codes.get(user)))
+        if code is None:
+            return {"recovery_code": self.recovery_codes[user].pop()}
+        return {"totp": code}
+
+    def fresh_totp(self, user, secret=None, wait=True):
         """A TOTP code for user that the daemon has not seen accepted yet.
 
         The daemon accepts steps now-1, now, now+1 and each step once per user
         (codes only ever move forward), so take the smallest step above the
         last one this user spent that stays acceptable for the next
-        TOTP_MARGIN seconds; sleep to the next step when there is none."""
+        TOTP_MARGIN seconds; sleep to the next step when there is none (or
+        return None if not wait)."""
         secret = secret or self.totp_secrets[user]
         while True:
             t = time.time()
@@ -282,6 +296,8 @@ level = debug
             if steps:
                 self._totp_last_step[user] = steps[0]
                 return totp(secret, step=steps[0])
+            if not wait:
+                return None
             time.sleep(TOTP_PERIOD - t % TOTP_PERIOD + 0.05)
 
     def login_request(self, user=ADMIN, passphrase=PASSPHRASE, totp_secret=None, recovery_code=None, code=None):
@@ -292,8 +308,10 @@ level = debug
             body["recovery_code"] = recovery_code
         elif code is not None:
             body["totp"] = code
-        elif totp_secret is not None or user in self.totp_secrets:
+        elif totp_secret is not None:
             body["totp"] = self.fresh_totp(user, totp_secret)
+        elif user in self.totp_secrets:
+            body.update(self.second_factor(user))
         return self.post("/v1/auth/login", body, token=False)
 
     def login(self, user=ADMIN, passphrase=PASSPHRASE, totp_secret=None, recovery_code=None):

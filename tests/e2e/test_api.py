@@ -7,6 +7,8 @@ import time
 
 from harness import ADMIN, PASSPHRASE, Vault, VaultTestCase, main
 
+Vault.spend_recovery_codes = True      # no test here counts recovery codes
+
 TRMM = {"url": "https://rmm.acme.example", "api_key": "TRMM-e2e-key-0123456789"}
 
 # One valid example per credential type.
