@@ -34,8 +34,12 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
     def connect(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
+        try:
+            s.settimeout(self.timeout)
+            s.connect(self.unix_path)
+        except BaseException:
+            s.close()
+            raise
         self.sock = s
 
 
