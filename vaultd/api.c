@@ -1,6 +1,5 @@
 /* vaultd/api.c: see api.h. */
 #include <errno.h>
-#include <fcntl.h>
 #include <unistd.h>
 #include <sodium.h>
 #include <inttypes.h>
@@ -16,6 +15,7 @@
 #include "vaultd/api.h"
 #include "vaultd/api_internal.h"
 #include "vaultd/audit.h"
+#include "vaultd/mirror.h"
 #include "vaultd/rotate.h"
 #include "vaultd/types.h"
 #include "version.h"
@@ -67,6 +67,12 @@ int reply_store_busy_or_internal(json_t **ret_body, const struct server_request 
 	if (r == -EBUSY)
 		return reply_error(ret_body, 503, "busy", "the database is busy; retry");
 	return reply_internal(ret_body, req, r, what);
+}
+
+static int reply_audit_unavailable(json_t **ret_body)
+{
+	return reply_error(ret_body, 503, "audit_unavailable",
+			   "the audit log cannot be written; the request was refused");
 }
 
 json_t *json_time(int64_t t)
@@ -233,6 +239,15 @@ int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, st
 		api_free(a);
 		return r;
 	}
+	if (cfg->audit_jsonl_path) {
+		if (!a->cfg.audit_jsonl_timeout_ms)
+			a->cfg.audit_jsonl_timeout_ms = 1000;
+		r = mirror_new(cfg->audit_jsonl_path, a->cfg.audit_jsonl_timeout_ms, &a->mirror);
+		if (r < 0) {
+			api_free(a);
+			return r;
+		}
+	}
 	r = rotator_start(a, &a->rot);
 	if (r < 0) {
 		api_free(a);
@@ -247,6 +262,7 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	rotator_stop(a->rot);
+	mirror_free(a->mirror);         /* after the last writer: the worker's records */
 	pthread_mutex_destroy(&a->metrics_mu);
 	pthread_mutex_destroy(&a->state_mu);
 	free(a);
@@ -1137,35 +1153,18 @@ static const char *management_action(const struct route *rt, const struct server
 
 static json_t *audit_json(const struct store_audit *r);
 
-/* The optional JSON-lines mirror for shipping to a SIEM: one write(2) per
- * line on an O_APPEND file opened per record (log rotation needs nothing
- * from us). 0, or -errno when the line could not be written whole. */
-static int mirror_write(const char *path, const struct store_audit *rec)
+/* The optional JSON-lines mirror for shipping to a SIEM (mirror.h). 0, or
+ * -errno when the line was not written whole in time. */
+static int mirror_record(struct api *a, const struct store_audit *rec)
 {
 	_cleanup_json_ json_t *j = audit_json(rec);
 	char *line;
-	size_t n;
-	ssize_t w;
-	int fd, r = 0;
+	int r;
 
 	line = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	if (!line)
 		return -ENOMEM;
-	n = strlen(line);
-	line[n] = '\n';        /* json_dumps' NUL becomes the newline */
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
-	if (fd < 0)
-		r = -errno;
-	else {
-		w = write(fd, line, n + 1);
-		if (w < 0)
-			r = -errno;
-		else if ((size_t)w != n + 1)
-			r = -EIO;
-		if (close(fd) < 0 && r == 0)
-			r = -errno;
-	}
-	line[n] = '\0';
+	r = mirror_write(a->mirror, line, strlen(line));
 	json_secure_free(line);
 	return r;
 }
@@ -1184,8 +1183,10 @@ int commit_audited(struct api *a, struct call *c, struct store_tx **tx)
 
 /* Appends e in tx (or a transaction of its own when tx is NULL) and mirrors
  * it. The anchor key is taken inside the transaction, so a root-key switch
- * (which holds the writer) can never interleave with it. */
-static int append_mirrored(struct api *a, struct store_tx *tx, const struct audit_entry *e)
+ * (which holds the writer) can never interleave with it. *ret_mirror_refused
+ * (when given) is set if the refuse policy failed it for the mirror. */
+static int append_mirrored(struct api *a, struct store_tx *tx, const struct audit_entry *e,
+			   bool *ret_mirror_refused)
 {
 	_cleanup_secret_ struct secret *mac_key = NULL;
 	struct store_audit rec = {0};
@@ -1204,17 +1205,30 @@ static int append_mirrored(struct api *a, struct store_tx *tx, const struct audi
 	r = audit_append(tx, e, mac_key, &rec);
 	/* Mirror before the commit: with the refuse policy a record the
 	 * mirror did not get is not committed either. */
-	if (r >= 0 && a->cfg.audit_jsonl_path) {
-		int m = mirror_write(a->cfg.audit_jsonl_path, &rec);
+	if (r >= 0 && a->mirror) {
+		int m = mirror_record(a, &rec);
 		if (m < 0) {
+			const char *refusing =
+				a->cfg.audit_jsonl_refuse ? "; refusing requests until it can be written" : "";
+
 			pthread_mutex_lock(&a->metrics_mu);
 			a->mirror_failures++;
 			a->mirror_last_failure = time(NULL);
 			pthread_mutex_unlock(&a->metrics_mu);
-			log_error_errno(m, "cannot write the audit mirror '%s'%s", a->cfg.audit_jsonl_path,
-					a->cfg.audit_jsonl_refuse ? "; refusing requests until it can be written" : "");
-			if (a->cfg.audit_jsonl_refuse)
+			if (m == -ETIMEDOUT)
+				log_error("cannot write the audit mirror '%s': it did not answer within %u ms%s",
+					  a->cfg.audit_jsonl_path, a->cfg.audit_jsonl_timeout_ms, refusing);
+			else if (m == -EBUSY)
+				log_error("cannot write the audit mirror '%s': still stuck on an earlier record%s",
+					  a->cfg.audit_jsonl_path, refusing);
+			else
+				log_error_errno(m, "cannot write the audit mirror '%s'%s", a->cfg.audit_jsonl_path,
+						refusing);
+			if (a->cfg.audit_jsonl_refuse) {
 				r = m;
+				if (ret_mirror_refused)
+					*ret_mirror_refused = true;
+			}
 		}
 	}
 	if (own) {
@@ -1254,7 +1268,7 @@ int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
 	int r;
 
 	call_principal(c);
-	r = append_mirrored(a, tx, &e);
+	r = append_mirrored(a, tx, &e, &c->audit_refused);
 	if (r >= 0 && !tx)
 		c->audited = true;
 	return r;
@@ -1280,7 +1294,7 @@ int audit_system(struct api *a, struct store_tx *tx, const char *action, const c
 
 	randombytes_buf(id, sizeof(id));
 	sodium_bin2hex(rid, sizeof(rid), id, sizeof(id));
-	return append_mirrored(a, tx, &e);
+	return append_mirrored(a, tx, &e, /* ret_mirror_refused= */ NULL);
 }
 
 static int parse_i64_param(const char *s, int64_t *ret)
@@ -1472,12 +1486,19 @@ int api_handle(void *userdata, const struct server_request *req, json_t **ret_bo
 		if (identity_resolve(a, &c, &ignored))
 			json_decref(ignored);
 	}
+	if (!c.audited && c.audit_refused) {
+		/* The handler's change failed on the mirror and was rolled back;
+		 * whatever it made of the error (500, or 503 busy for a stuck
+		 * mirror's -EBUSY), the client is told the audit log refused. */
+		json_decref(*ret_body);
+		*ret_body = NULL;
+		status = reply_audit_unavailable(ret_body);
+	}
 	if (!c.audited && (r = audit_call(a, &c, NULL, status)) < 0) {
 		log_error_errno(r, "cannot write the audit record of request %s: refusing it", req->request_id);
 		json_decref(*ret_body);
 		*ret_body = NULL;
-		status = reply_error(ret_body, 503, "audit_unavailable",
-				     "the audit log cannot be written; the request was refused");
+		status = reply_audit_unavailable(ret_body);
 	}
 	principal_clear(&c.who);
 	return status;

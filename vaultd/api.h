@@ -24,6 +24,7 @@ struct api_config {
 	unsigned lockout_seconds;       /* ... within and for this long */
 	const char *audit_jsonl_path;   /* NULL: no JSON-lines mirror */
 	bool audit_jsonl_refuse;        /* a failed mirror write refuses the request */
+	unsigned audit_jsonl_timeout_ms;        /* a request waits this long for the mirror; 0: 1000 */
 	unsigned audit_retain_days;     /* 0: keep every audit record */
 	unsigned keep_versions;         /* versions kept per secret */
 	uint64_t kek_max_wraps;         /* automatic KEK rotation threshold */

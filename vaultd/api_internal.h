@@ -12,6 +12,7 @@
 
 #define PRINCIPAL_ROLES_MAX 16
 
+struct mirror;
 struct rotator;
 
 struct api {
@@ -19,6 +20,7 @@ struct api {
 	struct store *store;
 	struct keyring *keyring;
 	struct rotator *rot;            /* the rotation worker (rotate.h) */
+	struct mirror *mirror;          /* [audit] jsonl_path (mirror.h); NULL: none */
 	pthread_mutex_t state_mu;       /* serialises init, unlock and lock */
 	bool initialized;
 	int64_t pruned_at;              /* last audit retention run (worker thread only) */
@@ -64,6 +66,7 @@ struct call {
 	bool audited;                   /* the handler recorded it with its own change */
 	int ok_status;                  /* what commit_audited() records; 0 means 200 */
 	bool handler_decides;           /* classify(): any principal passes, the handler checks */
+	bool audit_refused;             /* a record of it failed on the mirror (refuse policy) */
 };
 
 /* Appends c's audit record for status: in tx when given (the caller's write

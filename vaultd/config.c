@@ -321,6 +321,7 @@ static const struct config_key config_keys[] = {
 
 	KEY_PATH(audit, jsonl_path, "", 0, PATH_MAX - 1),
 	KEY_CHOICE(audit, jsonl_on_failure, "refuse", mirror_policies),
+	KEY_UINT(audit, jsonl_timeout_ms, "1000", 10, 60000),
 	KEY_UINT(audit, retain_days, "0", 0, 36500),
 
 	KEY_UINT(secrets, keep_versions, "10", 1, 1000),

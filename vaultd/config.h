@@ -74,6 +74,7 @@ struct config {
 	struct {
 		char *jsonl_path;       /* NULL: no JSON-lines mirror; else absolute */
 		char *jsonl_on_failure; /* "refuse" (fail closed, 503) or "continue" (log and serve) */
+		unsigned jsonl_timeout_ms;      /* a request waits this long for the mirror, 10..60000 */
 		unsigned retain_days;   /* 0: keep forever; else prune older records, 1..36500 */
 	} audit;
 	struct {

@@ -257,6 +257,7 @@ int main(int argc, char **argv)
 			.lockout_seconds = cfg.auth.lockout_seconds,
 			.audit_jsonl_path = cfg.audit.jsonl_path,
 			.audit_jsonl_refuse = streq(cfg.audit.jsonl_on_failure, "refuse"),
+			.audit_jsonl_timeout_ms = cfg.audit.jsonl_timeout_ms,
 			.audit_retain_days = cfg.audit.retain_days,
 			.keep_versions = cfg.secrets.keep_versions,
 			.kek_max_wraps = cfg.keys.kek_max_wraps,

@@ -484,13 +484,68 @@ class HashUpgrade(VaultTestCase):
         v.unlock()  # the upgraded hash verifies
 
 
+class FifoReader:
+    """Reads a FIFO on a thread of its own. O_RDWR: the FIFO never reads as
+    end of file between the daemon's per-record opens."""
+
+    def __init__(self, path):
+        import threading
+        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        self.data = b""
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import select
+        while not self.stop.is_set():
+            if not select.select([self.fd], [], [], 0.05)[0]:
+                continue
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                continue
+            with self.lock:
+                self.data += chunk
+
+    def lines(self):
+        with self.lock:
+            return [json.loads(l) for l in self.data.decode().splitlines()]
+
+    def wait_for(self, request_id, timeout=10):
+        """The lines read, once the one of request_id is among them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = self.lines()
+            if any(l["request_id"] == request_id for l in lines):
+                return lines
+            time.sleep(0.02)
+        raise AssertionError(f"no mirror line for request {request_id}")
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        os.close(self.fd)
+
+
 class AuditMirror(VaultTestCase):
-    def _mirror(self, policy):
+    def _mirror(self, policy, extra=""):
         path = os.path.join(self.v.dir, "audit.jsonl")
         with open(self.v.conf) as f:
             conf = f.read()
-        self.v.write_config(conf + f"\n[audit]\njsonl_path = {path}\njsonl_on_failure = {policy}\n")
+        self.v.write_config(conf + f"\n[audit]\njsonl_path = {path}\njsonl_on_failure = {policy}\n{extra}")
         return path
+
+    def _stuck_fifo_mirror(self, policy):
+        """A vault whose mirror becomes, once it is ready, a FIFO nobody reads:
+        the daemon's open() of it hangs until a reader comes."""
+        path = self._mirror(policy, "jsonl_timeout_ms = 200\n")
+        v = self.v.ready()
+        before = v.get("/v1/sys/metrics").json["audit_mirror_failures"]
+        os.unlink(path)
+        os.mkfifo(path, 0o600)
+        return v, path, before
 
     def test_mirror_matches_the_chain_and_holds_no_secret(self):
         path = self._mirror("refuse")
@@ -540,6 +595,76 @@ class AuditMirror(VaultTestCase):
         before = v.get("/v1/sys/metrics").json["audit_mirror_failures"]
         self.assertEqual(v.get("/v1/secrets/acme/m/z").status, 200)
         self.assertEqual(v.get("/v1/sys/metrics").json["audit_mirror_failures"], before)
+
+
+    def test_stuck_fifo_mirror_fails_closed_without_freezing(self):
+        import threading
+        v, path, _ = self._stuck_fifo_mirror("refuse")
+        put = {}
+        t0 = time.monotonic()
+        t = threading.Thread(target=lambda: put.update(
+            r=v.put("/v1/secrets/acme/m/y", {"type": "generic", "data": {"k": "v"}})))
+        t.start()
+        # Health needs neither the writer nor the mirror: it answers while
+        # the PUT waits for the mirror, and after.
+        self.assertEqual(v.get("/v1/sys/health").status, 200)
+        t.join(10)
+        self.assertFalse(t.is_alive(), "the PUT did not come back")
+        r = put["r"]
+        self.assertEqual((r.status, r.json["error"]), (503, "audit_unavailable"), r)
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(v.get("/v1/sys/health").status, 200)
+        # The mirror is still stuck on the PUT's record: the next ones are
+        # refused at once, not after another timeout.
+        r2 = v.put("/v1/secrets/acme/m/y2", {"type": "generic", "data": {"k": "v"}})
+        self.assertEqual((r2.status, r2.json["error"]), (503, "audit_unavailable"), r2)
+        log = v.read_log()
+        self.assertIn("did not answer within 200 ms", log)
+        self.assertIn("still stuck on an earlier record", log)
+
+        reader = FifoReader(path)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                r3 = v.put("/v1/secrets/acme/m/z", {"type": "generic", "data": {"k": "v"}})
+                if r3.status == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(r3.status, 200, r3)
+            self.assertEqual(v.get("/v1/secrets/acme/m/y").status, 404, "the refused write left nothing")
+            self.assertEqual(v.get("/v1/secrets/acme/m/y2").status, 404)
+            audit = v.get("/v1/audit?limit=1000")
+            lines = reader.wait_for(audit.headers["X-Request-Id"])
+            ids = [l["request_id"] for l in lines]
+            self.assertIn(r3.headers["X-Request-Id"], ids)
+            # The lines given up on were not written late.
+            self.assertNotIn(r.headers["X-Request-Id"], ids)
+            self.assertNotIn(r2.headers["X-Request-Id"], ids)
+            # The mirror goes on with the chain, in order, from where the
+            # reader came (and holds the audit read itself too).
+            hashes = [rec["hash"] for rec in audit.json["records"]]
+            mirrored = [l["hash"] for l in lines]
+            i = hashes.index(mirrored[0])
+            self.assertEqual(mirrored[:len(hashes) - i], hashes[i:])
+        finally:
+            reader.close()
+        self.assertEqual(v.stop(), 0)
+
+    def test_stuck_fifo_mirror_with_continue_keeps_serving(self):
+        v, path, before = self._stuck_fifo_mirror("continue")
+        t0 = time.monotonic()
+        self.assertEqual(v.put("/v1/secrets/acme/m/c", {"type": "generic", "data": {"k": "v"}}).status, 200)
+        self.assertEqual(v.get("/v1/secrets/acme/m/c").status, 200)
+        self.assertLess(time.monotonic() - t0, 5)
+        m = v.get("/v1/sys/metrics")
+        self.assertEqual(m.status, 200, m)
+        self.assertGreaterEqual(m.json["audit_mirror_failures"], before + 2)
+        self.assertIsNotNone(m.json["audit_mirror_last_failure"])
+        self.assertIn("did not answer within 200 ms", v.read_log())
+        # Shutdown does not wait for the writer stuck in open().
+        t0 = time.monotonic()
+        self.assertEqual(v.stop(), 0)
+        self.assertLess(time.monotonic() - t0, 10)
 
 
 class HsmErrors(VaultTestCase):

@@ -62,6 +62,8 @@ static void assert_defaults_except_pin(const struct config *c)
 	assert_int_equal(c->auth.argon2_iterations, 3);
 	assert_int_equal(c->auth.argon2_parallelism, 1);
 	assert_null(c->audit.jsonl_path);
+	assert_string_equal(c->audit.jsonl_on_failure, "refuse");
+	assert_int_equal(c->audit.jsonl_timeout_ms, 1000);
 	assert_int_equal(c->log.level, LOG_INFO);
 }
 
