@@ -105,10 +105,15 @@ int keyring_root_rewrap_batch(struct keyring *k, struct store_tx *tx, unsigned l
 int keyring_root_finish(struct keyring *k, struct store_tx *tx);
 void keyring_root_forget_old(struct keyring *k);
 
-/* HSM key: generates (or, left by a crash, reuses) version current+1 of the
- * configured label in the token, rewraps every RK row and every user's MFA key
- * under it, and adds the old version to meta "hsm_retire". *ret_count: rows
- * rewrapped. */
+/* HSM key: keyring_hsm_prepare() generates the next version of the
+ * configured label in the token (if it is not there yet) outside any write
+ * transaction, because key generation on a hardware HSM can take seconds and
+ * every audited request waits for the writer. keyring_hsm_rotate() then finds
+ * it (or generates it, if prepare was skipped), rewraps every RK row and every
+ * user's MFA key under it, and adds the old version to meta "hsm_retire".
+ * *ret_count: rows rewrapped. A key prepared but never committed is found and
+ * used by the next rotation. */
+int keyring_hsm_prepare(struct keyring *k, struct store *s);
 int keyring_hsm_rotate(struct keyring *k, struct store_tx *tx, uint32_t *ret_from, uint32_t *ret_to,
 		       int64_t *ret_count);
 /* Retires the HSM key versions listed in meta "hsm_retire": rewraps any blob

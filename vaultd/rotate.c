@@ -233,6 +233,27 @@ static void fail_job(struct rotator *rt, const struct store_rotation *job, int e
 		log_error_errno(r, "cannot record the failure of rotation job %" PRId64, j.id);
 }
 
+/* When the next job is a queued HSM rotation, generates its key pair before
+ * the write transaction: that can take seconds on a hardware HSM, and every
+ * audited request waits for the writer meanwhile. A failure here is left to
+ * the job's own step, which tries again and records it. */
+static void prepare_hsm(struct rotator *rt)
+{
+	struct store_rotation j = {0};
+	struct store_tx *tx = NULL;
+	int r;
+
+	if (store_read_begin(rt->a->store, &tx) < 0)
+		return;
+	r = store_rotation_next(tx, &j);
+	store_tx_end(tx);
+	if (r < 0 || !streq(j.kind, "hsm") || !streq(j.state, "queued"))
+		return;
+	r = keyring_hsm_prepare(rt->a->keyring, rt->a->store);
+	if (r < 0 && r != -EACCES)
+		log_warning_errno(r, "cannot prepare the HSM key of rotation job %" PRId64 " yet", j.id);
+}
+
 /* Runs one step of the oldest active job. 1: more to do; 0: idle or
  * waiting (locked, busy); never fails (failures are recorded on the job). */
 static int step(struct rotator *rt)
@@ -243,6 +264,7 @@ static int step(struct rotator *rt)
 	bool was_queued, finished = false;
 	int r;
 
+	prepare_hsm(rt);
 	r = store_write_begin(a->store, &tx);
 	if (r < 0)
 		return 0;
