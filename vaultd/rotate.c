@@ -18,6 +18,8 @@
 
 #define IDLE_WAKE_S 5
 
+#define STEP_PAUSE_NS (2 * 1000 * 1000)
+
 struct rotator {
 	struct api *a;
 	pthread_t thread;
@@ -467,7 +469,10 @@ static void *worker(void *userdata)
 		audit_prune_if_due(rt->a);
 		auto_kek(rt);
 		while (!should_stop(rt) && keyring_is_unlocked(rt->a->keyring) && !paused(rt) && step(rt) > 0)
-			;
+			/* The writer lock is not fair: without a pause the worker
+			 * takes it straight back, and requests (every one writes
+			 * its audit record) wait several batches. */
+			nanosleep(&(struct timespec){ .tv_nsec = STEP_PAUSE_NS }, NULL);
 	}
 	return NULL;
 }
