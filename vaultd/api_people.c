@@ -280,13 +280,19 @@ static void clear_failures(struct api *a, struct call *c, const char *user)
 }
 
 /* The second factor. 0, -EACCES (wrong or replayed), or another error. */
-static int check_second_factor(struct api *a, const struct store_user *u, const json_t *totp, const json_t *rc)
+/* Checks the second factor and, only if spend, uses it up (the TOTP step,
+ * the recovery code). It costs the same whatever the outcome and whether it
+ * spends: the HSM unwrap and TOTP check, then a write transaction that
+ * commits only when spending, so an answer's timing tells neither whether
+ * the passphrase was right nor whether the code was. */
+static int check_second_factor(struct api *a, const struct store_user *u, const json_t *totp, const json_t *rc,
+			       bool spend)
 {
 	_cleanup_secret_ struct secret *mfa_key = NULL, *secret = NULL;
 	struct store_tx *tx = NULL;
 	uint64_t step;
 	char hash[65];
-	int r;
+	int r, w;
 
 	if (rc) {
 		if (totp_recovery_hash(json_string_value(rc), hash) < 0)
@@ -295,9 +301,9 @@ static int check_second_factor(struct api *a, const struct store_user *u, const 
 		if (r < 0)
 			return r;
 		r = store_recovery_consume(tx, u->name, hash);
-		if (r >= 0)
+		if (r >= 0 && spend)
 			r = store_write_commit(TAKE_PTR(tx));
-		store_tx_end(tx);
+		store_tx_end(tx);               /* rolls back when not spending */
 		return r == -ENOENT ? -EACCES : r;
 	}
 	if (!u->mfa_key || !u->totp_blob)
@@ -310,22 +316,49 @@ static int check_second_factor(struct api *a, const struct store_user *u, const 
 		return r;
 	step = u->totp_last_step;
 	r = totp_verify(secret, json_string_value(totp), time(NULL), &step);
-	if (r == -EALREADY)
-		return -EALREADY;
-	if (r == -EACCES || r == -EINVAL)
-		return -EACCES;
-	if (r < 0)
-		return r;
+	if (r == -EINVAL)
+		r = -EACCES;
 	/* Record the step atomically: two requests racing with one code get
 	 * one success. This also completes a pending enrolment. */
-	r = store_write_begin(a->store, &tx);
-	if (r < 0)
-		return r;
-	r = store_user_use_totp_step(tx, u->name, step);
+	w = store_write_begin(a->store, &tx);
+	if (w < 0)
+		return r < 0 ? r : w;
 	if (r >= 0)
+		r = store_user_use_totp_step(tx, u->name, step);
+	if (r >= 0 && spend)
 		r = store_write_commit(TAKE_PTR(tx));
 	store_tx_end(tx);
-	return r;       /* -EALREADY: another request used this step first */
+	return r;       /* -EALREADY: used before, or by another request first */
+}
+
+static int first_user(const struct store_user *u, void *userdata)
+{
+	char *name = userdata;
+
+	if (!name[0])
+		snprintf(name, sizeof(u->name), "%s", u->name);
+	return 0;
+}
+
+/* A login for a user that does not exist does the second-factor work of one
+ * that does (another user's, spending nothing), so that timing tells no
+ * more than "wrong". */
+static void second_factor_decoy(struct api *a, const json_t *totp, const json_t *rc)
+{
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	char name[sizeof(u.name)] = "";
+	int r;
+
+	if (store_read_begin(a->store, &tx) < 0)
+		return;
+	r = store_user_list(tx, first_user, name);
+	if (r >= 0 && name[0])
+		r = store_user_get(tx, name, &u);
+	store_tx_end(tx);
+	if (r >= 0 && name[0])
+		(void)check_second_factor(a, &u, totp, rc, /* spend= */ false);
+	store_user_clear(&u);
 }
 
 /* The Argon2 costs in the config changed since this hash was made: redo it
@@ -371,7 +404,7 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 	struct store_tx *tx = NULL;
 	json_t *user, *pp, *totp, *rc;
 	char name[PATH_SEGMENT_MAX + 1];
-	int r, status;
+	int r, pr, status;
 
 	if ((r = check_query(c->req, q, ret_body)) || (r = parse_body(c->req, fields, &body, ret_body)))
 		return r;
@@ -408,19 +441,26 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 	if (r == -ENOENT) {
 		/* The same Argon2 work as a real check: timing does not tell. */
 		auth_burn(&a->cfg.argon2, pass);
+		second_factor_decoy(a, totp, rc);
 		record_failure(a, c, name, "no such user");
 		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
 	}
 	if (r < 0)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "read user");
-	r = auth_verify(u.phc, pass);
-	if (r == -EACCES || r == -EINVAL) {
+	/* The second factor is checked even after a wrong passphrase (and
+	 * then not spent): answering sooner would tell the passphrase was
+	 * wrong, a guessing oracle independent of the code. */
+	pr = auth_verify(u.phc, pass);
+	r = pr;
+	if (pr == 0 || pr == -EACCES || pr == -EINVAL)
+		r = check_second_factor(a, &u, totp, rc, /* spend= */ pr == 0);
+	if (pr == -EACCES || pr == -EINVAL) {
 		record_failure(a, c, name, "wrong passphrase");
 		store_user_clear(&u);
 		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
 	}
-	if (r == 0)
-		r = check_second_factor(a, &u, totp, rc);
+	if (pr < 0)
+		r = pr;
 	if (r == -EACCES || r == -EINVAL || r == -EALREADY) {
 		record_failure(a, c, name,
 			       r == -EALREADY ? "TOTP code reused (each code works once)"

@@ -196,6 +196,29 @@ class Mfa(AccessCase):
         self.assertTrue(self.locked())
         self.check(self.unlock_req(recovery_code=codes[2]), 200, "an unused recovery code still works")
 
+    def test_a_wrong_passphrase_spends_no_second_factor(self):
+        # The daemon checks the second factor even after a wrong passphrase
+        # (so timing does not say which was wrong), but spends it only when
+        # the passphrase was right: the same code then still works.
+        v = self.v
+        codes = self.assert_enrolment(self.init_enrolled(), "init")["recovery_codes"]
+        code = v.fresh_totp(ADMIN)
+        self.check(self.unlock_req(passphrase="a wrong passphrase", totp=code), 401,
+                   "unlock, wrong passphrase, right TOTP code")
+        self.check(self.unlock_req(passphrase="a wrong passphrase", recovery_code=codes[0]), 401,
+                   "unlock, wrong passphrase, right recovery code")
+        self.check(self.unlock_req("no-such-user", totp=code), 401, "unlock as a user that does not exist")
+        self.check(self.unlock_req("no-such-user", recovery_code=codes[0]), 401,
+                   "unlock as a user that does not exist, with the admin's recovery code")
+        self.assertTrue(self.locked())
+        self.check(self.unlock_req(totp=code), 200, "the same TOTP code, right passphrase")
+        token = self.login_ok(ADMIN, recovery_code=codes[0])
+        u = self.check(v.get(f"/v1/users/{ADMIN}", token=token), 200, "admin reads its own user").json
+        self.assertEqual(u["recovery_codes_left"], 9, "only the login spent a recovery code")
+        self.check(v.post("/v1/sys/lock", token=token), 200, "admin locks")
+        self.check(self.unlock_req(totp=code), 401, "the TOTP code, spent by the right unlock, again")
+        self.check(self.unlock_req(recovery_code=codes[0]), 401, "the recovery code, spent by the login, again")
+
 
 class BruteForce(AccessCase):
     AUTH = {"max_failures": 5, "lockout_seconds": 60, "session_ttl": SESSION_TTL}
