@@ -222,7 +222,8 @@ static void fail_job(struct rotator *rt, const struct store_rotation *job, int e
 
 	snprintf(j.error, sizeof(j.error), "%s", vlt_strerror(err));
 	job_set_state(&j, "failed");
-	log_error_errno(err, "rotation job %" PRId64 " (%s %s) failed", j.id, j.kind, j.target);
+	log_error_errno(err, "rotation job %" PRId64 " (%s%s%s) failed", j.id, j.kind, j.target[0] ? " " : "",
+			j.target);
 	r = store_write_begin(a->store, &tx);
 	if (r >= 0)
 		r = store_rotation_update(tx, &j);
@@ -304,7 +305,8 @@ static int step(struct rotator *rt)
 		crash_point(rt, j.kind, "batch");
 	rt->done = finished ? 0 : j.done;
 	if (finished) {
-		log_info("rotation job %" PRId64 " (%s %s) done: %" PRId64 " rows", j.id, j.kind, j.target, j.done);
+		log_info("rotation job %" PRId64 " (%s%s%s) done: %" PRId64 " rows", j.id, j.kind,
+			 j.target[0] ? " " : "", j.target, j.done);
 		if (streq(j.kind, "kek"))
 			keyring_kek_forget(a->keyring, j.target, j.to_version);
 		else if (streq(j.kind, "root"))

@@ -120,6 +120,38 @@ SECRETS = {"acme/rmm/tactical": "acme-rmm-1", "acme/chat/slack": "acme-slack-1",
 
 
 class Layers(RotateCliCase):
+    def test_failed_job_says_why_and_a_retry_succeeds(self):
+        # The HSM refuses the next key generation (the PIN file now holds a
+        # wrong PIN; the daemon reads it at every token session): the job
+        # fails, vaultctl says so on one line and exits 1, every secret stays
+        # readable under the old key, and the same command later succeeds.
+        self.boot()
+        for p, val in SECRETS.items():
+            self.put(p, val)
+        pin_file = os.path.join(self.v.dir, "hsm.pin")
+        with open(pin_file) as f:
+            pin = f.read()
+        with open(pin_file, "w") as f:
+            f.write("not-the-pin\n")
+        p = self.ctl("rotate", "hsm", check=1)
+        self.assertEqual(p.stdout, "")
+        m = re.fullmatch(r"vaultctl: hsm \(job (\d+)\) failed: (.+); the old key version stays in use: "
+                         r"run the rotation again to retry\n", p.stderr)
+        self.assertTrue(m, p.stderr)
+        self.assertIn("PIN", m.group(2))
+        job = self.ctl_json("rotate", "job", m.group(1))["job"]
+        self.assertEqual((job["state"], job["error"]), ("failed", m.group(2)))
+        p = self.ctl("rotate", "job", m.group(1), "--wait", check=1)
+        self.assertIn(f"(job {m.group(1)}) failed", p.stderr)
+        self.assertEqual(self.status()["root_key"]["hsm_key"], {"label": "vaultd-root", "version": 1})
+        self.assert_values(SECRETS)
+
+        with open(pin_file, "w") as f:
+            f.write(pin)
+        p = self.ctl("rotate", "hsm", check=0)
+        self.assertRegex(p.stdout, r"^hsm: version 1 -> 2, ")
+        self.assert_values(SECRETS)
+
     def test_kek_root_hsm_secret_status_job(self):
         self.boot()
         for p, val in SECRETS.items():
