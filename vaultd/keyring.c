@@ -1333,6 +1333,25 @@ static int hsm_find_or_generate(struct keyring *k, uint32_t to, struct keyprov *
 	return 0;
 }
 
+/* HSM key rotation runs unlocked (the RK stays in memory, held shared)
+ * and alone with the token (hsm_mu). -EACCES while locked. */
+static int hsm_session_begin(struct keyring *k)
+{
+	pthread_rwlock_rdlock(&k->state);
+	if (!k->rk) {
+		pthread_rwlock_unlock(&k->state);
+		return -EACCES;
+	}
+	pthread_mutex_lock(&k->hsm_mu);
+	return 0;
+}
+
+static void hsm_session_end(struct keyring *k)
+{
+	pthread_mutex_unlock(&k->hsm_mu);
+	pthread_rwlock_unlock(&k->state);
+}
+
 int keyring_hsm_prepare(struct keyring *k, struct store *s)
 {
 	_cleanup_(keyprov_closep) struct keyprov *kp = NULL;
@@ -1349,16 +1368,12 @@ int keyring_hsm_prepare(struct keyring *k, struct store *s)
 	store_tx_end(tx);
 	if (r < 0)
 		return r;
-	pthread_rwlock_rdlock(&k->state);
-	if (!k->rk) {
-		pthread_rwlock_unlock(&k->state);
-		return -EACCES;
-	}
-	pthread_mutex_lock(&k->hsm_mu);
+	r = hsm_session_begin(k);
+	if (r < 0)
+		return r;
 	r = hsm_find_or_generate(k, to, &kp);
 	keyprov_close(TAKE_PTR(kp));
-	pthread_mutex_unlock(&k->hsm_mu);
-	pthread_rwlock_unlock(&k->state);
+	hsm_session_end(k);
 	return r;
 }
 
@@ -1375,12 +1390,9 @@ int keyring_hsm_rotate(struct keyring *k, struct store_tx *tx, uint32_t *ret_fro
 	if (r < 0)
 		return r;
 
-	pthread_rwlock_rdlock(&k->state);
-	if (!k->rk) {
-		pthread_rwlock_unlock(&k->state);
-		return -EACCES;
-	}
-	pthread_mutex_lock(&k->hsm_mu);
+	r = hsm_session_begin(k);
+	if (r < 0)
+		return r;
 	/* Normally keyring_hsm_prepare() made the key outside the transaction
 	 * (or a rotation that crashed before its commit left it): found. */
 	r = hsm_find_or_generate(k, to, &kp);
@@ -1397,8 +1409,7 @@ int keyring_hsm_rotate(struct keyring *k, struct store_tx *tx, uint32_t *ret_fro
 		*ret_from = from;
 		*ret_to = to;
 	}
-	pthread_mutex_unlock(&k->hsm_mu);
-	pthread_rwlock_unlock(&k->state);
+	hsm_session_end(k);
 	return r;
 }
 
