@@ -1856,11 +1856,30 @@ int store_version_get(struct store_tx *tx, const char *path, uint32_t version,
 	return 0;
 }
 
+/* The version row itself; its head row must exist (foreign key). */
+static int version_insert(struct conn *c, const char *path, const struct store_version *v)
+{
+	_cleanup_reset_ sqlite3_stmt *row = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(c, Q_VERSION_PUT, &row)) < 0 || (r = bind_text(c, row, 1, path)) < 0 ||
+	    (r = bind_int(c, row, 2, v->version)) < 0 ||
+	    (r = bind_int(c, row, 3, v->kek_version)) < 0 ||
+	    (r = bind_blob(c, row, 4, v->dek_blob, v->dek_len)) < 0 ||
+	    (r = bind_blob(c, row, 5, v->data_blob, v->data_len)) < 0 ||
+	    (r = bind_int(c, row, 6, v->created_at)) < 0)
+		return r;
+	rc = sqlite3_step(row);
+	if (rc != SQLITE_DONE)
+		return sql_error(c->db, rc, "version put");
+	return 0;
+}
+
 /* The steps of store_secret_put_version(), run inside a savepoint. */
 static int put_version_steps(struct conn *c, const char *path, const char *tenant,
 			     const char *type, const char *metadata, const struct store_version *v)
 {
-	_cleanup_reset_ sqlite3_stmt *latest = NULL, *head = NULL, *row = NULL;
+	_cleanup_reset_ sqlite3_stmt *latest = NULL, *head = NULL;
 	uint32_t have = 0;
 	int r, rc;
 
@@ -1889,17 +1908,7 @@ static int put_version_steps(struct conn *c, const char *path, const char *tenan
 	if (rc != SQLITE_DONE)
 		return sql_error(c->db, rc, "secret head upsert");
 
-	if ((r = stmt_get(c, Q_VERSION_PUT, &row)) < 0 || (r = bind_text(c, row, 1, path)) < 0 ||
-	    (r = bind_int(c, row, 2, v->version)) < 0 ||
-	    (r = bind_int(c, row, 3, v->kek_version)) < 0 ||
-	    (r = bind_blob(c, row, 4, v->dek_blob, v->dek_len)) < 0 ||
-	    (r = bind_blob(c, row, 5, v->data_blob, v->data_len)) < 0 ||
-	    (r = bind_int(c, row, 6, v->created_at)) < 0)
-		return r;
-	rc = sqlite3_step(row);
-	if (rc != SQLITE_DONE)
-		return sql_error(c->db, rc, "version put");
-	return 0;
+	return version_insert(c, path, v);
 }
 
 int store_secret_put_version(struct store_tx *tx, const char *path, const char *tenant,
@@ -1970,7 +1979,7 @@ static int head_state_read(struct conn *c, const char *path, struct head_state *
 static int put_pending_steps(struct conn *c, const char *path, const char *metadata,
 			     const struct store_version *v)
 {
-	_cleanup_reset_ sqlite3_stmt *head = NULL, *row = NULL;
+	_cleanup_reset_ sqlite3_stmt *head = NULL;
 	struct head_state h;
 	int r, rc;
 
@@ -1990,17 +1999,7 @@ static int put_pending_steps(struct conn *c, const char *path, const char *metad
 	if (rc != SQLITE_DONE)
 		return sql_error(c->db, rc, "secret stage");
 
-	if ((r = stmt_get(c, Q_VERSION_PUT, &row)) < 0 || (r = bind_text(c, row, 1, path)) < 0 ||
-	    (r = bind_int(c, row, 2, v->version)) < 0 ||
-	    (r = bind_int(c, row, 3, v->kek_version)) < 0 ||
-	    (r = bind_blob(c, row, 4, v->dek_blob, v->dek_len)) < 0 ||
-	    (r = bind_blob(c, row, 5, v->data_blob, v->data_len)) < 0 ||
-	    (r = bind_int(c, row, 6, v->created_at)) < 0)
-		return r;
-	rc = sqlite3_step(row);
-	if (rc != SQLITE_DONE)
-		return sql_error(c->db, rc, "version put");
-	return 0;
+	return version_insert(c, path, v);
 }
 
 int store_secret_put_pending(struct store_tx *tx, const char *path, const char *metadata,
