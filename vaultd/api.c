@@ -1055,7 +1055,8 @@ static const struct route {
 	{ "POST", "/v1/sys/unlock", ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_unlock, "sys.unlock", NULL },
 	{ "POST", "/v1/sys/lock", 0, RBAC_ADMIN, h_lock, "sys.lock", NULL },
 	{ "POST", "/v1/sys/backup", 0, RBAC_ADMIN, h_backup, "sys.backup", NULL },
-	{ "GET", "/v1/sys/metrics", 0, RBAC_AUDIT, h_metrics, "sys.metrics", NULL },
+	/* While locked too: "locked" is what monitoring most wants to see. */
+	{ "GET", "/v1/sys/metrics", ROUTE_WHEN_LOCKED, RBAC_AUDIT, h_metrics, "sys.metrics", NULL },
 	{ "POST", "/v1/auth/login", ROUTE_PUBLIC, 0, h_login, "auth.login", NULL },
 	{ "POST", "/v1/auth/logout", ROUTE_ANY_PRINCIPAL, 0, h_logout, "auth.logout", NULL },
 	{ "GET", "/v1/auth/self", ROUTE_ANY_PRINCIPAL, 0, h_self, "auth.self", NULL },

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """vaultd end to end: every route of the secrets API over the Unix socket."""
+import grp
 import json
 import os
 import socket
 import time
 
-from harness import ADMIN, PASSPHRASE, Vault, VaultTestCase, main
+from harness import ADMIN, PASSPHRASE, Vault, VaultTestCase, as_uid, main
 
 Vault.spend_recovery_codes = True      # no test here counts recovery codes
 
@@ -580,6 +581,7 @@ class AuditMirror(VaultTestCase):
 
     def test_unwritable_mirror_with_continue_keeps_serving(self):
         path = self._mirror("continue")
+        self.v.allow_other_uids()
         v = self.v.ready()
         os.unlink(path)
         os.mkdir(path)
@@ -595,7 +597,17 @@ class AuditMirror(VaultTestCase):
         before = v.get("/v1/sys/metrics").json["audit_mirror_failures"]
         self.assertEqual(v.get("/v1/secrets/acme/m/z").status, 200)
         self.assertEqual(v.get("/v1/sys/metrics").json["audit_mirror_failures"], before)
-
+        # Served while locked too, to a service with audit (locking revokes
+        # every session token): monitoring sees the lock.
+        self.assertEqual(v.put("/v1/services/monitor", {"uid": os.getuid(), "roles": ["auditor"]}).status, 200)
+        self.assertFalse(v.get("/v1/sys/metrics", token=False).json["locked"])
+        self.assertEqual(v.post("/v1/sys/lock").status, 200)
+        m = v.get("/v1/sys/metrics", token=False)
+        self.assertEqual(m.status, 200, m)
+        self.assertTrue(m.json["locked"])
+        self.assertEqual(m.json["audit_mirror_failures"], before)
+        st = as_uid(65534, grp.getgrnam("nogroup").gr_gid, lambda: v.get("/v1/sys/metrics", token=False).status)
+        self.assertEqual(st, 403, "an unbound uid still may not")
 
     def test_stuck_fifo_mirror_fails_closed_without_freezing(self):
         import threading
