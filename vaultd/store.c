@@ -199,6 +199,12 @@ static const char *const migrations[] = {
 	/* The worker's "oldest active job" and the API's "active job of this
 	 * kind and target" read only the few active rows, in id order. */
 	"CREATE INDEX rotations_active ON rotations(id) WHERE state IN ('queued', 'running');\n",
+
+	/* 5: at most one active job per kind and target. The API already
+	 * looks for one in the same write transaction before queueing; the
+	 * index makes it a property of the file. */
+	"CREATE UNIQUE INDEX rotations_one_active ON rotations(kind, target)\n"
+	"	WHERE state IN ('queued', 'running');\n",
 };
 
 /* Every statement the module runs after open, prepared once per connection. */

@@ -344,7 +344,9 @@ struct store_rotation {
 	int64_t created_at, updated_at, finished_at;   /* finished_at 0 while active */
 };
 #define STORE_ROTATION_ACTIVE(r) (strcmp((r)->state, "queued") == 0 || strcmp((r)->state, "running") == 0)
-/* Inserts r (id ignored) and sets r->id. -EINVAL on a bad kind or state. */
+/* Inserts r (id ignored) and sets r->id. -EINVAL on a bad kind or state;
+ * -EEXIST if r is active and another active job has its kind and target
+ * (migration 5: one active job per kind and target). */
 int store_rotation_add(struct store_tx *tx, struct store_rotation *r);
 /* Rewrites every mutable field of row r->id. -ENOENT if absent. */
 int store_rotation_update(struct store_tx *tx, const struct store_rotation *r);
