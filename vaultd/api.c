@@ -1067,7 +1067,9 @@ static const struct route {
 	{ "GET PUT DELETE POST", "/v1/users", ROUTE_PREFIX, RBAC_ADMIN, h_users, "user.", NULL },
 	{ "GET PUT DELETE", "/v1/roles", ROUTE_PREFIX, RBAC_ADMIN, h_roles, "role.", NULL },
 	{ "GET PUT DELETE", "/v1/services", ROUTE_PREFIX, RBAC_ADMIN, h_services, "service.", NULL },
-	{ "GET POST", "/v1/rotate", ROUTE_PREFIX | ROUTE_CLASSIFY, 0, h_rotate, NULL, rotate_classify },
+	/* Status and jobs while locked too (h_rotate refuses the rest). */
+	{ "GET POST", "/v1/rotate", ROUTE_PREFIX | ROUTE_CLASSIFY | ROUTE_WHEN_LOCKED, 0, h_rotate, NULL,
+	  rotate_classify },
 	{ "GET PUT DELETE POST", SECRETS_PREFIX, ROUTE_PREFIX | ROUTE_CLASSIFY, 0, h_secrets, NULL, secrets_classify },
 };
 
@@ -1433,7 +1435,11 @@ static int dispatch(struct api *a, struct call *c, const struct route *rt, json_
 				   req->method, rt->methods);
 	if (!(rt->flags & ROUTE_WHEN_UNINIT) && !api_is_initialized(a))
 		return reply_error(ret_body, 503, "uninitialized", "the vault is not initialized; run 'vaultctl init'");
-	if (!(rt->flags & ROUTE_WHEN_LOCKED) && !keyring_is_unlocked(a->keyring))
+	/* Locking revoked every session token: one presented now says the
+	 * vault is locked, which tells the user more than "log in again"
+	 * (that cannot work until someone unlocks). */
+	if (!keyring_is_unlocked(a->keyring) &&
+	    (!(rt->flags & ROUTE_WHEN_LOCKED) || (!(rt->flags & ROUTE_PUBLIC) && req->authorization)))
 		return reply_error(ret_body, 503, "locked", "the vault is locked; run 'vaultctl unlock'");
 	if (rt->flags & ROUTE_PUBLIC)
 		return rt->fn(a, c, ret_body);

@@ -488,6 +488,9 @@ int h_rotate(struct api *a, struct call *c, json_t **ret_body)
 	default:
 		break;
 	}
+	/* Reading progress needs no key; starting or retiring one does. */
+	if (!keyring_is_unlocked(a->keyring))
+		return reply_error(ret_body, 503, "locked", "the vault is locked; run 'vaultctl unlock'");
 	if ((r = no_body(c->req, ret_body)))
 		return r;
 	switch (c->op) {

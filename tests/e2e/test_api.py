@@ -606,6 +606,8 @@ class AuditMirror(VaultTestCase):
         self.assertEqual(m.status, 200, m)
         self.assertTrue(m.json["locked"])
         self.assertEqual(m.json["audit_mirror_failures"], before)
+        m = v.get("/v1/sys/metrics")        # the admin's token, revoked by the lock
+        self.assertEqual((m.status, m.json["error"]), (503, "locked"), "a token while locked: 'locked', not 401")
         st = as_uid(65534, grp.getgrnam("nogroup").gr_gid, lambda: v.get("/v1/sys/metrics", token=False).status)
         self.assertEqual(st, 403, "an unbound uid still may not")
 

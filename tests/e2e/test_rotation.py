@@ -282,6 +282,17 @@ class Layers(RotationCase):
         if b["already_active"]:
             self.assertEqual(a["job"]["id"], b["job"]["id"])
         self.wait_job(a["job"]["id"])
+        # Locked: progress and jobs still readable; starting one is not.
+        self.assertEqual(self.v.post("/v1/sys/lock").status, 200)
+        st = self.v.get("/v1/rotate/status")
+        self.assertEqual(st.status, 200, st)
+        self.assertEqual(st.json["jobs"][0]["id"], a["job"]["id"])
+        self.assertEqual(self.v.get(f"/v1/rotate/jobs/{a['job']['id']}").status, 200)
+        for what in ("root", "kek/acme", "hsm", "hsm/retire", "all"):
+            r = self.v.post(f"/v1/rotate/{what}")
+            self.assertEqual((r.status, r.json["error"]), (503, "locked"), what)
+        self.assertEqual(self.v.get("/v1/rotate/status").json["jobs"][0]["id"], a["job"]["id"], "nothing queued")
+        self.unlock()
 
     def test_explicit_hsm_retire(self):
         self.boot()
