@@ -14,7 +14,11 @@
 #include "vaultctl/input.h"
 #include "vaultctl/output.h"
 
-#define POLL_MS 500
+/* Every poll is an audited read in vaultd: start quick (most jobs are
+ * short), then back off, so an hour-long rotation watched from a terminal
+ * leaves some 1800 records rather than 7200. */
+#define POLL_MIN_MS 250
+#define POLL_MAX_MS 2000
 #define BAR_WIDTH 30
 #define JOB_ID_MAX ((unsigned long)INT64_MAX)
 #define CONFIRM_ALL "rotate all"
@@ -235,7 +239,8 @@ static int wait_jobs(struct ctx *ctx, json_t *jobs)
 	size_t n = json_array_size(jobs), *order = calloc(n ? n : 1, sizeof(size_t));
 	struct sigaction sa = { .sa_handler = on_sigint }, old;
 	bool tty = isatty(STDERR_FILENO);
-	long long pending_id = -1;
+	long long pending_id = -1, watched_id = -1;
+	unsigned poll_ms = POLL_MIN_MS;
 	int r = EXIT_OK;
 
 	if (!order)
@@ -277,7 +282,12 @@ static int wait_jobs(struct ctx *ctx, json_t *jobs)
 		}
 		if (tty)
 			draw_progress(jobs, cur);
-		sleep_ms(POLL_MS);
+		if (pending_id != watched_id) {
+			watched_id = pending_id;
+			poll_ms = POLL_MIN_MS;
+		}
+		sleep_ms(poll_ms);
+		poll_ms = MIN(poll_ms * 3 / 2, POLL_MAX_MS);
 		if (interrupted)
 			break;
 	}
