@@ -7,6 +7,7 @@ Standard library only. Paths come from the environment ctest sets:
 VAULTD_BIN, VAULTD_SOFTHSM_MODULE.
 """
 import base64
+import grp
 import hashlib
 import hmac
 import http.client
@@ -427,6 +428,45 @@ class VaultTestCase(unittest.TestCase):
         if failed:
             print("---- vaultd log ----\n" + self.v.read_log()[-8000:])
         self.v.cleanup()
+
+
+VAULTCTL = os.environ.get("VAULTCTL_BIN", "vaultctl")
+
+
+class CliTestCase(VaultTestCase):
+    """vaultctl end to end: each test gets its own XDG_RUNTIME_DIR (so its
+    own token file) and a passphrase file; ctl() runs the binary."""
+
+    def setUp(self):
+        super().setUp()
+        self.xdg = os.path.join(self.v.dir, "xdg")
+        os.mkdir(self.xdg, 0o700)
+        self.pfile = self.write_file("pass", PASSPHRASE + "\n")
+
+    def write_file(self, name, text, mode=0o600):
+        path = os.path.join(self.v.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def ctl(self, *args, stdin="", env=None, user=None, check=None, sock=None, cwd=None, timeout=300):
+        """Runs vaultctl with standard input a pipe (never a terminal; stdin
+        is what it reads); returns the CompletedProcess (text). user: run as
+        that uid (group nogroup, no runtime dir). check: the expected exit
+        code, asserted with stdout and stderr in the message."""
+        e = {k: v for k, v in os.environ.items() if k not in ("VAULTD_TOKEN", "XDG_RUNTIME_DIR")}
+        e.update(VAULTD_SOCKET=sock or self.v.sock, XDG_RUNTIME_DIR=self.xdg)
+        e.update(env or {})
+        kw = {}
+        if user is not None:
+            kw = dict(user=user, group=grp.getgrnam("nogroup").gr_gid, extra_groups=[])
+            e.pop("XDG_RUNTIME_DIR")
+        p = subprocess.run([VAULTCTL, *args], input=stdin, capture_output=True, text=True, env=e, cwd=cwd,
+                           timeout=timeout, **kw)
+        if check is not None:
+            self.assertEqual(p.returncode, check, f"vaultctl {' '.join(args)}:\n{p.stdout}\n{p.stderr}")
+        return p
 
 
 def main():

@@ -21,15 +21,14 @@ import stat
 import subprocess
 import time
 
-from harness import VaultTestCase, main
+from harness import VAULTCTL, CliTestCase, main
 
-VAULTCTL = os.environ.get("VAULTCTL_BIN", "vaultctl")
 ADMIN = "alice"
 PASSPHRASE = "correct horse battery staple"
 BATCH = 5
 
 
-class RotateCliCase(VaultTestCase):
+class RotateCliCase(CliTestCase):
     maxDiff = None
 
     def setUp(self):
@@ -38,28 +37,6 @@ class RotateCliCase(VaultTestCase):
             conf = f.read()
         # Small batches: a rotation takes many steps, so there is progress to see.
         self.v.write_config(conf + f"[rotation]\nbatch_size = {BATCH}\n")
-        self.xdg = os.path.join(self.v.dir, "xdg")
-        os.mkdir(self.xdg, 0o700)
-        self.pfile = self.write_file("pass", PASSPHRASE + "\n")
-
-    def write_file(self, name, text, mode=0o600):
-        path = os.path.join(self.v.dir, name)
-        with open(path, "w") as f:
-            f.write(text)
-        os.chmod(path, mode)
-        return path
-
-    def ctl(self, *args, stdin="", env=None, check=None, cwd=None, timeout=300):
-        """Runs vaultctl with standard input a pipe (never a terminal); returns
-        the CompletedProcess (text). check: the expected exit code."""
-        e = {k: v for k, v in os.environ.items() if k not in ("VAULTD_TOKEN", "XDG_RUNTIME_DIR")}
-        e.update(VAULTD_SOCKET=self.v.sock, XDG_RUNTIME_DIR=self.xdg)
-        e.update(env or {})
-        p = subprocess.run([VAULTCTL, *args], input=stdin, capture_output=True, text=True, env=e, cwd=cwd,
-                           timeout=timeout)
-        if check is not None:
-            self.assertEqual(p.returncode, check, f"vaultctl {' '.join(args)}:\n{p.stdout}\n{p.stderr}")
-        return p
 
     def ctl_json(self, *args, **kw):
         return json.loads(self.ctl(*args, "--json", check=0, **kw).stdout)

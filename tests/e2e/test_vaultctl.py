@@ -9,12 +9,9 @@ import json
 import os
 import socket
 import stat
-import subprocess
-import tempfile
 
-from harness import VaultTestCase, main, totp, wrong_totp
+from harness import CliTestCase, main, wrong_totp
 
-VAULTCTL = os.environ.get("VAULTCTL_BIN", "vaultctl")
 ADMIN = "alice"
 PASSPHRASE = "correct horse battery staple"
 NOBODY, NOGROUP = 65534, 65534
@@ -29,36 +26,7 @@ COMMANDS = ["status", "init", "unlock", "lock", "login", "logout", "put", "get",
             "service add", "service list", "service get", "service del"]
 
 
-class CtlCase(VaultTestCase):
-    def setUp(self):
-        super().setUp()
-        self.xdg = os.path.join(self.v.dir, "xdg")
-        os.mkdir(self.xdg, 0o700)
-        self.pfile = self.write_file("pass", PASSPHRASE + "\n")
-
-    def write_file(self, name, text, mode=0o600):
-        path = os.path.join(self.v.dir, name)
-        with open(path, "w") as f:
-            f.write(text)
-        os.chmod(path, mode)
-        return path
-
-    def ctl(self, *args, stdin=None, env=None, user=None, check=None, sock=None):
-        """Runs vaultctl; returns the CompletedProcess (text). check: the
-        expected exit code, asserted with stdout and stderr in the message."""
-        e = {k: v for k, v in os.environ.items() if k not in ("VAULTD_TOKEN", "XDG_RUNTIME_DIR")}
-        e.update(VAULTD_SOCKET=sock or self.v.sock, XDG_RUNTIME_DIR=self.xdg)
-        e.update(env or {})
-        kw = {}
-        if user is not None:
-            kw = dict(user=user, group=NOGROUP, extra_groups=[])
-            e.pop("XDG_RUNTIME_DIR")
-        p = subprocess.run([VAULTCTL, *args], input=stdin, capture_output=True, text=True, env=e,
-                           timeout=120, **kw)
-        if check is not None:
-            self.assertEqual(p.returncode, check, f"vaultctl {' '.join(args)}:\n{p.stdout}\n{p.stderr}")
-        return p
-
+class CtlCase(CliTestCase):
     def code(self, user=ADMIN):
         return self.v.fresh_totp(user)
 
