@@ -1184,6 +1184,56 @@ int commit_audited(struct api *a, struct call *c, struct store_tx **tx)
 	return r;
 }
 
+/* Counts a mirror write's outcome for GET /v1/sys/metrics and logs it: the
+ * first failure of each cause at once, then one line per
+ * MIRROR_LOG_EVERY_S with the count since (a stuck mirror under "continue"
+ * must not write a log line per request), and the recovery. */
+#define MIRROR_LOG_EVERY_S 10
+
+static void mirror_note(struct api *a, int m)
+{
+	const char *refusing = a->cfg.audit_jsonl_refuse ? "; refusing requests until it can be written" : "";
+	int64_t now = time(NULL);
+	uint64_t skipped = 0;
+	bool say = false, recovered = false;
+	char more[80] = "";
+
+	pthread_mutex_lock(&a->metrics_mu);
+	if (m < 0) {
+		a->mirror_failures++;
+		a->mirror_last_failure = now;
+		if (m != a->mirror_logged_err || now - a->mirror_logged_at >= MIRROR_LOG_EVERY_S) {
+			say = true;
+			skipped = a->mirror_unlogged;
+			a->mirror_logged_err = m;
+			a->mirror_logged_at = now;
+			a->mirror_unlogged = 0;
+		} else
+			a->mirror_unlogged++;
+	} else if (a->mirror_logged_err) {
+		recovered = true;
+		skipped = a->mirror_unlogged;
+		a->mirror_logged_err = 0;
+		a->mirror_unlogged = 0;
+	}
+	pthread_mutex_unlock(&a->metrics_mu);
+
+	if (skipped)
+		snprintf(more, sizeof(more), " (and %" PRIu64 " failures not logged since the last line)", skipped);
+	if (recovered)
+		log_notice("the audit mirror '%s' is written again%s", a->cfg.audit_jsonl_path, more);
+	if (!say)
+		return;
+	if (m == -ETIMEDOUT)
+		log_error("cannot write the audit mirror '%s': it did not answer within %u ms%s%s",
+			  a->cfg.audit_jsonl_path, a->cfg.audit_jsonl_timeout_ms, refusing, more);
+	else if (m == -EBUSY)
+		log_error("cannot write the audit mirror '%s': still stuck on an earlier record%s%s",
+			  a->cfg.audit_jsonl_path, refusing, more);
+	else
+		log_error_errno(m, "cannot write the audit mirror '%s'%s%s", a->cfg.audit_jsonl_path, refusing, more);
+}
+
 /* Appends e in tx (or a transaction of its own when tx is NULL) and mirrors
  * it. The anchor key is taken inside the transaction, so a root-key switch
  * (which holds the writer) can never interleave with it. *ret_mirror_refused
@@ -1210,28 +1260,12 @@ static int append_mirrored(struct api *a, struct store_tx *tx, const struct audi
 	 * mirror did not get is not committed either. */
 	if (r >= 0 && a->mirror) {
 		int m = mirror_record(a, &rec);
-		if (m < 0) {
-			const char *refusing =
-				a->cfg.audit_jsonl_refuse ? "; refusing requests until it can be written" : "";
 
-			pthread_mutex_lock(&a->metrics_mu);
-			a->mirror_failures++;
-			a->mirror_last_failure = time(NULL);
-			pthread_mutex_unlock(&a->metrics_mu);
-			if (m == -ETIMEDOUT)
-				log_error("cannot write the audit mirror '%s': it did not answer within %u ms%s",
-					  a->cfg.audit_jsonl_path, a->cfg.audit_jsonl_timeout_ms, refusing);
-			else if (m == -EBUSY)
-				log_error("cannot write the audit mirror '%s': still stuck on an earlier record%s",
-					  a->cfg.audit_jsonl_path, refusing);
-			else
-				log_error_errno(m, "cannot write the audit mirror '%s'%s", a->cfg.audit_jsonl_path,
-						refusing);
-			if (a->cfg.audit_jsonl_refuse) {
-				r = m;
-				if (ret_mirror_refused)
-					*ret_mirror_refused = true;
-			}
+		mirror_note(a, m);
+		if (m < 0 && a->cfg.audit_jsonl_refuse) {
+			r = m;
+			if (ret_mirror_refused)
+				*ret_mirror_refused = true;
 		}
 	}
 	if (own) {

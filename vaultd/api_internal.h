@@ -30,6 +30,10 @@ struct api {
 	pthread_mutex_t metrics_mu;
 	uint64_t mirror_failures;
 	int64_t mirror_last_failure;
+	/* Its log lines, one per cause and MIRROR_LOG_EVERY_S (metrics_mu). */
+	int mirror_logged_err;          /* 0: the mirror is fine */
+	int64_t mirror_logged_at;
+	uint64_t mirror_unlogged;       /* failures since that line */
 };
 
 enum principal_kind {

@@ -565,8 +565,10 @@ class AuditMirror(VaultTestCase):
         self.assertEqual([(w["action"], w["path"], w["result"]) for w in write],
                          [("secret.write", "acme/m/x", "allowed")])
         self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
-        self.assertNotIn(marker, open(path).read())
-        self.assertNotIn(PASSPHRASE, open(path).read())
+        with open(path) as f:
+            mirrored = f.read()
+        self.assertNotIn(marker, mirrored)
+        self.assertNotIn(PASSPHRASE, mirrored)
 
     def test_unwritable_mirror_fails_closed(self):
         path = self._mirror("refuse")
@@ -593,10 +595,15 @@ class AuditMirror(VaultTestCase):
         self.assertEqual(m.status, 200, m)
         self.assertGreaterEqual(m.json["audit_mirror_failures"], 2)
         self.assertIsNotNone(m.json["audit_mirror_last_failure"])
+        # One log line for the streak (same cause, within 10 s), not one per
+        # request; the recovery is logged with the count left out.
+        self.assertEqual(v.read_log().count("cannot write the audit mirror"), 1, v.read_log())
         os.rmdir(path)
         before = v.get("/v1/sys/metrics").json["audit_mirror_failures"]
         self.assertEqual(v.get("/v1/secrets/acme/m/z").status, 200)
         self.assertEqual(v.get("/v1/sys/metrics").json["audit_mirror_failures"], before)
+        self.assertRegex(v.read_log(), r"the audit mirror '[^']+' is written again "
+                                       r"\(and [1-9]\d* failures not logged since the last line\)")
         # Served while locked too, to a service with audit (locking revokes
         # every session token): monitoring sees the lock.
         self.assertEqual(v.put("/v1/services/monitor", {"uid": os.getuid(), "roles": ["auditor"]}).status, 200)
