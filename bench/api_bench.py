@@ -10,6 +10,7 @@ synchronous=FULL each), which dominates the read path.
     bench/api_bench.py [--vaultd build/release/vaultd/vaultd] [-n 500] [-c 4]
 """
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -62,34 +63,46 @@ def run(name, sock, jobs, clients):
           f"p50 {q[49] * 1000:6.2f} ms  p99 {q[98] * 1000:6.2f} ms  ({clients} clients)")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--vaultd", default="build/release/vaultd/vaultd")
-    ap.add_argument("-n", type=int, default=500)
-    ap.add_argument("-c", type=int, default=4)
-    a = ap.parse_args()
+@contextlib.contextmanager
+def dev_vault(vaultd):
+    """vaultd --dev in a temporary directory, for the with-block: yields
+    (process, socket path); stops it and removes the directory after."""
     d = tempfile.mkdtemp(prefix="vaultd-bench-")
     vault = os.path.join(d, "v")
     sock = os.path.join(vault, "vaultd.sock")
-    p = subprocess.Popen([a.vaultd, "--dev", vault], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([vaultd, "--dev", vault], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(300):
             if os.path.exists(sock):
                 break
             time.sleep(0.05)
         time.sleep(0.2)
+        yield p, sock
+    finally:
+        p.terminate()
+        p.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def peak_rss_mib(p):
+    with open(f"/proc/{p.pid}/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0]) // 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vaultd", default="build/release/vaultd/vaultd")
+    ap.add_argument("-n", type=int, default=500)
+    ap.add_argument("-c", type=int, default=4)
+    a = ap.parse_args()
+    with dev_vault(a.vaultd) as (p, sock):
         data = {"url": "https://rmm.acme.example", "api_key": "k" * 40}
         writes = [("PUT", f"/v1/secrets/t{i % 10}/rmm/s{i}", {"type": "tactical-rmm", "data": data})
                   for i in range(a.n)]
         reads = [("GET", f"/v1/secrets/t{i % 10}/rmm/s{i}") for i in range(a.n)]
         run("write", sock, writes, a.c)
         run("read", sock, reads, a.c)
-        rss = open(f"/proc/{p.pid}/status").read().split("VmHWM:")[1].split()[0]
-        print(f"vaultd peak RSS {int(rss) // 1024} MiB")
-    finally:
-        p.terminate()
-        p.wait()
-        shutil.rmtree(d, ignore_errors=True)
+        print(f"vaultd peak RSS {peak_rss_mib(p)} MiB")
 
 
 if __name__ == "__main__":

@@ -13,15 +13,11 @@ README ("Benchmarks").
 """
 import argparse
 import json
-import os
-import shutil
 import statistics
-import subprocess
-import tempfile
 import threading
 import time
 
-from api_bench import Conn, call
+from api_bench import Conn, call, dev_vault, peak_rss_mib
 
 
 def job(conn, what):
@@ -52,16 +48,7 @@ def main():
     ap.add_argument("-t", type=int, default=4)
     ap.add_argument("-c", type=int, default=2)
     a = ap.parse_args()
-    d = tempfile.mkdtemp(prefix="vaultd-rbench-")
-    vault = os.path.join(d, "v")
-    sock = os.path.join(vault, "vaultd.sock")
-    p = subprocess.Popen([a.vaultd, "--dev", vault], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            if os.path.exists(sock):
-                break
-            time.sleep(0.05)
-        time.sleep(0.2)
+    with dev_vault(a.vaultd) as (p, sock):
         data = {"url": "https://rmm.acme.example", "api_key": "k" * 40}
         paths = [f"t{i % a.t}/rmm/s{i}" for i in range(a.n)]
 
@@ -94,12 +81,7 @@ def main():
             q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [0] * 99
             print(f"rotate {what:10} {j['done']:6} rows  {wall:6.2f} s  {j['done'] / wall:8.0f} rows/s   "
                   f"reads meanwhile: {len(lat):6}  p50 {q[49] * 1000:6.2f} ms  p99 {q[98] * 1000:6.2f} ms")
-        rss = open(f"/proc/{p.pid}/status").read().split("VmHWM:")[1].split()[0]
-        print(f"vaultd peak RSS {int(rss) // 1024} MiB")
-    finally:
-        p.terminate()
-        p.wait()
-        shutil.rmtree(d, ignore_errors=True)
+        print(f"vaultd peak RSS {peak_rss_mib(p)} MiB")
 
 
 if __name__ == "__main__":
