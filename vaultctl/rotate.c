@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/duration.h"
 #include "common/json.h"
 #include "vaultctl/client.h"
 #include "vaultctl/input.h"
@@ -38,15 +39,6 @@ struct rotate_opts {
 	const char *within;
 };
 
-/* A duration as the API takes it: a number and h, d or w ("30d"). vaultd
- * checks the range (at most 10 years). */
-static bool duration_ok(const char *s)
-{
-	size_t n = strspn(s, "0123456789");
-
-	return n >= 1 && n <= 6 && strspn(s, "0") < n && s[n] && strchr("hdw", s[n]) && !s[n + 1];
-}
-
 static int parse_rotate_opts(struct ctx *ctx, int argc, char **argv, const char *cmd, const char *help,
 			     unsigned allowed, struct rotate_opts *o)
 {
@@ -68,6 +60,7 @@ static int parse_rotate_opts(struct ctx *ctx, int argc, char **argv, const char 
 		{ "wait", no_argument, NULL, OPT_WAIT },
 		{},
 	};
+	int64_t within;
 	int c, r;
 
 	while ((c = GETOPT(argc, argv, COMMON_SHORTOPTS "y", opts)) != -1) {
@@ -96,9 +89,13 @@ static int parse_rotate_opts(struct ctx *ctx, int argc, char **argv, const char 
 		case OPT_WITHIN:
 			if (!(allowed & RO_WITHIN))
 				return usage_error(cmd, "%s takes no --within", cmd);
-			if (!duration_ok(optarg))
-				return usage_error(cmd, "--within wants a duration like 30d (a number and h, d or w), not '%s'",
+			r = duration_parse(optarg, &within);
+			if (r == -ERANGE)
+				return usage_error(cmd, "--within must be from 1h to 3660d (about ten years), not '%s'",
 						   optarg);
+			if (r < 0)
+				return usage_error(cmd, "--within wants a duration like 30d (1 to 6 digits and h, d or w), "
+						   "not '%s'", optarg);
 			o->within = optarg;
 			break;
 		case OPT_WAIT:

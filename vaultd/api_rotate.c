@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "common/duration.h"
 #include "common/keyprov.h"
 #include "common/log.h"
 #include "common/path.h"
@@ -25,40 +26,6 @@ enum rotate_op {
 	ROT_HSM_RETIRE,
 	ROT_ALL,
 };
-
-int duration_parse(const char *s, int64_t *ret)
-{
-	static const int64_t ten_years = 3660LL * 86400;
-	int64_t n = 0, unit;
-	size_t i;
-
-	if (!s)
-		return -EINVAL;
-	for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
-		if (i == 6)
-			return -EINVAL;
-		n = n * 10 + (s[i] - '0');
-	}
-	if (i == 0 || n == 0 || s[i + 1] != '\0')
-		return -EINVAL;
-	switch (s[i]) {
-	case 'h':
-		unit = 3600;
-		break;
-	case 'd':
-		unit = 86400;
-		break;
-	case 'w':
-		unit = 7 * 86400;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (n * unit > ten_years)
-		return -EINVAL;
-	*ret = n * unit;
-	return 0;
-}
 
 json_t *rotation_json(const struct store_rotation *r)
 {
