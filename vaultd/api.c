@@ -1239,7 +1239,7 @@ static void mirror_note(struct api *a, int m)
  * (which holds the writer) can never interleave with it. *ret_mirror_refused
  * (when given) is set if the refuse policy failed it for the mirror. */
 static int append_mirrored(struct api *a, struct store_tx *tx, const struct audit_entry *e,
-			   bool *ret_mirror_refused)
+			   const struct secret *genesis_key, bool *ret_mirror_refused)
 {
 	_cleanup_secret_ struct secret *mac_key = NULL;
 	struct store_audit rec = {0};
@@ -1253,9 +1253,14 @@ static int append_mirrored(struct api *a, struct store_tx *tx, const struct audi
 		tx = own;
 	}
 	/* Anchored while unlocked; records made while locked are chained and
-	 * anchored by the next one made unlocked. */
-	(void)keyring_audit_key(a->keyring, &mac_key);
-	r = audit_append(tx, e, mac_key, &rec);
+	 * anchored by the next one made unlocked. init's record is the first
+	 * of the chain and anchored under the new root key's audit key. */
+	if (genesis_key)
+		r = audit_append_genesis(tx, e, genesis_key, &rec);
+	else {
+		(void)keyring_audit_key(a->keyring, &mac_key);
+		r = audit_append(tx, e, mac_key, &rec);
+	}
 	/* Mirror before the commit: with the refuse policy a record the
 	 * mirror did not get is not committed either. */
 	if (r >= 0 && a->mirror) {
@@ -1268,6 +1273,7 @@ static int append_mirrored(struct api *a, struct store_tx *tx, const struct audi
 				*ret_mirror_refused = true;
 		}
 	}
+	store_audit_clear(&rec);
 	if (own) {
 		if (r >= 0)
 			r = store_write_commit(TAKE_PTR(own));
@@ -1288,7 +1294,8 @@ const char *call_principal(struct call *c)
 	return c->principal;
 }
 
-int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
+static int audit_call_key(struct api *a, struct call *c, struct store_tx *tx, int status,
+			  const struct secret *genesis_key)
 {
 	struct audit_entry e = {
 		.principal = c->principal,
@@ -1305,19 +1312,24 @@ int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
 	int r;
 
 	call_principal(c);
-	r = append_mirrored(a, tx, &e, &c->audit_refused);
+	r = append_mirrored(a, tx, &e, genesis_key, &c->audit_refused);
 	if (r >= 0 && !tx)
 		c->audited = true;
 	return r;
 }
 
-int audit_system(struct api *a, struct store_tx *tx, const char *action, const char *path, const char *result,
-		 const char *detail)
+int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
+{
+	return audit_call_key(a, c, tx, status, NULL);
+}
+
+static int audit_system_key(struct api *a, struct store_tx *tx, const char *action, const char *path,
+			    const char *result, const char *detail, const struct secret *genesis_key)
 {
 	uint8_t id[16];
 	char rid[33];
 	struct audit_entry e = {
-		.principal = "system:vaultd",
+		.principal = AUDIT_SYSTEM_PRINCIPAL,
 		.uid = getuid(),
 		.pid = getpid(),
 		.action = action,
@@ -1331,7 +1343,19 @@ int audit_system(struct api *a, struct store_tx *tx, const char *action, const c
 
 	randombytes_buf(id, sizeof(id));
 	sodium_bin2hex(rid, sizeof(rid), id, sizeof(id));
-	return append_mirrored(a, tx, &e, /* ret_mirror_refused= */ NULL);
+	return append_mirrored(a, tx, &e, genesis_key, /* ret_mirror_refused= */ NULL);
+}
+
+int audit_system(struct api *a, struct store_tx *tx, const char *action, const char *path, const char *result,
+		 const char *detail)
+{
+	return audit_system_key(a, tx, action, path, result, detail, NULL);
+}
+
+int audit_init_record(struct api *a, struct call *c, struct store_tx *tx, const struct secret *audit_key)
+{
+	return c ? audit_call_key(a, c, tx, 200, audit_key)
+		 : audit_system_key(a, tx, "sys.init", NULL, "allowed", "vaultd --dev", audit_key);
 }
 
 static int parse_i64_param(const char *s, int64_t *ret)
@@ -1349,15 +1373,27 @@ static int parse_i64_param(const char *s, int64_t *ret)
 	return 0;
 }
 
+/* Records are escaped when written; escaping again on the way out keeps
+ * rows written by an older vaultd (or behind its back) from making a whole
+ * page fail on invalid UTF-8. A no-op on anything written since. */
 static json_t *audit_json(const struct store_audit *r)
 {
-	char hex[65];
+	_cleanup_free_ char *path = audit_text_escape_dup(r->path), *detail = audit_text_escape_dup(r->detail);
+	char hex[65], principal[3 * sizeof(r->principal)], action[3 * sizeof(r->action)],
+		capability[3 * sizeof(r->capability)], result[3 * sizeof(r->result)], rid[3 * sizeof(r->request_id)];
 
+	if ((r->path && !path) || (r->detail && !detail))
+		return NULL;
+	audit_text_escape(principal, sizeof(principal), r->principal);
+	audit_text_escape(action, sizeof(action), r->action);
+	audit_text_escape(capability, sizeof(capability), r->capability);
+	audit_text_escape(result, sizeof(result), r->result);
+	audit_text_escape(rid, sizeof(rid), r->request_id);
 	sodium_bin2hex(hex, sizeof(hex), r->hash, sizeof(r->hash));
 	return json_pack("{s:I, s:o, s:s, s:I, s:I, s:s, s:s?, s:s, s:s, s:i, s:s?, s:s, s:s}", "id", (json_int_t)r->id,
-			 "time", json_time(r->time), "principal", r->principal, "uid", (json_int_t)r->uid, "pid",
-			 (json_int_t)r->pid, "action", r->action, "path", r->path, "capability", r->capability,
-			 "result", r->result, "status", r->status, "detail", r->detail, "request_id", r->request_id,
+			 "time", json_time(r->time), "principal", principal, "uid", (json_int_t)r->uid, "pid",
+			 (json_int_t)r->pid, "action", action, "path", path, "capability", capability,
+			 "result", result, "status", r->status, "detail", detail, "request_id", rid,
 			 "hash", hex);
 }
 
@@ -1551,8 +1587,9 @@ int api_handle(void *userdata, const struct server_request *req, json_t **ret_bo
 
 void audit_prune_if_due(struct api *a)
 {
+	_cleanup_secret_ struct secret *mac_key = NULL;
 	struct store_tx *tx = NULL;
-	char detail[160];
+	char detail[256];
 	int64_t now = time(NULL), n;
 	int r;
 
@@ -1568,10 +1605,12 @@ void audit_prune_if_due(struct api *a)
 			now += strtoll(off, NULL, 10);
 	}
 #endif
+	if (keyring_audit_key(a->keyring, &mac_key) < 0)
+		return;                 /* locked: the checkpoint needs the key */
 	r = store_write_begin(a->store, &tx);
 	if (r < 0)
 		return;
-	n = audit_prune(tx, now - (int64_t)a->cfg.audit_retain_days * 86400, detail, sizeof(detail));
+	n = audit_prune(tx, now - (int64_t)a->cfg.audit_retain_days * 86400, mac_key, detail, sizeof(detail));
 	/* The checkpoint commits with the deletion, or neither does. */
 	r = n > 0 ? audit_system(a, tx, AUDIT_PRUNE_ACTION, NULL, "allowed", detail) : (int)MIN(n, 0);
 	if (r >= 0 && n > 0)

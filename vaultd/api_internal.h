@@ -89,6 +89,10 @@ int commit_audited(struct api *a, struct call *c, struct store_tx **tx);
  * principal "system:vaultd", in tx, mirrored like every other record. */
 int audit_system(struct api *a, struct store_tx *tx, const char *action, const char *path, const char *result,
 		 const char *detail);
+/* init's record, the first of the chain: c's (or, for vaultd --dev with c
+ * NULL, the daemon's own "sys.init"), anchored under the new root key's
+ * audit key, in init's transaction. */
+int audit_init_record(struct api *a, struct call *c, struct store_tx *tx, const struct secret *audit_key);
 /* Audit retention ([audit] retain_days): at most once a day, deletes the
  * records older than that and appends a checkpoint record ("audit.prune")
  * carrying the hash of the last one deleted, so the rest still verifies.

@@ -84,6 +84,7 @@ static int enrol(struct api *a, struct store_user *u, char (*hashes)[65], json_t
 static int init_vault(struct api *a, const char *admin, const struct secret *pass, json_t **ret_enrolment,
 		      struct call *c)
 {
+	_cleanup_secret_ struct secret *audit_key = NULL, *authz_key = NULL;
 	char hashes[TOTP_RECOVERY_CODES][65];
 	struct store_user u = {0};
 	struct store_tx *tx = NULL;
@@ -112,7 +113,7 @@ static int init_vault(struct api *a, const char *admin, const struct secret *pas
 	r = store_write_begin(a->store, &tx);
 	if (r < 0)
 		goto out;
-	r = keyring_init(a->keyring, tx);
+	r = keyring_init_keys(a->keyring, tx, &audit_key, &authz_key);
 	if (r < 0)
 		goto out;
 	r = enrol(a, &u, hashes, &enrolment);
@@ -127,7 +128,7 @@ static int init_vault(struct api *a, const char *admin, const struct secret *pas
 	if (r < 0)
 		goto out;
 	/* The record commits with the vault, or neither does. */
-	r = c ? audit_call(a, c, tx, 200) : audit_system(a, tx, "sys.init", NULL, "allowed", "vaultd --dev");
+	r = audit_init_record(a, c, tx, audit_key);
 	if (r < 0)
 		goto out;
 	r = store_write_commit(TAKE_PTR(tx));

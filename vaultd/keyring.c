@@ -12,12 +12,92 @@
 #include "vaultd/envelope.h"
 #include "vaultd/keyring.h"
 
-struct kek_entry {
+/* ---- the KEK cache: layout (the functions follow keyring_hsm_unwrap_key()) ----
+ *
+ * Unwrapped tenant KEKs live in a few guarded slabs: sodium_malloc()ed
+ * regions of ENVELOPE_KEY_LEN-byte slots, the first of KEK_SLAB_FIRST slots
+ * (one page), each later one as large as all before it, up to the cache's
+ * maximum. A KEK in a sodium_malloc() of its own cost about four mappings
+ * (guard pages and mlock split the region), so some 16,000 tenants reached
+ * vm.max_map_count (65,530), after which every guarded allocation, Argon2's
+ * memory and new thread stacks failed. Slabs cost a handful of mappings for
+ * any number of tenants, and the maximum bounds the locked memory too.
+ *
+ * Beside the slabs, in ordinary heap memory, the index is not secret: per
+ * slot its (tenant, version), a pin count, a hash chain (SipHash under a
+ * per-keyring random key: tenant names come from API callers) and an LRU or
+ * free-list link. cache_mu guards the index and a slot's bytes while they are
+ * written or wiped; slabs never move (only the index is reallocated).
+ *
+ * A full cache evicts the least recently used unpinned slot: unwrapping the
+ * KEK again from its row costs a SELECT and an AES-GCM open.
+ *
+ * Borrowed keys. seal, open and the rotation batches use a cached key after
+ * cache_mu is released, holding k->state shared. Eviction also runs under
+ * k->state shared (in another reader's cache_put()), so "valid until lock"
+ * no longer holds: without more, a slot could be wiped and refilled with
+ * another tenant's KEK under a reader that is still sealing with it. So a
+ * lookup pins its slot (refs, under cache_mu) and kek_unpin() releases it,
+ * before the reader releases k->state; eviction takes only unpinned slots.
+ * Wiping everything (lock, free) and dropping a tenant's old versions
+ * (keyring_kek_forget()) take k->state exclusively, when no pin can exist.
+ * Copying each key out into a guarded buffer of the caller's would be as
+ * safe, but costs a sodium_malloc() (mmap, mprotect, mlock, munmap) per seal
+ * and open: the kind of allocation this cache must spare. If every slot is
+ * pinned, or a slab cannot be allocated, the unwrapped key is handed to the
+ * caller uncached, owned by its reference and freed by kek_unpin().
+ *
+ * Deleted versions. keyring_kek_forget() records per tenant the lowest live
+ * version (its floor). A reader whose snapshot predates the finishing commit
+ * of a KEK rotation still sees the deleted row and may unwrap it for its own
+ * use (its snapshot's data is sealed under it), but cache_put() does not
+ * cache a version below the floor, so a deleted KEK never returns to the
+ * cache. Floors are not secret and outlive lock (a read snapshot can outlive
+ * a lock and unlock); keyring_free() drops them.
+ */
+#define KEK_NIL UINT32_MAX
+#define KEK_SLAB_FIRST 128u
+#define KEK_SLABS_MAX 16
+#define KEK_CACHE_DEFAULT 8192u
+#define KEK_CACHE_LIMIT (1u << 20)      /* 32 MiB of keys: 14 slabs */
+
+struct kek_slot {
 	char tenant[PATH_SEGMENT_MAX + 1];
 	uint32_t version;
-	struct secret *key;
-	struct kek_entry *next;
+	uint32_t hash;
+	uint32_t refs;                  /* readers using the key now */
+	uint32_t hnext;                 /* hash chain */
+	uint32_t prev, next;            /* LRU list, most recent first (used); free list, next only */
+	uint8_t *key;                   /* ENVELOPE_KEY_LEN bytes in a slab; fixed for the slot's life */
+	bool used;
 };
+
+struct kek_floor {
+	char tenant[PATH_SEGMENT_MAX + 1];
+	uint32_t below;                 /* versions below this one are deleted */
+};
+
+struct kek_cache {
+	uint8_t *slabs[KEK_SLABS_MAX];
+	size_t n_slabs;
+	struct kek_slot *slots;
+	uint32_t n_slots, n_used, max;
+	uint32_t *buckets;              /* n_buckets chain heads, a power of two >= n_slots */
+	uint32_t n_buckets;
+	uint32_t lru_head, lru_tail, free_head;
+	uint8_t hash_key[crypto_shorthash_KEYBYTES];
+	struct kek_floor *floors;       /* ascending by tenant */
+	size_t n_floors, cap_floors;
+};
+
+/* A KEK in use: a view of a pinned slot, or of a key not cached (owned).
+ * key.p is borrowed: never secret_free() it. */
+struct kek_ref {
+	struct secret key;
+	uint32_t slot;                  /* pinned slot, or KEK_NIL */
+	struct secret *owned;
+};
+#define KEK_REF_INIT { .slot = KEK_NIL }
 
 /* Live root keys: one, or a few while a root rotation runs. */
 #define RK_LIVE_MAX 8
@@ -44,8 +124,11 @@ struct keyring {
 	char hsm_label[KEYPROV_LABEL_MAX + 1];
 	uint32_t hsm_version;
 	uint32_t unlocked_hsm_version;
-	pthread_mutex_t cache_mu;       /* guards the list, not the keys it points to */
-	struct kek_entry *keks;
+	pthread_mutex_t cache_mu;       /* guards cache (see the top of this file) */
+	struct kek_cache cache;
+	/* Tests only (keyring_set_retire_hook()). */
+	void (*retire_hook)(void *userdata);
+	void *retire_hook_userdata;
 };
 
 int keyring_new(const struct keyring_hsm *hsm, struct keyring **ret)
@@ -58,20 +141,31 @@ int keyring_new(const struct keyring_hsm *hsm, struct keyring **ret)
 	pthread_mutex_init(&k->hsm_mu, NULL);
 	pthread_rwlock_init(&k->state, NULL);
 	pthread_mutex_init(&k->cache_mu, NULL);
+	k->cache.max = KEK_CACHE_DEFAULT;
+	k->cache.lru_head = k->cache.lru_tail = k->cache.free_head = KEK_NIL;
+	crypto_shorthash_keygen(k->cache.hash_key);
 	*ret = k;
 	return 0;
 }
 
+/* Wipes and frees every slab and the index (not the floors). Caller holds
+ * k->state exclusively, so no key is pinned. */
 static void cache_clear(struct keyring *k)
 {
-	struct kek_entry *e, *n;
+	struct kek_cache *c = &k->cache;
 
-	for (e = k->keks; e; e = n) {
-		n = e->next;
-		secret_free(e->key);
-		free(e);
-	}
-	k->keks = NULL;
+	pthread_mutex_lock(&k->cache_mu);
+	for (size_t i = 0; i < c->n_slabs; i++)
+		sodium_free(c->slabs[i]);       /* wipes */
+	memset(c->slabs, 0, sizeof(c->slabs));
+	c->n_slabs = 0;
+	free(c->slots);
+	c->slots = NULL;
+	free(c->buckets);
+	c->buckets = NULL;
+	c->n_slots = c->n_used = c->n_buckets = 0;
+	c->lru_head = c->lru_tail = c->free_head = KEK_NIL;
+	pthread_mutex_unlock(&k->cache_mu);
 }
 
 /* Caller holds k->state exclusively. */
@@ -109,6 +203,7 @@ void keyring_free(struct keyring *k)
 	if (!k)
 		return;
 	keyring_lock(k);
+	free(k->cache.floors);
 	pthread_rwlock_destroy(&k->state);
 	pthread_mutex_destroy(&k->cache_mu);
 	pthread_mutex_destroy(&k->hsm_mu);
@@ -125,7 +220,11 @@ bool keyring_is_unlocked(struct keyring *k)
 	return u;
 }
 
-static int init_locked(struct keyring *k, struct store_tx *tx)
+static int derive_audit_key(const struct secret *rk, struct secret **ret);
+static int derive_authz_key(const struct secret *rk, struct secret **ret);
+
+static int init_locked(struct keyring *k, struct store_tx *tx, struct secret **ret_audit_key,
+		       struct secret **ret_authz_key)
 {
 	_cleanup_(keyprov_closep) struct keyprov *kp = NULL;
 	_cleanup_secret_ struct secret *rk = NULL;
@@ -169,6 +268,10 @@ static int init_locked(struct keyring *k, struct store_tx *tx)
 	row.created_at = time(NULL);
 	r = store_rootkey_put(tx, &row);
 	free(row.blob);
+	if (r >= 0 && ret_audit_key)
+		r = derive_audit_key(rk, ret_audit_key);
+	if (r >= 0 && ret_authz_key && (r = derive_authz_key(rk, ret_authz_key)) < 0 && ret_audit_key)
+		secret_free(TAKE_PTR(*ret_audit_key));
 	if (r >= 0) {
 		snprintf(k->hsm_label, sizeof(k->hsm_label), "%s", k->hsm.key_label);
 		k->hsm_version = 1;
@@ -307,14 +410,20 @@ int keyring_check_hsm(struct keyring *k, struct store *s)
 	return r;
 }
 
-int keyring_init(struct keyring *k, struct store_tx *tx)
+int keyring_init_keys(struct keyring *k, struct store_tx *tx, struct secret **ret_audit_key,
+		      struct secret **ret_authz_key)
 {
 	int r;
 
 	pthread_mutex_lock(&k->hsm_mu);
-	r = init_locked(k, tx);
+	r = init_locked(k, tx, ret_audit_key, ret_authz_key);
 	pthread_mutex_unlock(&k->hsm_mu);
 	return r;
+}
+
+int keyring_init(struct keyring *k, struct store_tx *tx)
+{
+	return keyring_init_keys(k, tx, NULL, NULL);
 }
 
 int keyring_hsm_wrap_key(struct keyring *k, const struct secret *key, uint8_t **ret_blob, size_t *ret_len)
@@ -559,14 +668,22 @@ out:
 	return r;
 }
 
-static int derive_audit_key(const struct secret *rk, struct secret **ret);
-
 int keyring_audit_key(struct keyring *k, struct secret **ret)
 {
 	int r;
 
 	pthread_rwlock_rdlock(&k->state);
 	r = k->rk ? derive_audit_key(k->rk, ret) : -EACCES;
+	pthread_rwlock_unlock(&k->state);
+	return r;
+}
+
+int keyring_authz_key(struct keyring *k, struct secret **ret)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&k->state);
+	r = k->rk ? derive_authz_key(k->rk, ret) : -EACCES;
 	pthread_rwlock_unlock(&k->state);
 	return r;
 }
@@ -951,7 +1068,10 @@ void keyring_root_unstage(struct keyring *k)
 	pthread_rwlock_unlock(&k->state);
 }
 
-static int derive_audit_key(const struct secret *rk, struct secret **ret)
+/* Keys of their own for the audit anchor and the authorization rows' MACs,
+ * so the RK itself never keys anything but the KEK layer. */
+static int derive_key(const struct secret *rk, uint64_t id, const char ctx[crypto_kdf_CONTEXTBYTES],
+		      struct secret **ret)
 {
 	struct secret *key;
 	int r;
@@ -959,12 +1079,30 @@ static int derive_audit_key(const struct secret *rk, struct secret **ret)
 	r = secret_new(crypto_kdf_KEYBYTES, &key);
 	if (r < 0)
 		return r;
-	/* A key of its own for the audit anchor, so the RK itself never keys
-	 * anything but the KEK layer. */
-	crypto_kdf_derive_from_key(key->p, crypto_kdf_KEYBYTES, 1, "vltaudit", rk->p);
+	crypto_kdf_derive_from_key(key->p, crypto_kdf_KEYBYTES, id, ctx, rk->p);
 	key->len = crypto_kdf_KEYBYTES;
 	*ret = key;
 	return 0;
+}
+
+static int derive_audit_key(const struct secret *rk, struct secret **ret)
+{
+	return derive_key(rk, 1, "vltaudit", ret);
+}
+
+static int derive_authz_key(const struct secret *rk, struct secret **ret)
+{
+	return derive_key(rk, 1, "vltauthz", ret);
+}
+
+int keyring_authz_key_staged(struct keyring *k, struct secret **ret)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&k->state);
+	r = k->rk && k->staged.key ? derive_authz_key(k->staged.key, ret) : -EACCES;
+	pthread_rwlock_unlock(&k->state);
+	return r;
 }
 
 int keyring_audit_key_staged(struct keyring *k, struct secret **ret)
@@ -1483,6 +1621,8 @@ int keyring_hsm_retire(struct keyring *k, struct store *s, json_t **ret_deleted)
 	}
 	keyprov_close(TAKE_PTR(kp));
 	pthread_mutex_unlock(&k->hsm_mu);
+	if (k->retire_hook)
+		k->retire_hook(k->retire_hook_userdata);
 	if (r >= 0)
 		r = store_write_begin(s, &tx);
 	if (r >= 0)
@@ -1495,4 +1635,22 @@ out:
 	if (r >= 0 && ret_deleted)
 		*ret_deleted = TAKE_PTR(deleted);
 	return r;
+}
+
+/* ---- for tests ---- */
+
+bool keyring_kek_cached(struct keyring *k, const char *tenant, uint32_t version)
+{
+	bool cached;
+
+	pthread_rwlock_rdlock(&k->state);
+	cached = cache_get(k, tenant, version) != NULL;
+	pthread_rwlock_unlock(&k->state);
+	return cached;
+}
+
+void keyring_set_retire_hook(struct keyring *k, void (*fn)(void *userdata), void *userdata)
+{
+	k->retire_hook = fn;
+	k->retire_hook_userdata = userdata;
 }

@@ -38,8 +38,12 @@ DEFINE_CLEANUP(struct keyring *, keyring_free)
 bool keyring_is_unlocked(struct keyring *k);
 
 /* First start: finds or generates HSM key (key_label, 1), draws RK version 1,
- * wraps it, and writes the root_keys row in tx. Leaves the keyring locked. */
+ * wraps it, and writes the root_keys row in tx. Leaves the keyring locked.
+ * keyring_init_keys() also hands out the new RK's audit and authorization
+ * MAC keys (each may be NULL), for the records init writes in tx. */
 int keyring_init(struct keyring *k, struct store_tx *tx);
+int keyring_init_keys(struct keyring *k, struct store_tx *tx, struct secret **ret_audit_key,
+		      struct secret **ret_authz_key);
 /* Unwraps every RK row through the HSM (more than one only while a root
  * rotation runs). -ENOENT if not initialised; HSM errors as in keyprov.h.
  * Unlocking an unlocked keyring is a no-op. */
@@ -61,6 +65,9 @@ int keyring_hsm_unwrap_key(struct keyring *k, const uint8_t *blob, size_t len, s
  * context "vltaudit"). -EACCES while locked. Caller frees. Root-key rotation
  * re-anchors the chain under the new RK in the transaction that switches. */
 int keyring_audit_key(struct keyring *k, struct secret **ret);
+/* The MAC key of the authorization rows (users, roles, services), derived
+ * from the current RK (context "vltauthz"). -EACCES while locked. */
+int keyring_authz_key(struct keyring *k, struct secret **ret);
 
 /* ---- rotation primitives (rotate.c drives them; see docs/architecture.md) ----
  * Each works inside the caller's write transaction and changes nothing in
@@ -98,6 +105,7 @@ void keyring_root_activate(struct keyring *k);
 void keyring_root_unstage(struct keyring *k);
 /* The audit MAC key of the staged RK (to re-anchor before activation). */
 int keyring_audit_key_staged(struct keyring *k, struct secret **ret);
+int keyring_authz_key_staged(struct keyring *k, struct secret **ret);
 /* Rewraps up to limit KEKs from older RK versions under the current RK. */
 int keyring_root_rewrap_batch(struct keyring *k, struct store_tx *tx, unsigned limit);
 /* Deletes the RK rows below the current one. After commit, call
@@ -137,3 +145,11 @@ int keyring_seal(struct keyring *k, struct store_tx *tx, const char *path, uint3
  * -EBADMSG when a blob fails authentication. */
 int keyring_open(struct keyring *k, struct store_tx *tx, const char *path,
 		 const struct store_version *v, struct secret **ret_plaintext);
+
+/* ---- for tests ---- */
+/* Whether KEK (tenant, version) is in the cache. */
+bool keyring_kek_cached(struct keyring *k, const char *tenant, uint32_t version);
+/* fn(userdata) runs inside keyring_hsm_retire() after the deletions from the
+ * token and before its last transaction, with no lock held (a test runs an
+ * HSM-key rotation there). Set it before any other thread uses k. */
+void keyring_set_retire_hook(struct keyring *k, void (*fn)(void *userdata), void *userdata);

@@ -216,7 +216,7 @@ static int64_t prune(struct fixture *f, int64_t before, char *detail, size_t n)
 	int64_t pruned;
 
 	assert_int_equal(store_write_begin(f->s, &tx), 0);
-	pruned = audit_prune(tx, before, detail, n);
+	pruned = audit_prune(tx, before, f->key, detail, n);
 	assert_true(pruned >= 0);
 	if (pruned > 0) {
 		e.detail = detail;
@@ -230,7 +230,7 @@ static void test_prune_keeps_the_chain_verifiable(void **state)
 {
 	struct fixture *f = *state;
 	struct audit_verify v;
-	char detail[160];
+	char detail[256];
 
 	fill(f, 6);
 	/* Nothing is older than an hour ago. */
@@ -254,14 +254,14 @@ static void test_prune_keeps_the_chain_verifiable(void **state)
 	v = verify(f, f->key);
 	assert_false(v.ok);
 	assert_int_equal(v.first_broken, 10);
-	assert_non_null(strstr(v.reason, "no retention checkpoint"));
+	assert_non_null(strstr(v.reason, "retention checkpoint"));
 }
 
 static void test_forged_checkpoint_is_caught(void **state)
 {
 	struct fixture *f = *state;
 	struct audit_verify v;
-	char detail[160];
+	char detail[256];
 
 	fill(f, 4);
 	assert_int_equal(prune(f, time(NULL) + 86400, detail, sizeof(detail)), 3);
@@ -327,6 +327,193 @@ static void test_hash_covers_every_field(void **state)
 #undef CHANGED
 }
 
+
+/* Makes the fixture's store an initialised vault (a root key row), as the
+ * daemon's init does before its first record. */
+static void initialise(struct fixture *f)
+{
+	uint8_t blob[16] = { 1 };
+	struct store_rootkey rk = { .version = 1, .hsm_label = "k", .hsm_version = 1, .blob = blob,
+				    .blob_len = sizeof(blob), .created_at = 1 };
+	struct store_tx *tx;
+
+	struct audit_entry e = {
+		.principal = "user:root", .uid = 0, .pid = 42, .action = "sys.init", .capability = "",
+		.result = "allowed", .status = 200, .request_id = "00112233445566778899aabbccddeeff",
+	};
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(store_rootkey_put(tx, &rk), 0);
+	assert_int_equal(audit_append_genesis(tx, &e, f->key, NULL), 0);
+	assert_int_equal(audit_append_genesis(tx, &e, f->key, NULL), -EEXIST);
+	assert_int_equal(store_write_commit(tx), 0);
+}
+
+/* Finding 1: DELETE FROM audit; DELETE FROM meta WHERE key='audit_head'
+ * while stopped used to verify as a fresh, intact log. */
+static void test_wiped_log_of_an_initialised_vault_is_tampering(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verify v;
+
+	initialise(f);
+	fill(f, 4);
+	assert_true(verify(f, f->key).ok);
+	tamper(f, "DELETE FROM audit; DELETE FROM meta WHERE key = 'audit_head'");
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_non_null(strstr(v.reason, "anchor is missing"));
+	/* New records start a new chain at id 1: the anchor check on the way
+	 * records the wipe, and it stays reported. */
+	fill(f, 2);
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_non_null(strstr(v.reason, "missing on an initialised vault"));
+}
+
+static void hex32(const uint8_t b[32], char out[65])
+{
+	static const char d[] = "0123456789abcdef";
+
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = d[b[i] >> 4];
+		out[2 * i + 1] = d[b[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+static int hash_of(const struct store_audit *a, void *userdata)
+{
+	memcpy(userdata, a->hash, 32);
+	return 0;
+}
+
+/* Finding 2: delete records 1..20 and append a record that claims to be
+ * retention's checkpoint for them. Its text and chain hash need no key. */
+static void test_forged_checkpoint_does_not_cover_a_cut_start(void **state)
+{
+	struct fixture *f = *state;
+	struct store_audit_filter q = { .limit = 1 };
+	struct store_audit last = {0}, forged = {0};
+	struct audit_verify v;
+	uint8_t h20[32];
+	char hex[65], detail[256], sql[1024];
+	struct store_tx *tx;
+
+	fill(f, 25);
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	q.after_id = 19;
+	assert_int_equal(store_audit_query(tx, &q, hash_of, h20), 1);
+	assert_int_equal(store_audit_last(tx, &last), 0);
+	store_tx_end(tx);
+	hex32(h20, hex);
+	snprintf(detail, sizeof(detail), "pruned records 1..20 older than 2026-01-01T00:00:00Z; "
+		 "chain continues from hash %s; mac %s", hex, hex);
+	forged = (struct store_audit){ .id = 26, .time = time(NULL), .principal = "system:vaultd", .uid = 0, .pid = 1,
+				       .action = "audit.prune", .capability = "", .result = "allowed", .status = 200,
+				       .detail = detail, .request_id = "ffeeddccbbaa99887766554433221100" };
+	audit_record_hash(last.hash, &forged, forged.hash);
+	store_audit_clear(&last);
+	hex32(forged.hash, hex);
+	snprintf(sql, sizeof(sql),
+		 "DELETE FROM audit WHERE id <= 20; INSERT INTO audit (id, time, principal, uid, pid, action, path, "
+		 "capability, result, status, detail, request_id, hash) VALUES (26, %lld, 'system:vaultd', 0, 1, "
+		 "'audit.prune', NULL, '', 'allowed', 200, '%s', 'ffeeddccbbaa99887766554433221100', x'%s')",
+		 (long long)forged.time, detail, hex);
+	tamper(f, sql);
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_int_equal(v.first_broken, 21);
+	assert_non_null(strstr(v.reason, "no authentic retention checkpoint"));
+	/* And the next anchored append records it. */
+	fill(f, 1);
+	v = verify(f, f->key);
+	assert_false(v.ok);
+}
+
+/* Finding 8: the anchor's MAC was compared before its length was checked;
+ * under ASan a short anchor read past the end of its string. */
+static void test_short_or_malformed_anchor_is_reported(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const bad[] = { "5:abc", "5:", "5", "", ":", "v2:1:5:ab", "v2:6:5:" "00",
+					   "x5:0000000000000000000000000000000000000000000000000000000000000000",
+					   "5:00000000000000000000000000000000000000000000000000000000000000000" };
+	struct audit_verify v;
+	char sql[256];
+
+	fill(f, 5);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(sql, sizeof(sql), "UPDATE meta SET value = '%s' WHERE key = 'audit_head'", bad[i]);
+		tamper(f, sql);
+		v = verify(f, f->key);
+		assert_false(v.ok);
+		assert_non_null(strstr(v.reason, "anchor"));
+	}
+}
+
+static void test_anchor_and_checkpoint_parsers(void **state)
+{
+	struct audit_anchor a;
+	struct audit_checkpoint c;
+	char text[256];
+	(void)state;
+
+	assert_int_equal(audit_anchor_parse("7:" "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", &a), 0);
+	assert_int_equal(a.version, 1);
+	assert_int_equal(a.id, 7);
+	assert_int_equal(audit_anchor_parse("v2:3:7:" "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+					    &a), 0);
+	assert_int_equal(a.version, 2);
+	assert_int_equal(a.first, 3);
+	assert_int_equal(a.id, 7);
+	assert_true(audit_anchor_parse("v2:8:7:" "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+				       &a) < 0);  /* first after head */
+	assert_true(audit_anchor_parse("07:" "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", &a) < 0);
+	assert_true(audit_anchor_parse("99999999999999999999:" "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+				       &a) < 0);
+	assert_true(audit_anchor_parse(NULL, &a) < 0);
+	snprintf(text, sizeof(text), "pruned records 1..5 older than 2026-01-01T00:00:00Z; chain continues from hash "
+		 "%s; mac %s", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+		 "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100");
+	assert_int_equal(audit_checkpoint_parse(text, &c), 0);
+	assert_int_equal(c.first, 1);
+	assert_int_equal(c.through, 5);
+	assert_int_equal(c.hash[1], 0x11);
+	assert_int_equal(c.mac[0], 0xff);
+	/* Without a MAC (the format before it was authenticated): refused. */
+	assert_true(audit_checkpoint_parse("pruned records 1..5 older than 2026-01-01T00:00:00Z; chain continues from "
+					   "hash 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+					   &c) < 0);
+	assert_true(audit_checkpoint_parse("pruned records 5..1 older than x; chain continues from hash "
+					   "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff; mac "
+					   "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", &c) < 0);
+}
+
+/* Finding 4: whatever a caller sends, the log holds printable ASCII. */
+static void test_hostile_text_is_escaped(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_entry e = {
+		.principal = "uid:1000", .uid = 1000, .pid = 42, .action = "secret.read",
+		.path = "acme/\xff\xfe/\x1b[2J\x1b]0;owned\x07", .capability = "read", .result = "denied", .status = 403,
+		.detail = "100%\n", .request_id = "00112233445566778899aabbccddeeff",
+	};
+	struct store_audit rec = {0};
+	struct store_tx *tx;
+	char out[16];
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(audit_append(tx, &e, f->key, &rec), 0);
+	assert_int_equal(store_write_commit(tx), 0);
+	assert_string_equal(rec.path, "acme/%FF%FE/%1B[2J%1B]0;owned%07");
+	assert_string_equal(rec.detail, "100%25%0A");
+	store_audit_clear(&rec);
+	assert_true(verify(f, f->key).ok);
+	audit_text_escape(out, sizeof(out), "abc\x01\x02\x03\x04\x05");
+	assert_string_equal(out, "abc%01%02%03%04");    /* never half an escape */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +528,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_prune_keeps_the_chain_verifiable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forged_checkpoint_is_caught, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reanchor_moves_the_anchor_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wiped_log_of_an_initialised_vault_is_tampering, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forged_checkpoint_does_not_cover_a_cut_start, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_short_or_malformed_anchor_is_reported, setup, teardown),
+		cmocka_unit_test(test_anchor_and_checkpoint_parsers),
+		cmocka_unit_test_setup_teardown(test_hostile_text_is_escaped, setup, teardown),
 	};
 
 	if (secret_library_init() < 0)
