@@ -14,7 +14,13 @@
  * cfg->timeout_ms; a call that times out returns -VLT_E_HSM_TIMEOUT and leaves
  * the provider unusable (later calls fail fast with the same code) until it is
  * closed and reopened. The PIN is read from pin_file or pin_env at open, used
- * for login, and wiped; the provider keeps no copy of its own.
+ * for login, and wiped; the provider keeps no copy of its own. An environment
+ * variable is read only while it is set: the open that finds it set moves its
+ * value into guarded memory of the PKCS#11 module (sodium_malloc(), sealed
+ * between opens, kept until exit), wipes the value's bytes in place and
+ * unsets it, so that children and /proc/PID/environ never see the PIN; later
+ * opens naming the same variable use that copy. Setting the variable again
+ * replaces the copy; setting it empty is an error.
  *
  * All functions: 0 on success, negative common/err.h code on failure. A
  * struct keyprov may be used from any thread (calls are serialised).
@@ -41,7 +47,7 @@ struct keyprov_config {
 	const char *module_path;        /* absolute path of the PKCS#11 module */
 	const char *token_label;
 	const char *pin_file;           /* exactly one of pin_file and pin_env */
-	const char *pin_env;            /* name of the environment variable */
+	const char *pin_env;            /* name of the environment variable (taken, see above) */
 	unsigned timeout_ms;            /* per HSM call; 0 means 10000 */
 };
 

@@ -56,6 +56,7 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
+#include <sodium.h>
 
 #include "common/err.h"
 #include "common/keyprov.h"
@@ -281,31 +282,115 @@ static int pin_from_file(const char *path, struct secret **ret)
 	return 0;
 }
 
-static int pin_from_env(const char *name, struct secret **ret)
-{
-	struct secret *pin;
-	const char *v;
-	size_t n;
-	int r;
+/* PINs taken from the environment (finding 10). The variable is read once,
+ * copied here, its bytes wiped in place and the variable unset, so the PIN is
+ * neither inherited by children nor left in /proc/PID/environ; the daemon
+ * opens the provider again at every unlock and rotation, and those opens get
+ * this copy. The environment was the PIN's home for the life of the process:
+ * this is its guarded replacement (sodium memory, sealed PROT_NONE between
+ * opens), not a login cache. A provider still keeps no PIN of its own: each
+ * open gets a copy that is wiped right after C_Login. */
+struct env_pin {
+	struct env_pin *next;
+	struct secret *pin;             /* sealed while idle; NUL-terminated */
+	char name[];
+};
+static pthread_mutex_t env_pins_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct env_pin *env_pins;        /* under env_pins_mtx; lives until exit */
 
-	v = getenv(name);
-	if (!v || !*v) {
-		log_debug("PIN environment variable '%s' is unset or empty", name);
-		return -VLT_E_HSM_PIN_SOURCE;
-	}
-	n = strlen(v);
+/* Caller holds env_pins_mtx. */
+static struct env_pin *env_pin_find(const char *name)
+{
+	for (struct env_pin *e = env_pins; e; e = e->next)
+		if (streq(e->name, name))
+			return e;
+	return NULL;
+}
+
+/* Takes the value v of variable name: wipes it in environ and unsets it,
+ * whether or not it is a usable PIN, then keeps a sealed copy of a usable
+ * one, replacing what an earlier value left. Caller holds env_pins_mtx. */
+static int env_pin_take(const char *name, char *v)
+{
+	_cleanup_secret_ struct secret *pin = NULL;
+	struct env_pin *e;
+	size_t n = strlen(v);
+	int r = 0;
+
 	if (n > PIN_MAX) {
 		log_debug("PIN environment variable '%s' is too long", name);
-		return -VLT_E_HSM_PIN_SOURCE;
+		r = -VLT_E_HSM_PIN_SOURCE;
+	} else if ((r = secret_new(n + 1, &pin)) >= 0) {
+		memcpy(pin->p, v, n);
+		pin->p[n] = '\0';
+		pin->len = n;
 	}
-	r = secret_new(n + 1, &pin);
+	/* Wipe before unsetenv(): afterwards nothing points at the bytes. The
+	 * string is writable (the process's initial stack, or setenv()'s copy). */
+	sodium_memzero(v, n);
+	if (unsetenv(name) < 0 && r >= 0)
+		r = -errno;
 	if (r < 0)
 		return r;
-	memcpy(pin->p, v, n);
-	pin->p[n] = '\0';
-	pin->len = n;
-	*ret = pin;
+	if ((r = secret_seal(pin)) < 0)
+		return r;
+
+	e = env_pin_find(name);
+	if (!e) {
+		e = calloc(1, sizeof(*e) + strlen(name) + 1);
+		if (!e)
+			return -ENOMEM;
+		strcpy(e->name, name);
+		e->next = env_pins;
+		env_pins = e;
+	}
+	if (e->pin) {
+		/* An earlier value: wiped (which needs it writable). */
+		(void)secret_unseal(e->pin);
+		secret_free(e->pin);
+	}
+	e->pin = TAKE_PTR(pin);
 	return 0;
+}
+
+/* The PIN named by environment variable 'name', as a copy the caller owns.
+ * Set in the environment: that value (taken, see env_pin_take()); set but
+ * empty: an error, whatever was taken before; unset: what was taken. */
+static int pin_from_env(const char *name, struct secret **ret)
+{
+	struct secret *pin = NULL;
+	struct env_pin *e;
+	char *v;
+	int r;
+
+	pthread_mutex_lock(&env_pins_mtx);
+	v = getenv(name);
+	if (v && !*v) {
+		log_debug("PIN environment variable '%s' is empty", name);
+		r = -VLT_E_HSM_PIN_SOURCE;
+		goto out;
+	}
+	if (v && (r = env_pin_take(name, v)) < 0)
+		goto out;
+	e = env_pin_find(name);
+	if (!e) {
+		log_debug("PIN environment variable '%s' is unset", name);
+		r = -VLT_E_HSM_PIN_SOURCE;
+		goto out;
+	}
+	if ((r = secret_unseal(e->pin)) < 0)
+		goto out;
+	r = secret_dup(e->pin, &pin);
+	if (secret_seal(e->pin) < 0 && r >= 0)
+		r = -EIO;
+	if (r < 0) {
+		secret_free(pin);
+		goto out;
+	}
+	*ret = pin;
+out:
+	pthread_mutex_unlock(&env_pins_mtx);
+	return r;
 }
 
 static int login_error(CK_RV rv)

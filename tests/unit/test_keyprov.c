@@ -46,6 +46,7 @@ extern char **environ;
 #define TOKEN_SHA256 KEYPROV_MECH_OAEP_TOKEN, KEYPROV_HASH_SHA256
 #define PIN_ENV "VAULTD_TEST_HSM_PIN"
 #define BAD_PIN_ENV "VAULTD_TEST_HSM_BAD_PIN"
+#define TAKEN_PIN_ENV "VAULTD_TEST_HSM_TAKEN_PIN"
 
 /* CKR_* values (PKCS#11 v2.40 §5.1), spelled out: tests do not include pkcs11.h. */
 #define CKR_OK_ 0x000UL
@@ -570,25 +571,101 @@ static void test_wrong_pin(void **state)
 	keyprov_close(open_token(TOKEN_A));
 }
 
+/* True if environ holds an entry for name (set or empty). */
+static bool in_environ(const char *name)
+{
+	size_t n = strlen(name);
+
+	for (char **e = environ; *e; e++)
+		if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+			return true;
+	return false;
+}
+
+static void open_find_close(const struct keyprov_config *cfg)
+{
+	struct keyprov *kp = NULL;
+
+	assert_int_equal(keyprov_open(cfg, &kp), 0);
+	assert_int_equal(keyprov_find(kp, KEY_LABEL, KEY_VERSION), 0);
+	keyprov_close(kp);
+}
+
+/* Finding 10: the PIN must not stay in the environment (inherited by every
+ * child, readable in /proc/PID/environ) for the life of the daemon, which
+ * opens the provider again at every unlock and rotation. */
+static void test_pin_env_taken_and_wiped(void **state)
+{
+	struct keyprov_config cfg = cfg_for(TOKEN_A);
+	char *value;
+	size_t n;
+	(void)state;
+
+	assert_int_equal(setenv(TAKEN_PIN_ENV, PIN, 1), 0);
+	value = getenv(TAKEN_PIN_ENV);         /* the bytes environ pointed at */
+	assert_non_null(value);
+	n = strlen(value);
+	cfg.pin_file = NULL;
+	cfg.pin_env = TAKEN_PIN_ENV;
+
+	open_find_close(&cfg);
+	assert_null(getenv(TAKEN_PIN_ENV));
+	assert_false(in_environ(TAKEN_PIN_ENV));
+	/* glibc never frees a setenv() string, so reading it is defined. */
+	for (size_t i = 0; i < n; i++)
+		if (value[i] != '\0')
+			fail_msg("byte %zu of the environment's PIN was not wiped", i);
+
+	/* Unlock and rotation open it again: the PIN taken the first time. */
+	open_find_close(&cfg);
+	open_find_close(&cfg);
+	assert_null(getenv(TAKEN_PIN_ENV));
+}
+
 static void test_pin_from_env(void **state)
 {
 	struct keyprov_config cfg = cfg_for(TOKEN_A);
 	struct keyprov *kp = NULL;
 	(void)state;
 
-	assert_int_equal(setenv(PIN_ENV, PIN, 1), 0);
 	cfg.pin_file = NULL;
 	cfg.pin_env = PIN_ENV;
-	assert_int_equal(keyprov_open(&cfg, &kp), 0);
-	assert_int_equal(keyprov_find(kp, KEY_LABEL, KEY_VERSION), 0);
-	keyprov_close(kp);
-
-	assert_int_equal(setenv(PIN_ENV, "", 1), 0);
-	kp = NULL;
-	assert_int_equal(keyprov_open(&cfg, &kp), -VLT_E_HSM_PIN_SOURCE);
+	/* Never set, nothing taken yet. */
 	assert_int_equal(unsetenv(PIN_ENV), 0);
 	assert_int_equal(keyprov_open(&cfg, &kp), -VLT_E_HSM_PIN_SOURCE);
 	assert_null(kp);
+
+	assert_int_equal(setenv(PIN_ENV, PIN, 1), 0);
+	open_find_close(&cfg);
+	assert_null(getenv(PIN_ENV));
+
+	/* Set again, the environment wins: a wrong PIN replaces the one taken
+	 * (and is taken itself), the right one puts it back. */
+	assert_int_equal(setenv(PIN_ENV, "0000-wrong", 1), 0);
+	assert_int_equal(keyprov_open(&cfg, &kp), -VLT_E_HSM_PIN);
+	assert_null(getenv(PIN_ENV));
+	assert_int_equal(keyprov_open(&cfg, &kp), -VLT_E_HSM_PIN);
+	assert_int_equal(setenv(PIN_ENV, PIN, 1), 0);
+	open_find_close(&cfg);
+
+	/* Set but empty is no PIN, whatever was taken before. */
+	assert_int_equal(setenv(PIN_ENV, "", 1), 0);
+	assert_int_equal(keyprov_open(&cfg, &kp), -VLT_E_HSM_PIN_SOURCE);
+	assert_null(kp);
+	assert_int_equal(unsetenv(PIN_ENV), 0);
+	open_find_close(&cfg);
+
+	/* Too long: refused, and still wiped and unset (it may be a secret). */
+	{
+		char longpin[300];
+
+		memset(longpin, '7', sizeof(longpin) - 1);
+		longpin[sizeof(longpin) - 1] = '\0';
+		assert_int_equal(setenv(PIN_ENV, longpin, 1), 0);
+		assert_int_equal(keyprov_open(&cfg, &kp), -VLT_E_HSM_PIN_SOURCE);
+		assert_null(getenv(PIN_ENV));
+		assert_null(kp);
+	}
 }
 
 static void test_pin_source_errors(void **state)
@@ -814,6 +891,7 @@ int main(void)
 		cmocka_unit_test(test_other_token_cannot_unwrap),
 		cmocka_unit_test(test_destroy),
 		cmocka_unit_test(test_wrong_pin),
+		cmocka_unit_test(test_pin_env_taken_and_wiped),
 		cmocka_unit_test(test_pin_from_env),
 		cmocka_unit_test(test_pin_source_errors),
 		cmocka_unit_test(test_pin_locked),
