@@ -226,12 +226,21 @@ int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, st
 	a->started_at = time(NULL);
 	pthread_mutex_init(&a->state_mu, NULL);
 	pthread_mutex_init(&a->metrics_mu, NULL);
+	pthread_mutex_init(&a->epoch_mu, NULL);
+	randombytes_buf(a->epoch, sizeof(a->epoch));
 
-	r = store_read_begin(s, &tx);
-	if (r >= 0) {
+	/* No session survives a restart (the epoch is new); their rows go. */
+	r = store_write_begin(s, &tx);
+	if (r >= 0)
+		r = store_token_delete_all(tx);
+	if (r >= 0)
 		r = store_rootkey_get_current(tx, &rk);
-		store_tx_end(tx);
+	if (r >= 0 || r == -ENOENT) {
+		int c = store_write_commit(TAKE_PTR(tx));
+		if (c < 0)
+			r = c;
 	}
+	store_tx_end(tx);
 	store_rootkey_clear(&rk);
 	if (r == 0)
 		a->initialized = true;
@@ -265,7 +274,23 @@ void api_free(struct api *a)
 	mirror_free(a->mirror);         /* after the last writer: the worker's records */
 	pthread_mutex_destroy(&a->metrics_mu);
 	pthread_mutex_destroy(&a->state_mu);
+	sodium_memzero(a->epoch, sizeof(a->epoch));
+	pthread_mutex_destroy(&a->epoch_mu);
 	free(a);
+}
+
+void api_epoch_get(struct api *a, uint8_t ret[16])
+{
+	pthread_mutex_lock(&a->epoch_mu);
+	memcpy(ret, a->epoch, sizeof(a->epoch));
+	pthread_mutex_unlock(&a->epoch_mu);
+}
+
+void api_epoch_renew(struct api *a)
+{
+	pthread_mutex_lock(&a->epoch_mu);
+	randombytes_buf(a->epoch, sizeof(a->epoch));
+	pthread_mutex_unlock(&a->epoch_mu);
 }
 
 /* ---- handlers ---- */
@@ -303,19 +328,26 @@ static int h_lock(struct api *a, struct call *c, json_t **ret_body)
 
 	if ((r = check_query(req, q, ret_body)))
 		return r;
+	/* Locking is the emergency brake: it happens whatever the audit log
+	 * can take. Sessions end with the epoch, at once; their rows and the
+	 * record follow, and if they cannot be written the client is told. */
 	pthread_mutex_lock(&a->state_mu);
+	api_epoch_renew(a);
 	keyring_lock(a->keyring);
 	pthread_mutex_unlock(&a->state_mu);
-	/* Sessions end with the unlock they were made under. */
+	log_info("vault locked by '%s' (uid %u)", c->who.name, (unsigned)req->uid);
 	r = store_write_begin(a->store, &tx);
 	if (r >= 0)
 		r = store_token_delete_all(tx);
 	if (r >= 0)
 		r = commit_audited(a, c, &tx);
 	store_tx_end(tx);
-	if (r < 0)
-		log_error_errno(r, "could not revoke session tokens at lock");
-	log_info("vault locked by '%s' (uid %u)", c->who.name, (unsigned)req->uid);
+	if (r < 0) {
+		log_error_errno(r, "the vault is locked, but its audit record could not be written (request %s)",
+				req->request_id);
+		return reply_error(ret_body, 503, "audit_unavailable",
+				   "the vault is locked, but the audit log cannot be written");
+	}
 	return reply(ret_body, 200, json_pack("{s:b}", "locked", 1));
 }
 
@@ -1170,6 +1202,16 @@ static int mirror_record(struct api *a, const struct store_audit *rec)
 	r = mirror_write(a->mirror, line, strlen(line));
 	json_secure_free(line);
 	return r;
+}
+
+int audit_effect(struct api *a, struct call *c, json_t **ret_body)
+{
+	int r = audit_call(a, c, NULL, 200);
+
+	if (r >= 0)
+		return 0;
+	log_error_errno(r, "cannot write the audit record of request %s: undoing it", c->req->request_id);
+	return reply_audit_unavailable(ret_body);
 }
 
 int commit_audited(struct api *a, struct call *c, struct store_tx **tx)

@@ -6,6 +6,7 @@
 #include <sodium.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "common/log.h"
 #include "vaultd/api_internal.h"
 
@@ -29,7 +30,7 @@ int h_backup(struct api *a, struct call *c, json_t **ret_body)
 	const char *path;
 	char hex[65];
 	json_t *p;
-	int r;
+	int r, status;
 
 	if ((r = check_query(c->req, q, ret_body)) || (r = parse_body(c->req, fields, &body, ret_body)))
 		return r;
@@ -68,6 +69,14 @@ int h_backup(struct api *a, struct call *c, json_t **ret_body)
 		store_rootkey_clear(&rk);
 		store_audit_clear(&last);
 		return reply_store_busy_or_internal(ret_body, c->req, r, "backup");
+	}
+	/* The file exists only with its record: recorded now, or removed. */
+	if ((status = audit_effect(a, c, ret_body))) {
+		if (unlink(path) < 0)
+			log_error_errno(-errno, "cannot remove the unrecorded backup '%s'", path);
+		store_rootkey_clear(&rk);
+		store_audit_clear(&last);
+		return status;
 	}
 	sodium_bin2hex(hex, sizeof(hex), info.sha256, sizeof(info.sha256));
 	log_info("backup written to '%s' (%lld bytes)", path, (long long)info.bytes);

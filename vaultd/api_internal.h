@@ -23,6 +23,12 @@ struct api {
 	struct mirror *mirror;          /* [audit] jsonl_path (mirror.h); NULL: none */
 	pthread_mutex_t state_mu;       /* serialises init, unlock and lock */
 	bool initialized;
+	/* Session tokens are stored as a hash keyed by the epoch they were
+	 * issued in (token_hash_hex()). A new epoch is drawn at start, at
+	 * every unlock and at every lock, so no token survives any of them,
+	 * even if deleting the rows failed (epoch_mu). */
+	pthread_mutex_t epoch_mu;
+	uint8_t epoch[16];
 	int64_t pruned_at;              /* last audit retention run (worker thread only) */
 	int64_t started_at;
 	/* GET /v1/sys/metrics: mirror writes that failed (served anyway under
@@ -80,6 +86,11 @@ int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status);
 /* c->principal, filled as the audit record names it ("user:alice",
  * "service:sync", "uid:1000") if the handler has not set it. */
 const char *call_principal(struct call *c);
+/* For a handler whose effect lies outside the database (unlock, a backup
+ * file): records its success (status 200) now, in a transaction of its own.
+ * 0; or the record failed, and a 503 audit_unavailable reply is written and
+ * its status returned: the caller must undo the effect. */
+int audit_effect(struct api *a, struct call *c, json_t **ret_body);
 /* For a handler whose change succeeded in *tx: records it (status 200) in
  * the same transaction and commits both (*tx becomes NULL). On failure
  * nothing is committed; the caller's store_tx_end() rolls back. */
@@ -124,8 +135,11 @@ int identity_load_roles(struct store_tx *tx, const char *roles_json, struct prin
 /* Every role name in arr exists (built-in or custom): NULL, or the first
  * unknown name (borrowed from arr). -EINVAL shape errors via *ret_bad. */
 const char *identity_unknown_role(struct store_tx *tx, const json_t *arr);
-/* Hex SHA-256 of a bearer token. */
-void token_hash_hex(const char *token, size_t n, char ret[65]);
+/* Hex BLAKE2b-256 of a bearer token keyed by a session epoch. */
+void token_hash_hex(const uint8_t epoch[16], const char *token, size_t n, char ret[65]);
+/* The current session epoch; api_epoch_renew() ends every session. */
+void api_epoch_get(struct api *a, uint8_t ret[16]);
+void api_epoch_renew(struct api *a);
 
 /* api_people.c: the handlers of the people-and-access routes. */
 int h_init(struct api *a, struct call *c, json_t **ret_body);

@@ -519,6 +519,8 @@ int api_unlock_vault(struct api *a, const char *user, const struct secret *pass)
 		return -EACCES;
 	pthread_mutex_lock(&a->state_mu);
 	r = keyring_unlock(a->keyring, a->store);
+	if (r >= 0)
+		api_epoch_renew(a);
 	pthread_mutex_unlock(&a->state_mu);
 	if (r >= 0)
 		rotator_kick(a->rot, true);
@@ -530,7 +532,7 @@ int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 	struct store_user u = {0};
 	struct store_tx *tx = NULL;
 	bool is_admin = false;
-	int r;
+	int r, status = 0;
 
 	if (!api_is_initialized(a))
 		return reply_error(ret_body, 503, "uninitialized", "the vault is not initialized; run 'vaultctl init'");
@@ -547,10 +549,23 @@ int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 	}
 	pthread_mutex_lock(&a->state_mu);
 	r = keyring_unlock(a->keyring, a->store);
+	if (r >= 0) {
+		/* Recorded before anyone can use it, or undone. */
+		api_epoch_renew(a);
+		if ((status = audit_effect(a, c, ret_body))) {
+			keyring_lock(a->keyring);
+			api_epoch_renew(a);
+		}
+	}
 	pthread_mutex_unlock(&a->state_mu);
 	if (r < 0) {
 		store_user_clear(&u);
 		return reply_hsm_error(ret_body, c->req, r, "unlock");
+	}
+	if (status) {
+		log_warning("unlock by '%s' undone: its audit record could not be written", u.name);
+		store_user_clear(&u);
+		return status;
 	}
 	log_info("vault unlocked by '%s' (uid %u)", u.name, (unsigned)c->req->uid);
 	/* Resumes interrupted rotations and retires proven-obsolete HSM keys. */
@@ -561,7 +576,7 @@ int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 
 int h_login(struct api *a, struct call *c, json_t **ret_body)
 {
-	uint8_t raw[TOKEN_BYTES];
+	uint8_t raw[TOKEN_BYTES], epoch[16], now_epoch[16];
 	char token[2 * TOKEN_BYTES + 8];
 	struct store_token t = {0};
 	struct store_user u = {0};
@@ -569,18 +584,28 @@ int h_login(struct api *a, struct call *c, json_t **ret_body)
 	json_t *roles;
 	int r;
 
+	/* The epoch of the unlock this login happens under: a lock (or a
+	 * new unlock) while it runs makes the token worthless. */
+	api_epoch_get(a, epoch);
 	if ((r = authenticate(a, c, &u, ret_body)))
 		return r;
 	randombytes_buf(raw, sizeof(raw));
 	memcpy(token, "vt.", 3);
 	sodium_bin2hex(token + 3, sizeof(token) - 3, raw, sizeof(raw));
 	sodium_memzero(raw, sizeof(raw));
-	token_hash_hex(token, strlen(token), t.hash);
+	token_hash_hex(epoch, token, strlen(token), t.hash);
 	snprintf(t.user, sizeof(t.user), "%s", u.name);
 	t.uid = (uint32_t)c->req->uid;
 	t.created_at = time(NULL);
 	t.expires_at = t.created_at + a->cfg.session_ttl;
 	r = store_write_begin(a->store, &tx);
+	if (r >= 0) {
+		/* Re-checked inside the transaction: a lock that ran since
+		 * purged the tokens before this one would be stored. */
+		api_epoch_get(a, now_epoch);
+		if (!keyring_is_unlocked(a->keyring) || sodium_memcmp(epoch, now_epoch, sizeof(epoch)) != 0)
+			r = -EACCES;
+	}
 	if (r >= 0) {
 		(void)store_token_purge_expired(tx, t.created_at);
 		r = store_token_put(tx, &t);
@@ -588,9 +613,14 @@ int h_login(struct api *a, struct call *c, json_t **ret_body)
 	if (r >= 0)
 		r = commit_audited(a, c, &tx);
 	store_tx_end(tx);
+	sodium_memzero(epoch, sizeof(epoch));
 	if (r < 0) {
 		sodium_memzero(token, sizeof(token));
 		store_user_clear(&u);
+		if (r == -EACCES) {
+			snprintf(c->detail, sizeof(c->detail), "the vault was locked while logging in");
+			return reply_error(ret_body, 503, "locked", "the vault was locked; run 'vaultctl unlock'");
+		}
 		return reply_store_busy_or_internal(ret_body, c->req, r, "store token");
 	}
 	roles = json_loads(u.roles, 0, NULL);
@@ -687,6 +717,9 @@ int h_passphrase(struct api *a, struct call *c, json_t **ret_body)
 		r = store_user_put(tx, &u);
 	}
 	free(phc);
+	/* Every other session of the user ends with the old passphrase. */
+	if (r >= 0 && (r = store_token_delete_user_except(tx, c->who.name, c->who.token_hash)) > 0)
+		r = 0;
 	if (r >= 0)
 		r = commit_audited(a, c, &tx);
 	store_tx_end(tx);
@@ -944,8 +977,11 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 	r = store_user_put(tx, &u);
 	/* A new second factor ends every session and replaces the recovery
 	 * codes; the user row must exist first (they reference it). */
-	if (r >= 0 && out && (r = store_recovery_set(tx, name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES)) >= 0)
-		r = store_token_delete_user(tx, name);
+	if (r >= 0 && out)
+		r = store_recovery_set(tx, name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES);
+	/* A new second factor or passphrase ends every session of the user. */
+	if (r >= 0 && (out || pass) && (r = store_token_delete_user(tx, name)) > 0)
+		r = 0;
 	if (r >= 0)
 		r = commit_audited(a, c, &tx);
 	if (r < 0) {

@@ -21,12 +21,13 @@ void principal_clear(struct principal *p)
 	*p = (struct principal){0};
 }
 
-void token_hash_hex(const char *token, size_t n, char ret[65])
+void token_hash_hex(const uint8_t epoch[16], const char *token, size_t n, char ret[65])
 {
-	uint8_t h[crypto_hash_sha256_BYTES];
+	uint8_t h[32];
 
-	crypto_hash_sha256(h, (const uint8_t *)token, n);
+	crypto_generichash(h, sizeof(h), (const uint8_t *)token, n, epoch, 16);
 	sodium_bin2hex(ret, 65, h, sizeof(h));
+	sodium_memzero(h, sizeof(h));
 }
 
 int identity_load_roles(struct store_tx *tx, const char *roles_json, struct principal *p)
@@ -93,9 +94,14 @@ static int resolve_token(struct api *a, struct call *c, const char *token, size_
 {
 	struct store_token t = {0};
 	struct store_user u = {0};
+	uint8_t epoch[16];
 	int r;
 
-	token_hash_hex(token, n, c->who.token_hash);
+	/* A token of an earlier epoch (before a lock, an unlock or a restart)
+	 * hashes to a row that does not exist. */
+	api_epoch_get(a, epoch);
+	token_hash_hex(epoch, token, n, c->who.token_hash);
+	sodium_memzero(epoch, sizeof(epoch));
 	r = store_token_get(tx, c->who.token_hash, &t);
 	if (r == -ENOENT || (r == 0 && t.expires_at <= time(NULL)))
 		return reply_error(ret_body, 401, "unauthorized", "the token is invalid, expired or revoked; log in again");

@@ -278,6 +278,7 @@ enum query {
 	Q_TOKEN_GET,
 	Q_TOKEN_DELETE,
 	Q_TOKEN_DELETE_USER,
+	Q_TOKEN_DELETE_USER_EXCEPT,
 	Q_TOKEN_DELETE_ALL,
 	Q_TOKEN_PURGE,
 	Q_ROLE_PUT,
@@ -529,6 +530,7 @@ static const char *const query_sql[_Q_MAX] = {
 	[Q_TOKEN_GET] = "SELECT hash, user, uid, created_at, expires_at FROM tokens WHERE hash = ?1",
 	[Q_TOKEN_DELETE] = "DELETE FROM tokens WHERE hash = ?1",
 	[Q_TOKEN_DELETE_USER] = "DELETE FROM tokens WHERE user = ?1",
+	[Q_TOKEN_DELETE_USER_EXCEPT] = "DELETE FROM tokens WHERE user = ?1 AND hash <> ?2",
 	[Q_TOKEN_DELETE_ALL] = "DELETE FROM tokens",
 	[Q_TOKEN_PURGE] = "DELETE FROM tokens WHERE expires_at <= ?1",
 	[Q_ROLE_PUT] = "INSERT INTO roles(name, rules, created_at, updated_at) "
@@ -2763,6 +2765,20 @@ int store_token_delete_user(struct store_tx *tx, const char *user)
 	if (!user)
 		return -EINVAL;
 	return token_delete_q(tx, Q_TOKEN_DELETE_USER, user, 0, false);
+}
+
+int store_token_delete_user_except(struct store_tx *tx, const char *user, const char *keep_hash)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!user || !keep_hash)
+		return -EINVAL;
+	if ((r = tx_conn(tx, true, &c)) < 0 || (r = stmt_get(c, Q_TOKEN_DELETE_USER_EXCEPT, &st)) < 0 ||
+	    (r = bind_text(c, st, 1, user)) < 0 || (r = bind_text(c, st, 2, keep_hash)) < 0)
+		return r;
+	return step_changes(c, st, "token delete");
 }
 
 int store_token_delete_all(struct store_tx *tx)

@@ -281,6 +281,8 @@ int store_token_put(struct store_tx *tx, const struct store_token *t);  /* -EEXI
 int store_token_get(struct store_tx *tx, const char *hash, struct store_token *ret);   /* -ENOENT */
 int store_token_delete(struct store_tx *tx, const char *hash);          /* -ENOENT */
 int store_token_delete_user(struct store_tx *tx, const char *user);     /* count deleted */
+/* Every token of user but the one whose hash is keep_hash. Count deleted. */
+int store_token_delete_user_except(struct store_tx *tx, const char *user, const char *keep_hash);
 int store_token_delete_all(struct store_tx *tx);                         /* count deleted */
 int store_token_purge_expired(struct store_tx *tx, int64_t now);         /* count deleted */
 

@@ -119,5 +119,95 @@ class ForgedCheckpoint(SecurityCase):
         self.forge(mac=True)
 
 
+class Effects(SecurityCase):
+    """Finding 3: under [audit] jsonl_on_failure = refuse with a mirror that
+    cannot be written, actions took effect without their record; and
+    sessions outlived the lock, restart or passphrase they were made under."""
+
+    def setUp(self):
+        super().setUp()
+        self.v.spend_recovery_codes = True
+        self.mirror = os.path.join(self.v.dir, "audit.jsonl")
+        with open(self.v.conf) as f:
+            conf = f.read()
+        self.v.write_config(conf + f"\n[audit]\njsonl_path = {self.mirror}\njsonl_on_failure = refuse\n")
+
+    def break_mirror(self):
+        os.unlink(self.mirror)
+        os.mkdir(self.mirror)   # cannot be opened for writing now
+
+    def mend_mirror(self):
+        os.rmdir(self.mirror)
+
+    def locked(self):
+        return self.v.get("/v1/sys/health", token=False).json["locked"]
+
+    def recovery_unlock(self):
+        return self.unlock_req(recovery_code=self.v.recovery_codes[ADMIN].pop())
+
+    def test_unrecorded_unlock_is_undone(self):
+        v = self.v
+        token = self.boot()
+        self.check(v.post("/v1/sys/lock", token=token), 200, "lock")
+        self.break_mirror()
+        r = self.recovery_unlock()
+        self.assertEqual((r.status, (r.json or {}).get("error")), (503, "audit_unavailable"), r)
+        self.assertTrue(self.locked(), "an unlock whose record failed must not leave the vault unlocked")
+        self.mend_mirror()
+        self.check(self.recovery_unlock(), 200, "unlock once the mirror works")
+        self.assertFalse(self.locked())
+
+    def test_unrecorded_backup_leaves_no_file(self):
+        v = self.v
+        token = self.boot()
+        self.break_mirror()
+        target = os.path.join(v.dir, "backup.db")
+        r = v.post("/v1/sys/backup", {"path": target}, token=token)
+        self.assertEqual((r.status, (r.json or {}).get("error")), (503, "audit_unavailable"), r)
+        self.assertFalse(os.path.exists(target), "a backup whose record failed must not be left behind")
+        self.mend_mirror()
+        self.check(v.post("/v1/sys/backup", {"path": target}, token=token), 200, "backup once the mirror works")
+        self.assertTrue(os.path.exists(target))
+
+    def test_lock_ends_every_session_even_unrecorded(self):
+        v = self.v
+        token = self.boot()
+        self.break_mirror()
+        r = v.post("/v1/sys/lock", token=token)
+        self.assertEqual(r.status, 503, f"the lock's record could not be written: {r}")
+        self.assertTrue(self.locked(), "locking is never refused: it is the emergency brake")
+        self.mend_mirror()
+        self.check(self.recovery_unlock(), 200, "unlock")
+        r = v.get("/v1/auth/self", token=token)
+        self.assertEqual(r.status, 401, f"a token from before the lock must not work after the next unlock: {r}")
+
+    def test_no_session_survives_a_restart(self):
+        v = self.v
+        token = self.boot()
+        self.check(v.get("/v1/auth/self", token=token), 200, "the token works")
+        v.stop()
+        v.start()
+        self.check(self.recovery_unlock(), 200, "unlock after the restart")
+        r = v.get("/v1/auth/self", token=token)
+        self.assertEqual(r.status, 401, f"a token issued before a restart must be refused after it: {r}")
+
+    def test_passphrase_change_ends_the_other_sessions(self):
+        v = self.v
+        token = self.boot()
+        self.make_user("bob", ["operator"])
+        bob1 = v.login("bob")
+        bob2 = v.login("bob")
+        new = PASSPHRASE + " and more"
+        self.check(v.post("/v1/auth/passphrase", {"current": PASSPHRASE, "new": new}, token=bob1), 200,
+                   "bob changes his passphrase")
+        self.check(v.get("/v1/auth/self", token=bob1), 200, "the session that changed it goes on")
+        self.assertEqual(v.get("/v1/auth/self", token=bob2).status, 401, "bob's other session ended")
+        bob3 = v.login("bob", passphrase=new)
+        # An admin setting bob's passphrase ends all of bob's sessions.
+        self.check(v.put("/v1/users/bob", {"passphrase": PASSPHRASE}, token=token), 200, "admin resets it")
+        self.assertEqual(v.get("/v1/auth/self", token=bob3).status, 401, "every session of bob ended")
+        self.assertEqual(v.get("/v1/auth/self", token=bob1).status, 401)
+
+
 if __name__ == "__main__":
     main()
