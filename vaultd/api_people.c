@@ -201,64 +201,92 @@ int h_init(struct api *a, struct call *c, json_t **ret_body)
 
 /* ---- authentication: passphrase + TOTP or recovery code ---- */
 
-static void failure_key(char *buf, size_t n, const char *kind, const char *what)
+/* Brute-force accounting has three counters per attempt:
+ *   "user:<name>@uid:<uid>"  the pair: max_failures in a window locks it out;
+ *   "uid:<uid>"              the caller: max_failures in a window, over any
+ *                            names, locks that uid out;
+ *   "user:<name>"            the name alone: never a lockout (anyone on the
+ *                            socket could otherwise lock every admin out),
+ *                            only a delay that grows past max_failures and
+ *                            that a correct attempt waits out and passes.
+ * A caller locked out gets 429 before anything is counted or delayed. */
+#define DELAY_FIRST_MS 250
+#define DELAY_MAX_MS 2000
+
+static void failure_keys(char keys[3][96], const char *user, uid_t uid)
 {
-	snprintf(buf, n, "%s:%s", kind, what);
+	snprintf(keys[0], 96, "user:%s@uid:%u", user, (unsigned)uid);
+	snprintf(keys[1], 96, "uid:%u", (unsigned)uid);
+	snprintf(keys[2], 96, "user:%s", user);
 }
 
-/* 429 if the user or the uid is locked out; 0 otherwise. */
+/* The delay for a name with 'count' failures in its window. */
+static unsigned failure_delay_ms(uint32_t count, uint32_t max)
+{
+	unsigned d = DELAY_FIRST_MS;
+
+	if (count <= max)
+		return 0;
+	for (uint32_t i = max + 1; i < count && d < DELAY_MAX_MS; i++)
+		d *= 2;
+	return MIN(d, DELAY_MAX_MS);
+}
+
+/* 429 if the pair or the uid is locked out; 0 otherwise, after the name's
+ * delay if it has one. */
 static int check_lockout(struct api *a, struct call *c, const char *user, json_t **ret_body)
 {
-	char keys[2][96], uid[16];
+	char keys[3][96];
+	struct store_failure f;
 	struct store_tx *tx = NULL;
 	int64_t now = time(NULL), until = 0;
+	unsigned delay = 0;
 	int r;
 
-	snprintf(uid, sizeof(uid), "%u", (unsigned)c->req->uid);
-	failure_key(keys[0], sizeof(keys[0]), "user", user);
-	failure_key(keys[1], sizeof(keys[1]), "uid", uid);
+	failure_keys(keys, user, c->req->uid);
 	r = store_read_begin(a->store, &tx);
 	if (r < 0)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "begin read");
-	for (int i = 0; i < 2; i++) {
-		struct store_failure f;
+	for (int i = 0; i < 2; i++)
 		if (store_failure_get(tx, keys[i], &f) == 0 && f.locked_until > now && f.locked_until > until)
 			until = f.locked_until;
-	}
+	if (store_failure_get(tx, keys[2], &f) == 0 && now - f.window_start < (int64_t)a->cfg.lockout_seconds)
+		delay = failure_delay_ms(f.count, a->cfg.max_failures);
 	store_tx_end(tx);
 	if (until > now) {
 		snprintf(c->detail, sizeof(c->detail), "locked out after repeated failures");
-		log_warning("authentication for '%s' from uid %s refused: locked out for %" PRId64 " s", user, uid,
-			    until - now);
+		log_warning("authentication for '%s' from uid %u refused: locked out for %" PRId64 " s", user,
+			    (unsigned)c->req->uid, until - now);
 		return reply_error(ret_body, 429, "rate_limited",
 				   "too many failed attempts; try again in %" PRId64 " seconds", until - now);
+	}
+	if (delay) {
+		struct timespec ts = { .tv_sec = delay / 1000, .tv_nsec = (long)(delay % 1000) * 1000000L };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
 	}
 	return 0;
 }
 
 static void record_failure(struct api *a, struct call *c, const char *user, const char *why)
 {
-	char key[96], uid[16];
+	char keys[3][96];
 	struct store_failure f = {0};
 	struct store_tx *tx = NULL;
 	int64_t now = time(NULL);
 
-	snprintf(uid, sizeof(uid), "%u", (unsigned)c->req->uid);
 	snprintf(c->detail, sizeof(c->detail), "%s", why);
-	log_warning("authentication failed for user '%s' from uid %s pid %d: %s (request %s)", user, uid,
-		    (int)c->req->pid, why, c->req->request_id);
+	log_warning("authentication failed for user '%s' from uid %u pid %d: %s (request %s)", user,
+		    (unsigned)c->req->uid, (int)c->req->pid, why, c->req->request_id);
 	if (store_write_begin(a->store, &tx) < 0)
 		return;
 	/* Unknown names are counted too: otherwise the 429 would tell which
 	 * users exist. */
-	failure_key(key, sizeof(key), "user", user);
-	if (store_failure_record(tx, key, now, a->cfg.lockout_seconds, a->cfg.max_failures, a->cfg.lockout_seconds,
-				 &f) < 0)
-		goto out;
-	failure_key(key, sizeof(key), "uid", uid);
-	if (store_failure_record(tx, key, now, a->cfg.lockout_seconds, a->cfg.max_failures, a->cfg.lockout_seconds,
-				 &f) < 0)
-		goto out;
+	failure_keys(keys, user, c->req->uid);
+	for (int i = 0; i < 3; i++)
+		if (store_failure_record(tx, keys[i], now, a->cfg.lockout_seconds,
+					 i < 2 ? a->cfg.max_failures : UINT32_MAX, a->cfg.lockout_seconds, &f) < 0)
+			goto out;
 	(void)store_write_commit(TAKE_PTR(tx));
 out:
 	store_tx_end(tx);
@@ -266,16 +294,14 @@ out:
 
 static void clear_failures(struct api *a, struct call *c, const char *user)
 {
-	char key[96], uid[16];
+	char keys[3][96];
 	struct store_tx *tx = NULL;
 
-	snprintf(uid, sizeof(uid), "%u", (unsigned)c->req->uid);
+	failure_keys(keys, user, c->req->uid);
 	if (store_write_begin(a->store, &tx) < 0)
 		return;
-	failure_key(key, sizeof(key), "user", user);
-	(void)store_failure_clear(tx, key);
-	failure_key(key, sizeof(key), "uid", uid);
-	(void)store_failure_clear(tx, key);
+	for (int i = 0; i < 3; i++)
+		(void)store_failure_clear(tx, keys[i]);
 	(void)store_write_commit(TAKE_PTR(tx));
 	store_tx_end(tx);
 }

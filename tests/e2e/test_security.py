@@ -209,5 +209,37 @@ class Effects(SecurityCase):
         self.assertEqual(v.get("/v1/auth/self", token=bob1).status, 401)
 
 
+class Lockout(SecurityCase):
+    """Finding 5: five wrong unlocks for 'admin' from any uid, even an
+    unbound one, locked the real admin out (and kept them out for good)."""
+
+    def test_an_attacker_uid_cannot_lock_the_admin_out(self):
+        v = self.v
+        token = self.boot()
+        self.check(v.post("/v1/sys/lock", token=token), 200, "lock")
+        secret = v.totp_secrets[ADMIN]
+
+        def hammer():
+            out = []
+            for _ in range(8):
+                out.append(v.post("/v1/sys/unlock", {"user": ADMIN, "passphrase": "wrong " + PASSPHRASE,
+                                                     "totp": wrong_totp(secret)}, token=False).status)
+            return out
+
+        statuses = as_uid(NOBODY, NOGROUP, hammer)
+        self.assertEqual(statuses[:5], [401] * 5, statuses)
+        self.assertEqual(statuses[-1], 429, f"the attacking uid itself is locked out: {statuses}")
+        t0 = time.monotonic()
+        r = self.unlock_req(recovery_code=v.recovery_codes[ADMIN].pop())
+        self.assertEqual(r.status, 200, f"the admin's own uid still unlocks: {r}")
+        self.assertLess(time.monotonic() - t0, 10, "at most a short delay")
+        # And after a restart too, while the attacker keeps at it.
+        self.check(v.post("/v1/sys/lock", token=v.login()), 200, "lock again")
+        v.stop()
+        v.start()
+        self.assertEqual(as_uid(NOBODY, NOGROUP, hammer)[-1], 429)
+        self.check(self.unlock_req(recovery_code=v.recovery_codes[ADMIN].pop()), 200, "unlock after the restart")
+
+
 if __name__ == "__main__":
     main()
