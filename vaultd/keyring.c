@@ -460,71 +460,334 @@ int keyring_hsm_unwrap_key(struct keyring *k, const uint8_t *blob, size_t len, s
 	return r;
 }
 
-/* Caller holds k->state (shared). Returns a borrowed key valid until lock. */
-static struct secret *cache_get(struct keyring *k, const char *tenant, uint32_t version)
-{
-	struct kek_entry *e;
+/* ---- the KEK cache (layout and reasoning at the top of this file) ----
+ * Functions named slot_* and cache_* other than cache_get/cache_put expect
+ * cache_mu held. */
 
-	pthread_mutex_lock(&k->cache_mu);
-	for (e = k->keks; e; e = e->next)
-		if (e->version == version && streq(e->tenant, tenant))
-			break;
-	pthread_mutex_unlock(&k->cache_mu);
-	return e ? e->key : NULL;
+static uint32_t kek_hash(const struct kek_cache *c, const char *tenant, uint32_t version)
+{
+	uint8_t in[PATH_SEGMENT_MAX + 1 + 4], out[crypto_shorthash_BYTES];
+	size_t n = strnlen(tenant, PATH_SEGMENT_MAX);
+	uint32_t h;
+
+	memcpy(in, tenant, n);
+	in[n++] = '\0';
+	memcpy(in + n, &version, 4);
+	crypto_shorthash(out, in, n + 4, c->hash_key);
+	memcpy(&h, out, sizeof(h));
+	return h;
 }
 
-/* Takes ownership of key. If another thread cached the same KEK meanwhile,
- * keeps theirs and returns it. */
-static struct secret *cache_put(struct keyring *k, const char *tenant, uint32_t version, struct secret *key)
+static uint32_t slot_find(const struct kek_cache *c, uint32_t hash, const char *tenant, uint32_t version)
 {
-	struct kek_entry *e, *n;
+	if (!c->n_buckets)
+		return KEK_NIL;
+	for (uint32_t i = c->buckets[hash & (c->n_buckets - 1)]; i != KEK_NIL; i = c->slots[i].hnext)
+		if (c->slots[i].hash == hash && c->slots[i].version == version && streq(c->slots[i].tenant, tenant))
+			return i;
+	return KEK_NIL;
+}
 
-	n = calloc(1, sizeof(*n));
-	if (!n) {
+static void lru_unlink(struct kek_cache *c, uint32_t i)
+{
+	struct kek_slot *e = &c->slots[i];
+
+	if (e->prev != KEK_NIL)
+		c->slots[e->prev].next = e->next;
+	else
+		c->lru_head = e->next;
+	if (e->next != KEK_NIL)
+		c->slots[e->next].prev = e->prev;
+	else
+		c->lru_tail = e->prev;
+	e->prev = e->next = KEK_NIL;
+}
+
+static void lru_push_front(struct kek_cache *c, uint32_t i)
+{
+	struct kek_slot *e = &c->slots[i];
+
+	e->prev = KEK_NIL;
+	e->next = c->lru_head;
+	if (c->lru_head != KEK_NIL)
+		c->slots[c->lru_head].prev = i;
+	c->lru_head = i;
+	if (c->lru_tail == KEK_NIL)
+		c->lru_tail = i;
+}
+
+static void hash_insert(struct kek_cache *c, uint32_t i)
+{
+	uint32_t *head = &c->buckets[c->slots[i].hash & (c->n_buckets - 1)];
+
+	c->slots[i].hnext = *head;
+	*head = i;
+}
+
+static void hash_unlink(struct kek_cache *c, uint32_t i)
+{
+	uint32_t *pp = &c->buckets[c->slots[i].hash & (c->n_buckets - 1)];
+
+	while (*pp != i)
+		pp = &c->slots[*pp].hnext;
+	*pp = c->slots[i].hnext;
+	c->slots[i].hnext = KEK_NIL;
+}
+
+/* Takes a used, unpinned slot out of the index and wipes its key; the slot
+ * is then neither used nor on the free list. */
+static void slot_drop(struct kek_cache *c, uint32_t i)
+{
+	struct kek_slot *e = &c->slots[i];
+
+	hash_unlink(c, i);
+	lru_unlink(c, i);
+	sodium_memzero(e->key, ENVELOPE_KEY_LEN);
+	e->tenant[0] = '\0';
+	e->version = 0;
+	e->used = false;
+	c->n_used--;
+}
+
+static void slot_free(struct kek_cache *c, uint32_t i)
+{
+	c->slots[i].next = c->free_head;
+	c->free_head = i;
+}
+
+/* Adds a slab: as many slots as there are (KEK_SLAB_FIRST for the first),
+ * up to max. -ENOBUFS at the maximum, -ENOMEM. */
+static int cache_grow(struct kek_cache *c)
+{
+	uint32_t add = c->n_slabs ? c->n_slots : KEK_SLAB_FIRST, n, nb;
+	struct kek_slot *slots;
+	uint32_t *buckets = NULL;
+	uint8_t *slab;
+
+	if (c->n_slots >= c->max || c->n_slabs == KEK_SLABS_MAX)
+		return -ENOBUFS;
+	add = MIN(add, c->max - c->n_slots);
+	n = c->n_slots + add;
+	for (nb = c->n_buckets ? c->n_buckets : 64; nb < n; nb *= 2)
+		;
+	slots = reallocarray(c->slots, n, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	c->slots = slots;               /* larger, still n_slots in use */
+	if (nb != c->n_buckets) {
+		buckets = malloc(nb * sizeof(*buckets));
+		if (!buckets)
+			return -ENOMEM;
+	}
+	slab = sodium_malloc((size_t)add * ENVELOPE_KEY_LEN);
+	if (!slab) {
+		free(buckets);
+		return -ENOMEM;
+	}
+	sodium_memzero(slab, (size_t)add * ENVELOPE_KEY_LEN);   /* sodium_malloc() fills with 0xdb */
+	c->slabs[c->n_slabs++] = slab;
+	for (uint32_t j = 0; j < add; j++) {
+		uint32_t i = c->n_slots + j;
+
+		slots[i] = (struct kek_slot){ .hnext = KEK_NIL, .prev = KEK_NIL, .next = KEK_NIL,
+					      .key = slab + (size_t)j * ENVELOPE_KEY_LEN };
+	}
+	/* Free list in ascending order: the lowest slots fill first. */
+	for (uint32_t j = add; j-- > 0;)
+		slot_free(c, c->n_slots + j);
+	c->n_slots = n;
+	if (buckets) {
+		free(c->buckets);
+		c->buckets = buckets;
+		c->n_buckets = nb;
+		for (uint32_t i = 0; i < nb; i++)
+			buckets[i] = KEK_NIL;
+		for (uint32_t i = 0; i < c->n_slots; i++)
+			if (slots[i].used)
+				hash_insert(c, i);
+	}
+	return 0;
+}
+
+/* A slot to fill: a free one (growing while below max), else the least
+ * recently used unpinned one, evicted. KEK_NIL if every slot is pinned or
+ * no slab can be allocated. */
+static uint32_t cache_take_slot(struct kek_cache *c)
+{
+	uint32_t i;
+
+	if (c->n_used < c->max && c->free_head == KEK_NIL)
+		(void)cache_grow(c);    /* on failure, evict instead */
+	if (c->n_used < c->max && c->free_head != KEK_NIL) {
+		i = c->free_head;
+		c->free_head = c->slots[i].next;
+		c->slots[i].next = KEK_NIL;
+		return i;
+	}
+	for (i = c->lru_tail; i != KEK_NIL; i = c->slots[i].prev)
+		if (c->slots[i].refs == 0) {
+			slot_drop(c, i);
+			return i;
+		}
+	return KEK_NIL;
+}
+
+static bool below_floor(const struct kek_cache *c, const char *tenant, uint32_t version)
+{
+	size_t lo = 0, hi = c->n_floors;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int d = strcmp(c->floors[mid].tenant, tenant);
+
+		if (d == 0)
+			return version < c->floors[mid].below;
+		if (d < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* Versions of tenant below 'below' may never be cached again. */
+static int cache_raise_floor(struct kek_cache *c, const char *tenant, uint32_t below)
+{
+	size_t lo = 0, hi = c->n_floors;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int d = strcmp(c->floors[mid].tenant, tenant);
+
+		if (d == 0) {
+			c->floors[mid].below = MAX(c->floors[mid].below, below);
+			return 0;
+		}
+		if (d < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (c->n_floors == c->cap_floors) {
+		size_t cap = c->cap_floors ? c->cap_floors * 2 : 16;
+		struct kek_floor *p = reallocarray(c->floors, cap, sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		c->floors = p;
+		c->cap_floors = cap;
+	}
+	memmove(&c->floors[lo + 1], &c->floors[lo], (c->n_floors - lo) * sizeof(*c->floors));
+	snprintf(c->floors[lo].tenant, sizeof(c->floors[lo].tenant), "%s", tenant);
+	c->floors[lo].below = below;
+	c->n_floors++;
+	return 0;
+}
+
+static void kek_ref_pin(struct kek_cache *c, uint32_t i, struct kek_ref *ret)
+{
+	c->slots[i].refs++;
+	lru_unlink(c, i);
+	lru_push_front(c, i);
+	*ret = (struct kek_ref){
+		.key = { .p = c->slots[i].key, .len = ENVELOPE_KEY_LEN, .cap = ENVELOPE_KEY_LEN },
+		.slot = i,
+	};
+}
+
+/* Releases a reference (NULL-safe, idempotent). Before releasing k->state. */
+static void kek_unpin(struct keyring *k, struct kek_ref *ref)
+{
+	if (ref->slot != KEK_NIL) {
+		pthread_mutex_lock(&k->cache_mu);
+		k->cache.slots[ref->slot].refs--;
+		pthread_mutex_unlock(&k->cache_mu);
+	}
+	secret_free(ref->owned);
+	*ref = (struct kek_ref)KEK_REF_INIT;
+}
+
+/* Caller holds k->state (shared). On a hit, pins the slot into *ret. */
+static bool cache_get(struct keyring *k, const char *tenant, uint32_t version, struct kek_ref *ret)
+{
+	struct kek_cache *c = &k->cache;
+	uint32_t i;
+
+	pthread_mutex_lock(&k->cache_mu);
+	i = slot_find(c, kek_hash(c, tenant, version), tenant, version);
+	if (i != KEK_NIL)
+		kek_ref_pin(c, i, ret);
+	pthread_mutex_unlock(&k->cache_mu);
+	return i != KEK_NIL;
+}
+
+/* Takes ownership of key, a committed (or, below the tenant's floor, a
+ * snapshot's) KEK, and caches it unless its version is below the tenant's
+ * floor. If another thread cached the same KEK meanwhile, keeps theirs.
+ * ret (may be NULL): a reference to the key, pinned if cached, else owning
+ * key. Caller holds k->state (shared). 0 or -EINVAL (not a KEK). */
+static int cache_put(struct keyring *k, const char *tenant, uint32_t version, struct secret *key,
+		     struct kek_ref *ret)
+{
+	struct kek_cache *c = &k->cache;
+	uint32_t hash = kek_hash(c, tenant, version), i = KEK_NIL;
+	bool cached = false;
+
+	if (key->len != ENVELOPE_KEY_LEN) {
 		secret_free(key);
-		return NULL;
+		return -EINVAL;
 	}
-	snprintf(n->tenant, sizeof(n->tenant), "%s", tenant);
-	n->version = version;
-	n->key = key;
 	pthread_mutex_lock(&k->cache_mu);
-	for (e = k->keks; e; e = e->next)
-		if (e->version == version && streq(e->tenant, tenant))
-			break;
-	if (!e) {
-		n->next = k->keks;
-		k->keks = n;
-		e = n;
-		n = NULL;
+	if (!below_floor(c, tenant, version)) {
+		i = slot_find(c, hash, tenant, version);
+		if (i == KEK_NIL && (i = cache_take_slot(c)) != KEK_NIL) {
+			struct kek_slot *e = &c->slots[i];
+
+			memcpy(e->key, key->p, ENVELOPE_KEY_LEN);
+			snprintf(e->tenant, sizeof(e->tenant), "%s", tenant);
+			e->version = version;
+			e->hash = hash;
+			e->refs = 0;
+			e->used = true;
+			c->n_used++;
+			hash_insert(c, i);
+			lru_push_front(c, i);
+		}
+		cached = i != KEK_NIL;
+		if (cached && ret)
+			kek_ref_pin(c, i, ret);
 	}
 	pthread_mutex_unlock(&k->cache_mu);
-	if (n) {
-		secret_free(n->key);
-		free(n);
+	if (cached || !ret) {
+		secret_free(key);
+		return 0;
 	}
-	return e->key;
+	*ret = (struct kek_ref){ .key = { .p = key->p, .len = key->len, .cap = key->cap }, .slot = KEK_NIL,
+				 .owned = key };
+	return 0;
 }
 
-/* Caller holds k->state (shared) with k->rk set. */
+/* Caller holds k->state (shared) with k->rk set. *ret stays valid until
+ * kek_unpin(), which the caller calls before releasing k->state. */
 static int kek_load(struct keyring *k, struct store_tx *tx, const char *tenant, uint32_t version,
-		    struct secret **ret)
+		    struct kek_ref *ret)
 {
 	struct store_kek row = {0};
 	const struct secret *rk;
 	struct secret *key;
 	int r;
 
-	key = cache_get(k, tenant, version);
-	if (key) {
-		*ret = key;
+	if (cache_get(k, tenant, version, ret))
 		return 0;
-	}
 	r = store_kek_get(tx, tenant, version, &row);
 	if (r < 0)
 		return r;
 	rk = rk_find(k, row.rk_version);
 	if (!rk) {
 		store_kek_clear(&row);
+		/* XXX: also reachable by a reader whose snapshot spans a whole
+		 * root rotation after its KEK was evicted: that request fails,
+		 * a retry succeeds. */
 		return log_error_errno(-EBADMSG, "KEK '%s' v%u is wrapped under root key v%u, which is not live",
 				       tenant, version, row.rk_version);
 	}
@@ -532,11 +795,7 @@ static int kek_load(struct keyring *k, struct store_tx *tx, const char *tenant, 
 	store_kek_clear(&row);
 	if (r < 0)
 		return r;
-	key = cache_put(k, tenant, version, key);
-	if (!key)
-		return -ENOMEM;
-	*ret = key;
-	return 0;
+	return cache_put(k, tenant, version, key, ret);
 }
 
 int keyring_ensure_kek(struct keyring *k, struct store *s, const char *tenant)
@@ -580,8 +839,7 @@ int keyring_ensure_kek(struct keyring *k, struct store *s, const char *tenant)
 	r = store_write_commit(TAKE_PTR(tx));
 	if (r < 0)
 		goto out;
-	if (!cache_put(k, tenant, 1, TAKE_PTR(kek)))
-		r = -ENOMEM;
+	r = cache_put(k, tenant, 1, TAKE_PTR(kek), /* ret= */ NULL);
 out:
 	store_tx_end(tx);
 	pthread_rwlock_unlock(&k->state);
@@ -595,7 +853,7 @@ int keyring_seal(struct keyring *k, struct store_tx *tx, const char *path, uint3
 	char tenant[PATH_SEGMENT_MAX + 1];
 	struct store_version v = { .version = version };
 	struct store_kek row = {0};
-	struct secret *kek;
+	struct kek_ref kek = KEK_REF_INIT;
 	int r;
 
 	r = path_tenant(path, tenant);
@@ -623,7 +881,7 @@ int keyring_seal(struct keyring *k, struct store_tx *tx, const char *path, uint3
 	r = envelope_seal_data(dek, path, version, plaintext, &v.data_blob, &v.data_len);
 	if (r < 0)
 		goto out;
-	r = envelope_wrap_dek(kek, v.kek_version, path, version, dek, &v.dek_blob, &v.dek_len);
+	r = envelope_wrap_dek(&kek.key, v.kek_version, path, version, dek, &v.dek_blob, &v.dek_len);
 	if (r < 0)
 		goto out;
 	r = store_kek_add_wraps(tx, tenant, v.kek_version, 1);
@@ -633,6 +891,7 @@ int keyring_seal(struct keyring *k, struct store_tx *tx, const char *path, uint3
 	*ret = v;
 	v = (struct store_version){0};
 out:
+	kek_unpin(k, &kek);
 	pthread_rwlock_unlock(&k->state);
 	store_version_clear(&v);
 	return r;
@@ -643,7 +902,7 @@ int keyring_open(struct keyring *k, struct store_tx *tx, const char *path,
 {
 	_cleanup_secret_ struct secret *dek = NULL;
 	char tenant[PATH_SEGMENT_MAX + 1];
-	struct secret *kek;
+	struct kek_ref kek = KEK_REF_INIT;
 	int r;
 
 	if (!v->dek_blob || !v->data_blob)
@@ -659,11 +918,12 @@ int keyring_open(struct keyring *k, struct store_tx *tx, const char *path,
 	r = kek_load(k, tx, tenant, v->kek_version, &kek);
 	if (r < 0)
 		goto out;
-	r = envelope_unwrap_dek(kek, v->kek_version, path, v->version, v->dek_blob, v->dek_len, &dek);
+	r = envelope_unwrap_dek(&kek.key, v->kek_version, path, v->version, v->dek_blob, v->dek_len, &dek);
 	if (r < 0)
 		goto out;
 	r = envelope_open_data(dek, path, v->version, v->data_blob, v->data_len, ret_plaintext);
 out:
+	kek_unpin(k, &kek);
 	pthread_rwlock_unlock(&k->state);
 	return r;
 }
@@ -803,7 +1063,7 @@ int keyring_kek_rewrap_batch(struct keyring *k, struct store_tx *tx, const char 
 {
 	struct row_batch b = {0};
 	struct store_kek cur = {0};
-	struct secret *new_kek, *old_kek;
+	struct kek_ref new_kek = KEK_REF_INIT, old_kek = KEK_REF_INIT;
 	int r;
 
 	pthread_rwlock_rdlock(&k->state);
@@ -833,13 +1093,14 @@ int keyring_kek_rewrap_batch(struct keyring *k, struct store_tx *tx, const char 
 		if (r < 0)
 			goto out;
 		/* The DEK passes through guarded memory; the data stays sealed. */
-		r = envelope_unwrap_dek(old_kek, c->v.kek_version, c->path, c->v.version, c->v.dek_blob,
+		r = envelope_unwrap_dek(&old_kek.key, c->v.kek_version, c->path, c->v.version, c->v.dek_blob,
 					c->v.dek_len, &dek);
+		kek_unpin(k, &old_kek);
 		if (r < 0) {
 			log_error_errno(r, "cannot unwrap the DEK of '%s' version %u", c->path, c->v.version);
 			goto out;
 		}
-		r = envelope_wrap_dek(new_kek, cur.version, c->path, c->v.version, dek, &blob, &len);
+		r = envelope_wrap_dek(&new_kek.key, cur.version, c->path, c->v.version, dek, &blob, &len);
 		if (r < 0)
 			goto out;
 		r = store_version_rewrap(tx, c->path, c->v.version, cur.version, blob, len, NULL, 0);
@@ -851,6 +1112,7 @@ int keyring_kek_rewrap_batch(struct keyring *k, struct store_tx *tx, const char 
 	if (r >= 0)
 		r = (int)b.n;
 out:
+	kek_unpin(k, &new_kek);
 	pthread_rwlock_unlock(&k->state);
 	batch_free(&b);
 	store_kek_clear(&cur);
@@ -882,21 +1144,26 @@ int keyring_kek_finish(struct keyring *k, struct store_tx *tx, const char *tenan
 
 void keyring_kek_forget(struct keyring *k, const char *tenant, uint32_t below)
 {
-	struct kek_entry **pp, *e;
+	struct kek_cache *c = &k->cache;
+	int r;
 
-	/* Exclusive: readers hold borrowed pointers to cached keys. */
+	/* Exclusive: no reader holds a pin. Rare (once per KEK rotation), so
+	 * a walk over every slot is fine. */
 	pthread_rwlock_wrlock(&k->state);
 	pthread_mutex_lock(&k->cache_mu);
-	for (pp = &k->keks; (e = *pp);) {
-		if (e->version < below && streq(e->tenant, tenant)) {
-			*pp = e->next;
-			secret_free(e->key);
-			free(e);
-		} else
-			pp = &e->next;
-	}
+	for (uint32_t i = 0; i < c->n_slots; i++)
+		if (c->slots[i].used && c->slots[i].version < below && streq(c->slots[i].tenant, tenant)) {
+			slot_drop(c, i);
+			slot_free(c, i);
+		}
+	/* Readers on snapshots older than the rotation's finish still see the
+	 * deleted rows: the floor keeps what they unwrap out of the cache. */
+	r = cache_raise_floor(c, tenant, below);
 	pthread_mutex_unlock(&k->cache_mu);
 	pthread_rwlock_unlock(&k->state);
+	if (r < 0)
+		log_error_errno(r, "tenant '%s': cannot record that KEK versions below %u are deleted; "
+				"readers of older snapshots may cache them again until lock", tenant, below);
 }
 
 int keyring_reseal_batch(struct keyring *k, struct store_tx *tx, const char *prefix, char *cursor_path,
@@ -905,7 +1172,7 @@ int keyring_reseal_batch(struct keyring *k, struct store_tx *tx, const char *pre
 	char tenant[PATH_SEGMENT_MAX + 1] = "";
 	struct row_batch b = {0};
 	struct store_kek cur = {0};
-	struct secret *kek = NULL, *old_kek;
+	struct kek_ref kek = KEK_REF_INIT, old_kek = KEK_REF_INIT;
 	int r;
 
 	pthread_rwlock_rdlock(&k->state);
@@ -933,6 +1200,7 @@ int keyring_reseal_batch(struct keyring *k, struct store_tx *tx, const char *pre
 		if (!streq(t, tenant)) {
 			/* Rows come ordered by path, so one tenant at a time. */
 			store_kek_clear(&cur);
+			kek_unpin(k, &kek);
 			r = store_kek_get_current(tx, t, &cur);
 			if (r < 0)
 				goto out;
@@ -943,8 +1211,9 @@ int keyring_reseal_batch(struct keyring *k, struct store_tx *tx, const char *pre
 		}
 		r = kek_load(k, tx, t, c->v.kek_version, &old_kek);
 		if (r >= 0)
-			r = envelope_unwrap_dek(old_kek, c->v.kek_version, c->path, c->v.version, c->v.dek_blob,
+			r = envelope_unwrap_dek(&old_kek.key, c->v.kek_version, c->path, c->v.version, c->v.dek_blob,
 						c->v.dek_len, &dek);
+		kek_unpin(k, &old_kek);
 		if (r >= 0)
 			r = envelope_open_data(dek, c->path, c->v.version, c->v.data_blob, c->v.data_len, &plain);
 		if (r < 0) {
@@ -955,7 +1224,7 @@ int keyring_reseal_batch(struct keyring *k, struct store_tx *tx, const char *pre
 		if (r >= 0)
 			r = envelope_seal_data(new_dek, c->path, c->v.version, plain, &data_blob, &data_len);
 		if (r >= 0)
-			r = envelope_wrap_dek(kek, cur.version, c->path, c->v.version, new_dek, &dek_blob, &dek_len);
+			r = envelope_wrap_dek(&kek.key, cur.version, c->path, c->v.version, new_dek, &dek_blob, &dek_len);
 		if (r >= 0)
 			r = store_version_rewrap(tx, c->path, c->v.version, cur.version, dek_blob, dek_len, data_blob,
 						 data_len);
@@ -968,6 +1237,7 @@ int keyring_reseal_batch(struct keyring *k, struct store_tx *tx, const char *pre
 	}
 	r = (int)b.n;
 out:
+	kek_unpin(k, &kek);
 	pthread_rwlock_unlock(&k->state);
 	batch_free(&b);
 	store_kek_clear(&cur);
@@ -1172,9 +1442,13 @@ int keyring_root_rewrap_batch(struct keyring *k, struct store_tx *tx, unsigned l
 			goto out;
 		r = envelope_wrap_kek(k->rk, k->rk_version, row->tenant, row->version, kek, &blob, &len);
 		/* The KEK itself is committed and unchanged: cache it, so a reader
-		 * whose snapshot predates this batch never needs the old RK. */
-		if (!cache_put(k, row->tenant, row->version, kek) && r >= 0)
-			r = -ENOMEM;
+		 * whose snapshot predates this batch seldom needs the old RK (only
+		 * if the KEK is evicted before that reader comes; see kek_load()). */
+		{
+			int q = cache_put(k, row->tenant, row->version, kek, /* ret= */ NULL);
+			if (q < 0 && r >= 0)
+				r = q;
+		}
 		if (r >= 0)
 			r = store_kek_rewrap(tx, row->tenant, row->version, k->rk_version, blob, len);
 		if (r < 0)
@@ -1226,6 +1500,7 @@ void keyring_root_forget_old(struct keyring *k)
 
 #define HSM_RETIRE_KEY "hsm_retire"
 #define RETIRE_MAX 16
+#define RETIRE_TEXT_MAX (RETIRE_MAX * (KEYPROV_LABEL_MAX + 12))
 
 struct hsm_ref {
 	char label[KEYPROV_LABEL_MAX + 1];
@@ -1278,14 +1553,22 @@ static int retire_add(struct hsm_ref *refs, size_t *n, const char *label, uint32
 	return 0;
 }
 
-static int retire_store(struct store_tx *tx, const struct hsm_ref *refs, size_t n)
+/* The writer of retire_parse()'s format (also used in audit details). */
+static void refs_format(const struct hsm_ref *refs, size_t n, char *text, size_t size)
 {
-	char text[RETIRE_MAX * (KEYPROV_LABEL_MAX + 12)] = "";
 	size_t used = 0;
 
-	for (size_t i = 0; i < n; i++)
-		used += (size_t)snprintf(text + used, sizeof(text) - used, "%s%s:%" PRIu32, i ? " " : "",
-					 refs[i].label, refs[i].version);
+	text[0] = '\0';
+	for (size_t i = 0; i < n && used < size; i++)
+		used += (size_t)snprintf(text + used, size - used, "%s%s:%" PRIu32, i ? " " : "", refs[i].label,
+					 refs[i].version);
+}
+
+static int retire_store(struct store_tx *tx, const struct hsm_ref *refs, size_t n)
+{
+	char text[RETIRE_TEXT_MAX];
+
+	refs_format(refs, n, text, sizeof(text));
 	return store_meta_set(tx, HSM_RETIRE_KEY, text);
 }
 
@@ -1561,15 +1844,27 @@ uint32_t keyring_unlocked_hsm_version(struct keyring *k)
 	return v;
 }
 
-int keyring_hsm_retire(struct keyring *k, struct store *s, json_t **ret_deleted)
+/* Retirement: the record of the keys about to leave the token commits with
+ * the straggler rewrap, before any keyprov_destroy(), so a deletion never
+ * happens without its record (the audit mirror included: with [audit]
+ * jsonl_on_failure = refuse, a record the mirror did not take fails and
+ * nothing is deleted). A side effect outside the database transaction gets
+ * its "attempt" record first; the outcome follows in the transaction that
+ * takes the deleted keys off the list. Only the keys deleted leave the list:
+ * an HSM-key rotation may have committed a new entry in between (hsm_mu is
+ * released before the last transaction, which needs the writer). */
+int keyring_hsm_retire_audited(struct keyring *k, struct store *s, keyring_record_fn record, void *userdata,
+			       json_t **ret_deleted)
 {
 	_cleanup_(keyprov_closep) struct keyprov *kp = NULL;
 	_cleanup_json_ json_t *deleted = json_array();
-	struct hsm_ref refs[RETIRE_MAX], swept[RETIRE_MAX];
+	struct hsm_ref refs[RETIRE_MAX], swept[RETIRE_MAX], doomed[RETIRE_MAX], done[RETIRE_MAX];
+	char text[RETIRE_TEXT_MAX] = "", detail[RETIRE_TEXT_MAX + 256];
 	struct store_rootkey cur = {0};
-	size_t n = 0, n_swept = 0;
+	size_t n = 0, n_swept = 0, n_doomed = 0, n_done = 0;
 	struct store_tx *tx = NULL;
-	int r;
+	const struct hsm_ref *failed = NULL;
+	int r, err = 0;
 
 	if (!deleted)
 		return -ENOMEM;
@@ -1604,31 +1899,69 @@ int keyring_hsm_retire(struct keyring *k, struct store *s, json_t **ret_deleted)
 			log_error_errno(r, "the current HSM key does not unwrap the root key; keeping the old ones");
 	}
 	pthread_rwlock_unlock(&k->state);
+	for (size_t i = 0; i < n; i++)
+		if (refs[i].version != cur.hsm_version || !streq(refs[i].label, cur.hsm_label))
+			doomed[n_doomed++] = refs[i];   /* never the key in use */
+	if (r >= 0 && n_doomed > 0 && record) {
+		refs_format(doomed, n_doomed, text, sizeof(text));
+		snprintf(detail, sizeof(detail), "deleting HSM keys %s from the token", text);
+		r = record(userdata, tx, "attempt", detail);
+		if (r < 0)
+			log_error_errno(r, "cannot record the retirement of HSM keys %s; deleting none", text);
+	}
 	if (r >= 0)
 		r = store_write_commit(TAKE_PTR(tx));
-	for (size_t i = 0; r >= 0 && i < n; i++) {
-		if (refs[i].version == cur.hsm_version && streq(refs[i].label, cur.hsm_label))
-			continue;       /* never the key in use */
-		r = keyprov_destroy(kp, refs[i].label, refs[i].version);
-		if (r == -VLT_E_HSM_KEY_NOT_FOUND)
-			r = 0;          /* deleted by an earlier, interrupted retirement */
-		if (r >= 0) {
-			log_notice("deleted retired HSM key '%s' version %u from the token", refs[i].label,
-				   refs[i].version);
-			json_array_append_new(deleted, json_pack("{s:s, s:i}", "label", refs[i].label, "version",
-								 (json_int_t)refs[i].version));
+	for (size_t i = 0; r >= 0 && i < n_doomed; i++) {
+		err = keyprov_destroy(kp, doomed[i].label, doomed[i].version);
+		if (err == -VLT_E_HSM_KEY_NOT_FOUND)
+			err = 0;        /* deleted by an earlier, interrupted retirement */
+		if (err < 0) {
+			failed = &doomed[i];
+			log_error_errno(err, "cannot delete retired HSM key '%s' version %u from the token",
+					failed->label, failed->version);
+			break;
 		}
+		log_notice("deleted retired HSM key '%s' version %u from the token", doomed[i].label,
+			   doomed[i].version);
+		json_array_append_new(deleted, json_pack("{s:s, s:i}", "label", doomed[i].label, "version",
+							 (json_int_t)doomed[i].version));
+		done[n_done++] = doomed[i];
 	}
 	keyprov_close(TAKE_PTR(kp));
 	pthread_mutex_unlock(&k->hsm_mu);
 	if (k->retire_hook)
 		k->retire_hook(k->retire_hook_userdata);
-	if (r >= 0)
-		r = store_write_begin(s, &tx);
-	if (r >= 0)
-		r = store_meta_set(tx, HSM_RETIRE_KEY, "");
+	if (r < 0 || (n_done == 0 && !failed))
+		goto out;
+
+	refs_format(done, n_done, text, sizeof(text));
+	r = store_write_begin(s, &tx);
+	if (r >= 0) {
+		struct hsm_ref now[RETIRE_MAX], keep[RETIRE_MAX];
+		size_t n_now = 0, n_keep = 0;
+
+		r = retire_load(tx, now, &n_now);
+		for (size_t i = 0; r >= 0 && i < n_now; i++)
+			if (!refs_has(done, n_done, now[i].label, now[i].version))
+				keep[n_keep++] = now[i];
+		if (r >= 0)
+			r = retire_store(tx, keep, n_keep);
+	}
+	if (r >= 0 && record) {
+		if (failed)
+			snprintf(detail, sizeof(detail), "deleted HSM keys %s from the token; could not delete %s:%" PRIu32
+				 ": %s", n_done ? text : "(none)", failed->label, failed->version, vlt_strerror(err));
+		else
+			snprintf(detail, sizeof(detail), "deleted HSM keys %s from the token", text);
+		r = record(userdata, tx, failed ? "failed" : "allowed", detail);
+	}
 	if (r >= 0)
 		r = store_write_commit(TAKE_PTR(tx));
+	if (r < 0 && n_done > 0)
+		/* Still listed: the next retirement finds them gone and records it. */
+		log_error_errno(r, "cannot record the deletion of HSM keys %s", text);
+	if (r >= 0 && failed)
+		r = err;
 out:
 	store_tx_end(tx);
 	store_rootkey_clear(&cur);
@@ -1637,16 +1970,28 @@ out:
 	return r;
 }
 
+int keyring_hsm_retire(struct keyring *k, struct store *s, json_t **ret_deleted)
+{
+	return keyring_hsm_retire_audited(k, s, /* record= */ NULL, NULL, ret_deleted);
+}
+
 /* ---- for tests ---- */
 
 bool keyring_kek_cached(struct keyring *k, const char *tenant, uint32_t version)
 {
 	bool cached;
 
-	pthread_rwlock_rdlock(&k->state);
-	cached = cache_get(k, tenant, version) != NULL;
-	pthread_rwlock_unlock(&k->state);
+	pthread_mutex_lock(&k->cache_mu);
+	cached = slot_find(&k->cache, kek_hash(&k->cache, tenant, version), tenant, version) != KEK_NIL;
+	pthread_mutex_unlock(&k->cache_mu);
 	return cached;
+}
+
+void keyring_set_kek_cache_max(struct keyring *k, size_t max)
+{
+	pthread_mutex_lock(&k->cache_mu);
+	k->cache.max = (uint32_t)MIN(MAX(max, (size_t)1), (size_t)KEK_CACHE_LIMIT);
+	pthread_mutex_unlock(&k->cache_mu);
 }
 
 void keyring_set_retire_hook(struct keyring *k, void (*fn)(void *userdata), void *userdata)

@@ -5,10 +5,16 @@
  * only by keyring_init() and keyring_unlock(), each opening the key provider
  * for that one operation and closing it after.
  *
+ * The KEK cache keeps its keys in a few guarded slabs (a handful of mappings
+ * whatever the number of tenants) and holds at most keyring_set_kek_cache_max()
+ * keys, evicting the least recently used; an evicted KEK is unwrapped again
+ * from its row when next needed.
+ *
  * KEKs enter the cache only from committed rows (keyring_ensure_kek() commits
  * a new KEK in a transaction of its own before anything is sealed under it),
  * so a rolled-back write can never leave a cached key that the database does
- * not hold.
+ * not hold; and a KEK version that keyring_kek_forget() dropped never enters
+ * it again, even from a reader whose snapshot still holds its row.
  *
  * Threads: any. A read-write lock lets seal/open run concurrently while
  * unlock/lock and root activation are exclusive. Lock order: the store's
@@ -34,6 +40,9 @@ struct keyring_hsm {
 int keyring_new(const struct keyring_hsm *hsm, struct keyring **ret);
 void keyring_free(struct keyring *k);           /* NULL-safe; wipes */
 DEFINE_CLEANUP(struct keyring *, keyring_free)
+/* The most KEKs the cache holds (default 8192: 256 KiB of locked memory),
+ * clamped to 1..1048576. Call before unlock. */
+void keyring_set_kek_cache_max(struct keyring *k, size_t max);
 
 bool keyring_is_unlocked(struct keyring *k);
 
@@ -86,7 +95,9 @@ int keyring_kek_rewrap_batch(struct keyring *k, struct store_tx *tx, const char 
  * that nothing references. Returns the count deleted. After commit, call
  * keyring_kek_forget(). */
 int keyring_kek_finish(struct keyring *k, struct store_tx *tx, const char *tenant);
-/* Drops the tenant's cached KEKs below version 'below'. */
+/* Drops the tenant's cached KEKs below version 'below', and keeps them out
+ * of the cache from now on (a reader on an older snapshot still unwraps
+ * them for its own use). */
 void keyring_kek_forget(struct keyring *k, const char *tenant, uint32_t below);
 
 /* DEK: re-encrypts up to limit versions under prefix after the cursor with
@@ -124,10 +135,25 @@ void keyring_root_forget_old(struct keyring *k);
 int keyring_hsm_prepare(struct keyring *k, struct store *s);
 int keyring_hsm_rotate(struct keyring *k, struct store_tx *tx, uint32_t *ret_from, uint32_t *ret_to,
 		       int64_t *ret_count);
-/* Retires the HSM key versions listed in meta "hsm_retire": rewraps any blob
- * still under one (in a write transaction of its own), proves the current
- * HSM key unwraps the current RK, then deletes them from the token and clears
- * the list. *ret_deleted (may be NULL): a JSON array of {"label", "version"}. */
+/* The caller's audit record of a side effect, written in tx. result:
+ * "attempt" (before it happens), "allowed" or "failed" (after). detail names
+ * keys as "label:version" and is never secret. < 0 refuses: the transaction
+ * does not commit. */
+typedef int (*keyring_record_fn)(void *userdata, struct store_tx *tx, const char *result, const char *detail);
+/* Retires the HSM key versions listed in meta "hsm_retire" (except the one
+ * wrapping the current RK): rewraps any blob still under one, proves the
+ * current HSM key unwraps the current RK, and has record() write the
+ * "attempt" record naming the keys, all in one write transaction; only once
+ * that commits deletes them from the token. Then, in a second transaction,
+ * takes the deleted ones (only those: a rotation may have listed another
+ * meanwhile) off the list with record()'s outcome record ("allowed", or
+ * "failed" naming the key that could not be deleted). If the attempt record
+ * fails, nothing is deleted and its error returns. *ret_deleted (may be
+ * NULL): a JSON array of {"label", "version"}. -EACCES while locked. */
+int keyring_hsm_retire_audited(struct keyring *k, struct store *s, keyring_record_fn record, void *userdata,
+			       json_t **ret_deleted);
+/* XXX: keyring_hsm_retire_audited() without records, for api_rotate.c until
+ * it passes a record function; remove it then. */
 int keyring_hsm_retire(struct keyring *k, struct store *s, json_t **ret_deleted);
 /* The HSM key version the last unlock used (0 if none yet). */
 uint32_t keyring_unlocked_hsm_version(struct keyring *k);

@@ -365,36 +365,27 @@ static void auto_kek(struct rotator *rt)
 		log_warning_errno(r, "cannot queue the automatic KEK rotations");
 }
 
+/* keyring_hsm_retire_audited()'s records, as the daemon itself: the
+ * "attempt" before the keys leave the token, then the outcome. */
+static int record_hsm_retire(void *userdata, struct store_tx *tx, const char *result, const char *detail)
+{
+	struct api *a = userdata;
+	char text[1536];
+
+	snprintf(text, sizeof(text), "%s, after an unlock with their successor", detail);
+	return audit_system(a, tx, "rotate.hsm_retire", NULL, result, text);
+}
+
 static void retire_hsm_keys(struct rotator *rt)
 {
 	struct api *a = rt->a;
 	_cleanup_json_ json_t *deleted = NULL;
-	struct store_tx *tx = NULL;
-	char detail[160];
-	size_t i;
-	json_t *v;
 	int r;
 
-	r = keyring_hsm_retire(a->keyring, a->store, &deleted);
-	if (r < 0) {
-		log_error_errno(r, "cannot retire the old HSM keys; 'vaultctl rotate hsm --retire' retries");
-		return;
-	}
-	json_array_foreach(deleted, i, v) {
-		snprintf(detail, sizeof(detail), "deleted HSM key '%s' version %" JSON_INTEGER_FORMAT
-			 " after an unlock with its successor",
-			 json_string_value(json_object_get(v, "label")), json_integer_value(json_object_get(v, "version")));
-		r = store_write_begin(a->store, &tx);
-		if (r >= 0)
-			r = audit_system(a, tx, "rotate.hsm_retire", NULL, "allowed", detail);
-		if (r >= 0)
-			r = store_write_commit(TAKE_PTR(tx));
-		store_tx_end(TAKE_PTR(tx));
-		if (r < 0)
-			log_error_errno(r, "cannot record the retirement of HSM key '%s' version %" JSON_INTEGER_FORMAT,
-					json_string_value(json_object_get(v, "label")),
-					json_integer_value(json_object_get(v, "version")));
-	}
+	r = keyring_hsm_retire_audited(a->keyring, a->store, record_hsm_retire, a, &deleted);
+	if (r < 0)
+		log_error_errno(r, "cannot retire the old HSM keys; the next unlock or "
+				"'vaultctl rotate hsm --retire' retries");
 }
 
 /* Test builds: while the file named by VAULTD_TEST_ROTATION_PAUSE_FILE
