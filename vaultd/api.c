@@ -408,25 +408,46 @@ static json_t *secret_head_json(const struct store_secret *s)
 			 "created_at", json_time(s->created_at), "updated_at", json_time(s->updated_at));
 }
 
-/* Metadata: a flat object of strings, numbers and booleans. Not encrypted,
- * so the reasons say "not secret" in the docs. */
-static const char *metadata_check(const json_t *m)
+/* A control character (C0, DEL, or C1 as UTF-8 U+0080..U+009F) or a NUL
+ * inside s[0..n): text that could drive a terminal or cut a C string. */
+static bool has_control(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char b = (unsigned char)s[i];
+		if (b < 0x20 || b == 0x7f || (b == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+					      (unsigned char)s[i + 1] <= 0x9f))
+			return true;
+	}
+	return false;
+}
+
+/* Metadata: a flat object of strings, numbers and booleans, printable
+ * text only. Not encrypted, so the reasons say "not secret" in the docs.
+ * NULL, or the reason (with *ret_key the offending key, or NULL). */
+static const char *metadata_check(const json_t *m, const char **ret_key)
 {
 	const char *k;
 	json_t *v;
 
+	*ret_key = NULL;
 	if (!json_is_object(m))
 		return "must be a JSON object";
 	if (json_object_size(m) > METADATA_KEYS_MAX)
 		return "at most 32 keys";
 	json_object_foreach((json_t *)m, k, v) {
+		*ret_key = k;
 		if (strlen(k) == 0 || strlen(k) > 64)
 			return "keys must be 1-64 characters";
+		if (has_control(k, strlen(k)))
+			return "keys must not contain control characters";
 		if (!json_is_string(v) && !json_is_number(v) && !json_is_boolean(v))
 			return "values must be strings, numbers or booleans";
 		if (json_is_string(v) && json_string_length(v) > 1024)
 			return "string values must be at most 1024 characters";
+		if (json_is_string(v) && has_control(json_string_value(v), json_string_length(v)))
+			return "string values must not contain control characters";
 	}
+	*ret_key = NULL;
 	return NULL;
 }
 
@@ -547,7 +568,7 @@ static int secret_put(struct api *a, struct call *c, const char *path, json_t **
 	const struct cred_type *t;
 	json_t *type, *data, *meta, *cas, *stage;
 	char *text;
-	const char *why;
+	const char *why, *bad_key;
 	int r;
 
 	if ((r = check_query(req, q, ret_body)) || (r = parse_body(req, fields, &body, ret_body)))
@@ -568,8 +589,17 @@ static int secret_put(struct api *a, struct call *c, const char *path, json_t **
 		return reply_invalid(ret_body, json_pack("{s:s}", "data", "required"), "invalid credential");
 	if (cred_type_validate(t, data, &errors) < 0)
 		return reply_invalid(ret_body, TAKE_PTR(errors), "invalid credential");
-	if (meta && (why = metadata_check(meta)))
-		return reply_invalid(ret_body, json_pack("{s:s}", "metadata", why), "invalid metadata");
+	if (meta && (why = metadata_check(meta, &bad_key))) {
+		char field[3 * 64 + 16];
+		if (bad_key) {
+			/* Named, but escaped: the key itself may be the trouble. */
+			char esc[3 * 64 + 1];
+			audit_text_escape(esc, sizeof(esc), bad_key);
+			snprintf(field, sizeof(field), "metadata.%s", esc);
+		} else
+			snprintf(field, sizeof(field), "metadata");
+		return reply_invalid(ret_body, json_pack("{s:s}", field, why), "invalid metadata");
+	}
 	if (meta && (why = max_age_check(meta)))
 		return reply_invalid(ret_body, json_pack("{s:s}", "metadata.max_age", why), "invalid metadata");
 	if (stage && (!json_is_string(stage) || (!streq(json_string_value(stage), "current") &&

@@ -526,14 +526,11 @@ int audit_append(struct store_tx *tx, const struct audit_entry *e, const struct 
 int audit_append_genesis(struct store_tx *tx, const struct audit_entry *e, const struct secret *mac_key,
 			 struct store_audit *ret)
 {
-	struct store_audit last = {0};
 	_cleanup_free_ char *head = NULL;
 	int r;
 
-	r = store_audit_last(tx, &last);
-	store_audit_clear(&last);
-	if (r != -ENOENT)
-		return r < 0 ? r : -EEXIST;
+	/* Requests made to the uninitialised vault may be in the chain
+	 * already: this first anchor covers them too. */
 	r = store_meta_get(tx, HEAD_KEY, &head);
 	if (r != -ENOENT)
 		return r < 0 ? r : -EEXIST;

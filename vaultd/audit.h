@@ -43,8 +43,9 @@ struct audit_entry {
  * with store_audit_clear(). */
 int audit_append(struct store_tx *tx, const struct audit_entry *e, const struct secret *mac_key,
 		 struct store_audit *ret);
-/* init only: the first record of a new vault, anchored under mac_key with no
- * old anchor to check. -EEXIST if the log or its anchor is not empty. */
+/* init only: init's record, anchored under mac_key as the chain's first
+ * anchor (records of requests made before init, if any, are covered by it;
+ * there is no old anchor to check). -EEXIST if an anchor exists. */
 int audit_append_genesis(struct store_tx *tx, const struct audit_entry *e, const struct secret *mac_key,
 			 struct store_audit *ret);
 /* Anchors the current head (no-op on an empty log). */

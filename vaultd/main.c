@@ -360,9 +360,13 @@ int main(int argc, char **argv)
 	}
 	ret = 0;
 out:
-	server_stop(server);            /* first: no handler may run past here */
-	keyring_free(keyring);          /* wipes RK and KEKs */
+	/* Dependency order: no handler runs after server_stop(), no worker
+	 * after api_free() (it joins the rotation worker, which uses the
+	 * keyring and writes the last records), then the keys are wiped and
+	 * the store closes last. */
+	server_stop(server);
 	api_free(api);
+	keyring_free(keyring);          /* wipes RK and KEKs */
 	store_close(store);
 	dev_vault_clear(&dev);
 	config_free(&cfg);

@@ -17,6 +17,7 @@ import time
 
 from harness import ADMIN, PASSPHRASE, as_uid, main, wrong_totp
 from test_audit import NOGROUP, NOBODY, AuditCase
+from test_rotation import RotationCase
 
 
 def record_hash(prev, rec):
@@ -239,6 +240,80 @@ class Lockout(SecurityCase):
         v.start()
         self.assertEqual(as_uid(NOBODY, NOGROUP, hammer)[-1], 429)
         self.check(self.unlock_req(recovery_code=v.recovery_codes[ADMIN].pop()), 200, "unlock after the restart")
+
+
+class HostileText(SecurityCase):
+    """Finding 4: an unbound caller's raw request path was recorded as sent
+    (invalid UTF-8 made every audit page holding it answer 500; terminal
+    escapes reached the auditor's terminal), and metadata accepted control
+    characters."""
+
+    def test_unauthenticated_paths_cannot_poison_the_log(self):
+        v = self.v
+        token = self.boot()
+        paths = [b"/v1/secrets/acme/\xff\xfe", b"/v1/secrets/acme/\x1b[2J\x1b]0;owned\x07"]
+
+        def send():
+            return [v.raw(b"GET " + p + b" HTTP/1.1\r\nHost: vaultd\r\nConnection: close\r\n\r\n")[:12]
+                    for p in paths]
+
+        answers = as_uid(NOBODY, NOGROUP, send)
+        self.assertTrue(all(a.startswith(b"HTTP/1.1 4") for a in answers), answers)
+        page = self.v.get("/v1/audit?limit=1000", token=token)
+        self.assertEqual(page.status, 200, f"GET /v1/audit must answer whatever callers sent: {page}")
+        recs = [r for r in page.json["records"] if r["principal"] == f"uid:{NOBODY}"]
+        self.assertEqual(len(recs), 2, recs)
+        for rec in recs:
+            self.assertTrue(all(0x20 <= ord(ch) < 0x7f for ch in json.dumps(rec)), rec)
+        self.assertIn("acme/%FF%FE", [r["path"] for r in recs])
+        raw = self.sql("SELECT group_concat(coalesce(path, '') || coalesce(detail, ''), '|') FROM audit")
+        self.assertNotIn("\x1b", raw)
+        self.assertNotIn("\x07", raw)
+
+    def test_metadata_with_control_characters_is_refused(self):
+        v = self.v
+        token = self.boot()
+        for meta, field in (({"note": "a\x1b[31mred"}, "metadata.note"), ({"k\x07": "v"}, "metadata.k%07"),
+                            ({"n": "c1 \u009b"}, "metadata.n")):
+            r = v.put("/v1/secrets/acme/app/x", {"type": "generic", "data": {"k": "v"}, "metadata": meta},
+                      token=token)
+            self.assertEqual(r.status, 400, r)
+            self.assertIn(field, (r.json or {}).get("fields", {}), r)
+            self.assertEqual(v.get("/v1/secrets/acme/app/x", token=token).status, 404, "nothing was written")
+        self.check(v.put("/v1/secrets/acme/app/x", {"type": "generic", "data": {"k": "v"},
+                                                    "metadata": {"note": "plain text, tabs aside: ok"}},
+                         token=token), 200, "printable metadata")
+
+
+class Shutdown(RotationCase):
+    """Finding 7: main() freed the keyring before joining the rotation
+    worker, which went on using it: a use-after-free at every SIGTERM
+    during a rotation (AddressSanitizer in test builds)."""
+    batch_size = 5
+
+    def test_sigterm_while_a_rotation_job_runs(self):
+        # A test build keeps the worker going 300 ms into shutdown
+        # (VAULTD_TEST_STOP_DELAY_MS) before it is told to stop: whatever
+        # main() tears down first, the job is still using.
+        self.boot(env={"VAULTD_TEST_STOP_DELAY_MS": "300"})
+        items = {f"acme/bulk/s{i:04d}": f"v{i}" for i in range(1500)}
+        self.put_many(items)
+        job = self.rotate("secret/acme")["job"]
+        deadline = time.monotonic() + 60
+        while True:
+            j = self.v.get(f"/v1/rotate/jobs/{job['id']}").json["job"]
+            if j["state"] == "running" and j["done"] > 0:
+                break
+            self.assertNotEqual(j["state"], "done", "the job finished before the signal")
+            self.assertLess(time.monotonic(), deadline, j)
+            time.sleep(0.01)
+        rc = self.v.stop()
+        log = self.v.read_log()
+        self.assertFalse("AddressSanitizer" in log, log[log.find("AddressSanitizer") - 200:][:3000])
+        self.assertEqual(rc, 0, f"SIGTERM during a rotation must exit cleanly:\n{log[-3000:]}")
+        self.restart()
+        self.assertEqual(self.wait_job(job["id"])["state"], "done")
+        self.assertEqual(self.read_all(items), [])
 
 
 if __name__ == "__main__":

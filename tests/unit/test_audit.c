@@ -345,7 +345,7 @@ static void initialise(struct fixture *f)
 	assert_int_equal(store_write_begin(f->s, &tx), 0);
 	assert_int_equal(store_rootkey_put(tx, &rk), 0);
 	assert_int_equal(audit_append_genesis(tx, &e, f->key, NULL), 0);
-	assert_int_equal(audit_append_genesis(tx, &e, f->key, NULL), -EEXIST);
+	assert_int_equal(audit_append_genesis(tx, &e, f->key, NULL), -EEXIST);       /* one genesis */
 	assert_int_equal(store_write_commit(tx), 0);
 }
 
