@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "common/log.h"
 #include "vaultd/sandbox.h"
 
 int sandbox_early(void)
@@ -38,15 +39,34 @@ int sandbox_lock_memory(void)
 
 int sandbox_check_dir(const char *dir)
 {
+	const uid_t me = geteuid();
 	struct stat st;
+	unsigned mode;
 
 	if (stat(dir, &st) < 0)
 		return -errno;
 	if (!S_ISDIR(st.st_mode))
 		return -ENOTDIR;
-	if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
+	mode = (unsigned)st.st_mode & 07777;
+	/* The sticky bit stops others renaming or deleting our entries, not
+	 * creating names first (a vault.db-wal, a socket path): /tmp is out. */
+	if (st.st_mode & S_IWOTH) {
+		log_error("directory '%s' is world-writable (mode %04o): the directory of the database "
+			  "or the socket must be writable only by uid %u or root", dir, mode, (unsigned)me);
 		return -EPERM;
-	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && st.st_uid != getuid() && st.st_uid != 0)
+	}
+	/* Whoever the group is, its members are not the daemon. */
+	if (st.st_mode & S_IWGRP) {
+		log_error("directory '%s' is group-writable (mode %04o, group %u): the directory of the "
+			  "database or the socket must be writable only by uid %u or root", dir, mode,
+			  (unsigned)st.st_gid, (unsigned)me);
 		return -EPERM;
+	}
+	/* Its owner may chmod it and write whatever it likes. */
+	if (st.st_uid != me && st.st_uid != 0) {
+		log_error("directory '%s' is owned by uid %u: the directory of the database or the socket "
+			  "must be owned by uid %u (the daemon) or root", dir, (unsigned)st.st_uid, (unsigned)me);
+		return -EPERM;
+	}
 	return 0;
 }

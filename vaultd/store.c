@@ -916,39 +916,115 @@ static int tx_conn(struct store_tx *tx, bool write, struct conn **ret)
  * SQLite gives -wal and -shm the main file's mode. The fd is closed before
  * SQLite opens the file: closing any fd of a file drops every POSIX lock this
  * process holds on it, SQLite's included. */
-static int file_prepare(const char *path)
+/* What may be opened as the database or one of its side files: a regular
+ * file (not a symbolic link) owned by our effective uid that neither group
+ * nor others may write (docs/operations.md: owner vaultd, mode 0600). Read
+ * bits for group and others are file_prepare()'s to take away. The refusal is
+ * logged here, naming the file: main() only knows that the open failed. */
+static int file_trusted(const char *path, const struct stat *st)
+{
+	if (S_ISLNK(st->st_mode)) {
+		log_error("refusing the database file '%s': it is a symbolic link", path);
+		return -ELOOP;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		log_error("refusing the database file '%s': it is not a regular file", path);
+		return -EINVAL;
+	}
+	if (st->st_uid != geteuid()) {
+		log_error("refusing the database file '%s': it is owned by uid %u, not by the daemon's uid %u",
+			  path, (unsigned)st->st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		log_error("refusing the database file '%s': mode %04o makes it writable by group or others "
+			  "(it must be 0600)", path, (unsigned)st->st_mode & 07777);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* PATH-wal and PATH-shm, if they exist: SQLite opens them by name, follows
+ * links and replays a -wal, so they get the database file's rules. */
+static int side_files_check(const char *path)
+{
+	static const char *const suffixes[] = { "-wal", "-shm" };
+
+	for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+		_cleanup_free_ char *side = NULL;
+		struct stat st;
+		int r;
+
+		if (asprintf(&side, "%s%s", path, suffixes[i]) < 0) {
+			side = NULL;
+			return -ENOMEM;
+		}
+		if (lstat(side, &st) < 0) {
+			if (errno == ENOENT)
+				continue;
+			return log_debug_errno(-errno, "inspect '%s'", side);
+		}
+		if ((r = file_trusted(side, &st)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Creates the file if needed and checks it before SQLite sees it: no link
+ * followed (O_NOFOLLOW), nothing created at a dangling link's target.
+ * *ret_st is what was checked, for file_same_verify(). */
+static int file_prepare(const char *path, struct stat *ret_st)
 {
 	struct stat st;
-	int fd;
+	int fd, r;
 
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-	if (fd < 0)
+	if ((r = side_files_check(path)) < 0)
+		return r;
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd < 0) {
+		if (errno == ELOOP) {
+			log_error("refusing the database file '%s': it is a symbolic link", path);
+			return -ELOOP;
+		}
 		return log_debug_errno(-errno, "open database file");
+	}
 	if (fstat(fd, &st) < 0) {
-		int r = -errno;
+		r = -errno;
 		(void)close(fd);
 		return r;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	if ((r = file_trusted(path, &st)) < 0) {
 		(void)close(fd);
-		return log_debug_errno(-EINVAL, "database path is not a regular file");
+		return r;
 	}
+	/* Others could only have read it (ciphertext): take that away. */
 	if ((st.st_mode & 077) && fchmod(fd, 0600) < 0) {
-		int r = -errno;
+		r = -errno;
 		(void)close(fd);
 		return log_debug_errno(r, "tighten database file mode");
 	}
 	(void)close(fd);
+	*ret_st = st;
 	return 0;
 }
 
-static int file_mode_verify(const char *path)
+/* After SQLite opened the files by name: the database is still the file
+ * file_prepare() checked (not swapped for another in between), and every
+ * file is a private regular file of ours. */
+static int file_mode_verify(const char *path, const struct stat *prepared)
 {
 	struct stat st;
+	int r;
 
-	if (stat(path, &st) < 0)
+	if (lstat(path, &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode) || (st.st_mode & 077))
+	if ((r = file_trusted(path, &st)) < 0)
+		return r;
+	if (prepared && (st.st_dev != prepared->st_dev || st.st_ino != prepared->st_ino)) {
+		log_error("refusing the database file '%s': it was replaced while it was being opened", path);
+		return -EPERM;
+	}
+	if (st.st_mode & 077)
 		return log_debug_errno(-EPERM, "database file mode is not 0600");
 	return 0;
 }
@@ -1155,6 +1231,7 @@ int store_open(const char *path, unsigned readers, struct store **ret)
 {
 	_cleanup_(store_closep) struct store *s = NULL;
 	_cleanup_free_ char *wal = NULL;
+	struct stat prepared;
 	const char *fn;
 	int r;
 
@@ -1169,7 +1246,7 @@ int store_open(const char *path, unsigned readers, struct store **ret)
 	if ((r = locks_init(s)) < 0)
 		return r;
 
-	if ((r = file_prepare(path)) < 0)
+	if ((r = file_prepare(path, &prepared)) < 0)
 		return r;
 	if ((r = conn_open(&s->writer, path, true)) < 0)
 		return r;
@@ -1185,9 +1262,11 @@ int store_open(const char *path, unsigned readers, struct store **ret)
 		wal = NULL;
 		return -ENOMEM;
 	}
-	if ((r = file_mode_verify(path)) < 0)
+	if ((r = file_mode_verify(path, &prepared)) < 0)
 		return r;
-	if (access(wal, F_OK) == 0 && (r = file_mode_verify(wal)) < 0)
+	if (access(wal, F_OK) == 0 && (r = file_mode_verify(wal, NULL)) < 0)
+		return r;
+	if ((r = side_files_check(path)) < 0)     /* -shm, made by the WAL switch */
 		return r;
 
 	/* Readers open after the writer so the file is already in WAL mode

@@ -3474,6 +3474,149 @@ static void test_integrity_check(void **state)
 	assert_int_equal(store_integrity_check(f->s), 0);
 }
 
+/* --- finding 11: what store_open() refuses at the database path --- */
+
+#define OTHER_UID 4242
+
+/* The log while fn runs, into buf (NUL-terminated). */
+static int logfd_[2];
+static void log_capture_begin(void)
+{
+	assert_int_equal(pipe2(logfd_, O_NONBLOCK | O_CLOEXEC), 0);
+	log_set_fd(logfd_[1]);
+}
+
+static const char *log_capture_end(char *buf, size_t size)
+{
+	ssize_t n = read(logfd_[0], buf, size - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	log_set_fd(2);
+	close(logfd_[0]);
+	close(logfd_[1]);
+	return buf;
+}
+
+/* store_open(path) fails with err and one log line names culprit and why. */
+static void expect_open_refused_at(const char *path, const char *culprit, int err, const char *why)
+{
+	struct store *s = NULL;
+	char log[4096];
+	int r;
+
+	log_capture_begin();
+	r = store_open(path, 1, &s);
+	log_capture_end(log, sizeof(log));
+	if (r != err)
+		fail_msg("store_open('%s'): got %d, expected %d", path, r, err);
+	assert_null(s);
+	if (!strstr(log, culprit) || !strstr(log, why))
+		fail_msg("store_open('%s'): expected the log to name '%s' and say \"%s\", got \"%s\"", path,
+			 culprit, why, log);
+}
+
+static void expect_open_refused(const char *path, int err, const char *why)
+{
+	expect_open_refused_at(path, path, err, why);
+}
+
+static void test_open_refuses_symlink(void **state)
+{
+	struct fixture *f = *state;
+	char link[160], target[160];
+	struct stat st;
+
+	store_close(f->s);
+	f->s = NULL;
+	/* A link to the real database: refused, not followed. */
+	snprintf(link, sizeof(link), "%s/link.db", f->dir);
+	assert_int_equal(symlink(f->path, link), 0);
+	expect_open_refused(link, -ELOOP, "symbolic link");
+	assert_int_equal(unlink(link), 0);
+
+	/* A dangling link: O_CREAT must not create its target. */
+	snprintf(target, sizeof(target), "%s/elsewhere.db", f->dir);
+	assert_int_equal(symlink(target, link), 0);
+	expect_open_refused(link, -ELOOP, "symbolic link");
+	assert_int_not_equal(lstat(target, &st), 0);
+	assert_int_equal(unlink(link), 0);
+
+	/* The real path still opens. */
+	assert_int_equal(store_open(f->path, 1, &f->s), 0);
+}
+
+/* SQLite opens PATH-wal and PATH-shm by name and follows links: a planted
+ * link would send WAL frames or the lock file somewhere else. */
+static void test_open_refuses_wal_shm_symlink(void **state)
+{
+	static const char *const suffix[] = { "-wal", "-shm" };
+	struct fixture *f = *state;
+	char side[170], target[160];
+	struct stat st;
+
+	store_close(f->s);
+	f->s = NULL;
+	snprintf(target, sizeof(target), "%s/elsewhere", f->dir);
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(side, sizeof(side), "%s%s", f->path, suffix[i]);
+		(void)unlink(side);
+		assert_int_equal(symlink(target, side), 0);
+		expect_open_refused_at(f->path, side, -ELOOP, "symbolic link");
+		assert_int_not_equal(lstat(target, &st), 0);
+		assert_int_equal(unlink(side), 0);
+	}
+	assert_int_equal(store_open(f->path, 1, &f->s), 0);
+}
+
+/* docs/operations.md, restore: "owner vaultd, mode 0600". Read bits for
+ * group or others are taken away (test_open_creates_0600_wal_latest); a
+ * file that others could have written is refused and left as it is. */
+static void test_open_refuses_writable_by_others(void **state)
+{
+	static const mode_t modes[] = { 0660, 0620, 0606, 0602, 0666 };
+	struct fixture *f = *state;
+	struct stat st;
+
+	store_close(f->s);
+	f->s = NULL;
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		assert_int_equal(chmod(f->path, modes[i]), 0);
+		expect_open_refused(f->path, -EPERM, "writable by group or others");
+		assert_int_equal(stat(f->path, &st), 0);
+		assert_int_equal(st.st_mode & 07777, modes[i]);
+	}
+	assert_int_equal(chmod(f->path, 0600), 0);
+	assert_int_equal(store_open(f->path, 1, &f->s), 0);
+}
+
+static void test_open_refuses_foreign_owner(void **state)
+{
+	struct fixture *f = *state;
+	char wal[170];
+	struct stat st;
+	int fd;
+
+	if (geteuid() != 0)
+		skip();         /* chown needs root */
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(chown(f->path, OTHER_UID, OTHER_UID), 0);
+	expect_open_refused(f->path, -EPERM, "owned by uid 4242");
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_uid, OTHER_UID);
+	assert_int_equal(chown(f->path, 0, 0), 0);
+
+	/* A -wal someone else owns (SQLite would replay it). */
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	fd = open(wal, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(chown(wal, OTHER_UID, OTHER_UID), 0);
+	expect_open_refused_at(f->path, wal, -EPERM, "owned by uid 4242");
+	assert_int_equal(unlink(wal), 0);
+	assert_int_equal(store_open(f->path, 1, &f->s), 0);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3527,6 +3670,10 @@ int main(void)
 		T(test_concurrent_writers),
 		T(test_reader_pool_waits),
 		T(test_integrity_check),
+		T(test_open_refuses_symlink),
+		T(test_open_refuses_wal_shm_symlink),
+		T(test_open_refuses_writable_by_others),
+		T(test_open_refuses_foreign_owner),
 	};
 #undef T
 	/* VAULTD_TEST_DEBUG=1 shows the store's debug lines (SQLite messages). */

@@ -1,0 +1,197 @@
+/* tests/unit/test_sandbox.c: sandbox_check_dir(), the rule for the
+ * directories that hold the database and the socket (finding 11). Each test
+ * works in its own mkdtemp() directory under /tmp, the way the e2e harness
+ * makes its vaults. The ownership cases need root (chown) and skip without it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "common/log.h"
+#include "vaultd/sandbox.h"
+
+#define OTHER_UID 4242          /* nobody we know */
+
+struct fixture {
+	char dir[64];           /* mkdtemp(), 0700 */
+	char sub[96];           /* dir/d, made by each test */
+	int logfd[2];           /* the log, to check what it names */
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	strcpy(f->dir, "/tmp/vaultd-e2e-XXXXXX");
+	if (!mkdtemp(f->dir) || pipe2(f->logfd, O_NONBLOCK | O_CLOEXEC) < 0) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->sub, sizeof(f->sub), "%s/d", f->dir);
+	log_set_fd(f->logfd[1]);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char p[128];
+
+	log_set_fd(2);
+	close(f->logfd[0]);
+	close(f->logfd[1]);
+	snprintf(p, sizeof(p), "%s/link", f->dir);
+	(void)unlink(p);
+	snprintf(p, sizeof(p), "%s/file", f->dir);
+	(void)unlink(p);
+	(void)rmdir(f->sub);
+	(void)rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* What the logger wrote since the last call (NUL-terminated). */
+static const char *logged(struct fixture *f)
+{
+	static char buf[4096];
+	ssize_t n = read(f->logfd[0], buf, sizeof(buf) - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* f->sub with exactly this mode (mkdir goes through the umask). */
+static void make_sub(struct fixture *f, mode_t mode)
+{
+	(void)rmdir(f->sub);
+	assert_int_equal(mkdir(f->sub, 0700), 0);
+	assert_int_equal(chmod(f->sub, mode), 0);
+}
+
+static void expect_refused(struct fixture *f, const char *dir, const char *why)
+{
+	const char *log;
+
+	assert_int_equal(sandbox_check_dir(dir), -EPERM);
+	log = logged(f);
+	/* One line that names the directory and says why. */
+	if (!strstr(log, dir) || !strstr(log, why))
+		fail_msg("refusing '%s': expected the log to name it and say \"%s\", got \"%s\"", dir, why, log);
+}
+
+/* The e2e harness's vaults: mkdtemp() under /tmp, 0700, ours. */
+static void test_private_dirs_accepted(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(sandbox_check_dir(f->dir), 0);
+	make_sub(f, 0700);
+	assert_int_equal(sandbox_check_dir(f->sub), 0);
+	make_sub(f, 0711);
+	assert_int_equal(sandbox_check_dir(f->sub), 0);
+	make_sub(f, 0750);              /* RuntimeDirectoryMode=0750 */
+	assert_int_equal(sandbox_check_dir(f->sub), 0);
+	make_sub(f, 0755);
+	assert_int_equal(sandbox_check_dir(f->sub), 0);
+	assert_int_equal(sandbox_check_dir("/"), 0);  /* root's, 0755 */
+	assert_string_equal(logged(f), "");
+}
+
+/* docs: "its directory must not be world-writable". The sticky bit keeps
+ * others from renaming our files, not from creating a vault.db-wal or a
+ * socket name first, so it does not make /tmp acceptable. */
+static void test_world_writable_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	make_sub(f, 0777);
+	expect_refused(f, f->sub, "world-writable");
+	make_sub(f, 01777);
+	expect_refused(f, f->sub, "world-writable");
+	make_sub(f, 0703);
+	expect_refused(f, f->sub, "world-writable");
+	make_sub(f, 01733);
+	expect_refused(f, f->sub, "world-writable");
+	expect_refused(f, "/tmp", "world-writable");
+}
+
+/* Group members are others too: the socket's group (docs: socket_group) is
+ * exactly the people who must not replace the database. */
+static void test_group_writable_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	make_sub(f, 0770);
+	expect_refused(f, f->sub, "group-writable");
+	make_sub(f, 0775);
+	expect_refused(f, f->sub, "group-writable");
+	make_sub(f, 01770);
+	expect_refused(f, f->sub, "group-writable");
+	make_sub(f, 0720);
+	expect_refused(f, f->sub, "group-writable");
+}
+
+/* A directory owned by another user is theirs to chmod and fill. */
+static void test_foreign_owner_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	if (geteuid() != 0)
+		skip();
+	make_sub(f, 0700);
+	assert_int_equal(chown(f->sub, OTHER_UID, (gid_t)-1), 0);
+	expect_refused(f, f->sub, "owned by uid 4242");
+	make_sub(f, 0755);
+	assert_int_equal(chown(f->sub, OTHER_UID, OTHER_UID), 0);
+	expect_refused(f, f->sub, "owned by uid 4242");
+	/* Root's directories are fine (the daemon trusts root anyway). */
+	make_sub(f, 0755);
+	assert_int_equal(chown(f->sub, 0, OTHER_UID), 0);
+	assert_int_equal(sandbox_check_dir(f->sub), 0);
+}
+
+static void test_not_a_directory(void **state)
+{
+	struct fixture *f = *state;
+	char file[128], link[128];
+	int fd;
+
+	snprintf(file, sizeof(file), "%s/file", f->dir);
+	fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(sandbox_check_dir(file), -ENOTDIR);
+	(void)rmdir(f->sub);
+	assert_int_equal(sandbox_check_dir(f->sub), -ENOENT);
+
+	/* A symbolic link to a directory is judged by the directory. */
+	snprintf(link, sizeof(link), "%s/link", f->dir);
+	make_sub(f, 0700);
+	assert_int_equal(symlink(f->sub, link), 0);
+	assert_int_equal(sandbox_check_dir(link), 0);
+	assert_int_equal(chmod(f->sub, 01777), 0);
+	assert_int_equal(sandbox_check_dir(link), -EPERM);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_private_dirs_accepted),
+		T(test_world_writable_refused),
+		T(test_group_writable_refused),
+		T(test_foreign_owner_refused),
+		T(test_not_a_directory),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
