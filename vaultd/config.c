@@ -296,6 +296,8 @@ static const struct config_key config_keys[] = {
 	KEY_MODE(server, socket_mode, "0660"),
 	KEY_STRING(server, socket_group, "", 0, 32, rule_group),
 	KEY_UINT(server, max_connections, "64", 1, 4096),
+	/* Unset, config_validate() lowers it to half a max_connections under 64. */
+	KEY_UINT(server, max_connections_per_uid, "32", 1, 4096),
 	KEY_UINT(server, request_timeout, "10", 1, 3600),
 	KEY_UINT(server, max_body, "65536", 1024, 1048576),
 	KEY_UINT(server, threads, "4", 1, 64),
@@ -610,6 +612,22 @@ static int config_validate(struct parse_ctx *ctx)
 		ctx->lineno = lt > lm ? lt : lm;
 		ctx_fail(ctx, -EINVAL, "[server] threads: %u is more than max_connections (%u)",
 			 c->server.threads, c->server.max_connections);
+		return -EINVAL;
+	}
+	if (!key_line(ctx, "server", "max_connections_per_uid")) {
+		/* The default must leave other uids room under a small
+		 * max_connections too: one uid gets at most half of it. */
+		unsigned half = c->server.max_connections / 2;
+
+		if (c->server.max_connections_per_uid > half)
+			ctx->c->server.max_connections_per_uid = half > 0 ? half : 1;
+	} else if (c->server.max_connections_per_uid > c->server.max_connections) {
+		unsigned lu = key_line(ctx, "server", "max_connections_per_uid");
+		unsigned lm = key_line(ctx, "server", "max_connections");
+		ctx->lineno = lu > lm ? lu : lm;
+		ctx_fail(ctx, -EINVAL,
+			 "[server] max_connections_per_uid: %u is more than max_connections (%u)",
+			 c->server.max_connections_per_uid, c->server.max_connections);
 		return -EINVAL;
 	}
 	return 0;

@@ -43,6 +43,7 @@ struct config {
 		mode_t socket_mode;     /* <= 0777, never o+w */
 		char *socket_group;     /* NULL: the daemon's primary group; else a name */
 		unsigned max_connections;       /* 1..4096 */
+		unsigned max_connections_per_uid;       /* 1..max_connections; unset: 32 or half */
 		unsigned request_timeout;       /* seconds, 1..3600 */
 		unsigned max_body;      /* bytes, 1024..1048576 */
 		unsigned threads;       /* 1..64 */

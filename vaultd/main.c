@@ -318,6 +318,7 @@ int main(int argc, char **argv)
 			.socket_path = cfg.server.socket,
 			.socket_mode = cfg.server.socket_mode,
 			.max_connections = cfg.server.max_connections,
+			.max_per_uid = cfg.server.max_connections_per_uid,
 			.timeout_s = cfg.server.request_timeout,
 			.max_body = cfg.server.max_body,
 			.threads = cfg.server.threads,

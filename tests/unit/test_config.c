@@ -44,6 +44,7 @@ static void assert_defaults_except_pin(const struct config *c)
 	assert_int_equal(c->server.socket_mode, 0660);
 	assert_null(c->server.socket_group);
 	assert_int_equal(c->server.max_connections, 64);
+	assert_int_equal(c->server.max_connections_per_uid, 32);
 	assert_int_equal(c->server.request_timeout, 10);
 	assert_int_equal(c->server.max_body, 65536);
 	assert_int_equal(c->server.threads, 4);
@@ -114,6 +115,7 @@ static void test_full_config(void **state)
 		"socket_mode = 0600\n"
 		"socket_group = vault-users\n"
 		"max_connections = 4096\n"
+		"max_connections_per_uid = 4096\n"
 		"request_timeout = 3600\n"
 		"max_body = 1024\n"
 		"threads = 64\n"
@@ -147,6 +149,7 @@ static void test_full_config(void **state)
 	assert_int_equal(c.server.socket_mode, 0600);
 	assert_string_equal(c.server.socket_group, "vault-users");
 	assert_int_equal(c.server.max_connections, 4096);
+	assert_int_equal(c.server.max_connections_per_uid, 4096);
 	assert_int_equal(c.server.request_timeout, 3600);
 	assert_int_equal(c.server.max_body, 1024);
 	assert_int_equal(c.server.threads, 64);
@@ -326,6 +329,18 @@ static const struct reject_case rejects[] = {
 	{ "[hsm]\npin_file = ~/pin\n", "t.conf:2: [hsm] pin_file: must be an absolute path" },
 	{ PIN "[storage]\npath = /a\x01" "b\n",
 	  "t.conf:4: [storage] path: must not contain control characters" },
+	/* the per-uid cap: a range, and never above max_connections, named on
+	 * the later of the two lines */
+	{ PIN "[server]\nmax_connections_per_uid = 0\n",
+	  "t.conf:4: [server] max_connections_per_uid: must be an integer from 1 to 4096" },
+	{ PIN "[server]\nmax_connections_per_uid = 4097\n",
+	  "t.conf:4: [server] max_connections_per_uid: must be an integer from 1 to 4096" },
+	{ PIN "[server]\nmax_connections = 16\nmax_connections_per_uid = 17\n",
+	  "t.conf:5: [server] max_connections_per_uid: 17 is more than max_connections (16)" },
+	{ PIN "[server]\nmax_connections_per_uid = 40\nthreads = 2\nmax_connections = 39\n",
+	  "t.conf:6: [server] max_connections_per_uid: 40 is more than max_connections (39)" },
+	{ PIN "[server]\nmax_connections_per_uid = 65\n",
+	  "t.conf:4: [server] max_connections_per_uid: 65 is more than max_connections (64)" },
 	/* threads must not exceed max_connections (libmicrohttpd splits the limit) */
 	{ PIN "[server]\nmax_connections = 2\nthreads = 3\n",
 	  "t.conf:5: [server] threads: 3 is more than max_connections (2)" },
@@ -378,6 +393,35 @@ static void test_rejections(void **state)
 		assert_string_equal(err, rejects[i].msg);
 		assert_null(c.server.socket);   /* zeroed, nothing leaked */
 		assert_null(c.hsm.pin_env);
+	}
+}
+
+/* Unset, the per-uid cap is 32, or half of a smaller max_connections, so
+ * that one uid never holds every connection unless the file says so. */
+static void test_per_uid_default(void **state)
+{
+	static const struct {
+		const char *text;
+		unsigned want;
+	} cases[] = {
+		{ PIN, 32 },
+		{ PIN "[server]\nmax_connections = 4096\n", 32 },
+		{ PIN "[server]\nmax_connections = 63\n", 31 },
+		{ PIN "[server]\nmax_connections = 16\n", 8 },
+		{ PIN "[server]\nmax_connections = 1\nthreads = 1\n", 1 },
+		{ PIN "[server]\nmax_connections = 16\nmax_connections_per_uid = 16\n", 16 },
+		{ PIN "[server]\nmax_connections_per_uid = 64\n", 64 },
+		{ PIN "[server]\nmax_connections_per_uid = 1\n", 1 },
+	};
+	char err[256];
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		_cleanup_(config_free) struct config c = {0};
+
+		assert_int_equal(config_load_string(cases[i].text, "t.conf", &c, err, sizeof(err)),
+				 0);
+		assert_int_equal(c.server.max_connections_per_uid, cases[i].want);
 	}
 }
 
@@ -591,6 +635,7 @@ int main(void)
 		cmocka_unit_test(test_layout_tolerance),
 		cmocka_unit_test(test_socket_path_limit),
 		cmocka_unit_test(test_rejections),
+		cmocka_unit_test(test_per_uid_default),
 		cmocka_unit_test(test_line_too_long),
 		cmocka_unit_test(test_small_or_no_error_buffer),
 		cmocka_unit_test_setup_teardown(test_load_file, tmp_setup, tmp_teardown),

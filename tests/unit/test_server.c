@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <microhttpd.h>
+#include <sodium.h>
 #include "common/json.h"
 #include "common/log.h"
 #include "common/secret.h"
@@ -51,6 +53,10 @@ static int echo_handler(void *userdata, const struct server_request *req, json_t
 		atomic_store(&slow_entered, 1);
 		usleep(300 * 1000);
 		atomic_store(&slow_done, 1);
+		return 200;
+	}
+	if (streq(req->path, "/sleep-1500")) {
+		usleep(1500 * 1000);
 		return 200;
 	}
 
@@ -96,6 +102,7 @@ static struct server_config default_config(const struct fixture *f)
 		.socket_mode = 0660,
 		.socket_gid = (gid_t)-1,
 		.max_connections = 8,
+		.max_per_uid = 8,
 		.timeout_s = 5,
 		.max_body = MAX_BODY,
 		.threads = 2,
@@ -712,6 +719,7 @@ static void test_connection_limit(void **state)
 	struct resp r;
 
 	cfg.max_connections = 2;
+	cfg.max_per_uid = 2;
 	cfg.threads = 2;
 	start_with(f, &cfg);
 	a = cli_connect(f->sock);
@@ -944,6 +952,289 @@ static void test_malformed_request(void **state)
 	assert_int_equal(atomic_load(&handler_calls), 1);
 }
 
+
+/* ---- per-uid cap, request deadline ------------------------------------- */
+
+static void assert_refused_busy(struct conn *c)
+{
+	char v[64];
+	struct resp r;
+	double t0 = now_s();
+
+	/* The server may have closed its end before we write: send errors are fine. */
+	(void)cli_sends(c, "GET /over HTTP/1.1\r\nHost: v\r\n\r\n");
+	assert_int_equal(cli_read(c, &r), 0);
+	assert_error_reply(&r, 503, "too_many_connections");
+	assert_true(resp_header(&r, "Retry-After", v, sizeof(v)));
+	assert_string_equal(v, "1");
+	assert_true(resp_header(&r, "Connection", v, sizeof(v)));
+	assert_string_equal(v, "close");
+	assert_true(resp_header(&r, "Cache-Control", v, sizeof(v)));
+	assert_string_equal(v, "no-store");
+	assert_true(cli_sees_close(c));
+	assert_true(now_s() - t0 < 1.0);
+}
+
+static void test_per_uid_cap(void **state)
+{
+	struct fixture *f = *state;
+	struct server_config cfg = default_config(f);
+	struct conn *held[2], *over[6], *c;
+	struct resp r;
+
+	/* One worker with 4 slots: refused connections that kept a slot while
+	 * their clients idle would fill it by the third refusal. */
+	cfg.max_connections = 4;
+	cfg.threads = 1;
+	cfg.max_per_uid = 2;
+	start_with(f, &cfg);
+	for (int i = 0; i < 2; i++) {
+		held[i] = cli_connect(f->sock);
+		get(held[i], "/held", &r);
+		assert_int_equal(r.status, 200);
+	}
+
+	/* Our uid holds its 2: every further connection gets a JSON 503 and is
+	 * closed at once, while our end of each stays open. */
+	for (int i = 0; i < 6; i++) {
+		over[i] = cli_connect(f->sock);
+		assert_refused_busy(over[i]);
+	}
+	assert_int_equal(atomic_load(&handler_calls), 2);
+
+	/* The held ones are still served; one closed frees its place. */
+	get(held[1], "/still", &r);
+	assert_int_equal(r.status, 200);
+	cli_close(held[0]);
+	for (int i = 0; i < 100; i++) {         /* the close reaches MHD in its own time */
+		c = cli_connect(f->sock);
+		(void)cli_sends(c, "GET /again HTTP/1.1\r\nHost: v\r\n\r\n");
+		if (cli_read(c, &r) == 0 && r.status == 200)
+			break;
+		cli_close(TAKE_PTR(c));
+		usleep(20 * 1000);
+	}
+	assert_non_null(c);
+	assert_int_equal(r.status, 200);
+	cli_close(c);
+	cli_close(held[1]);
+	for (int i = 0; i < 6; i++)
+		cli_close(over[i]);
+}
+
+static void test_bad_per_uid_config(void **state)
+{
+	struct fixture *f = *state;
+	struct server_config cfg = default_config(f);
+	struct server *s = NULL;
+
+	cfg.max_per_uid = 0;
+	assert_int_equal(server_start(&cfg, echo_handler, NULL, &s), -EINVAL);
+	cfg.max_per_uid = cfg.max_connections + 1;
+	assert_int_equal(server_start(&cfg, echo_handler, NULL, &s), -EINVAL);
+	assert_null(s);
+}
+
+/* True if the server closed c within ms (EOF or reset pending). */
+static bool cli_closed_within(struct conn *c, int ms)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	char b;
+
+	if (poll(&pfd, 1, ms) <= 0)
+		return false;
+	return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+}
+
+static void test_request_deadline(void **state)
+{
+	static const char req[] = "GET /trickle HTTP/1.1\r\nHost: v\r\nX-Pad: aaaaaaaaaaaa\r\n\r\n";
+	struct fixture *f = *state;
+	struct server_config cfg = default_config(f);
+	struct conn *slow, *c;
+	bool closed = false;
+	struct resp r;
+	double t0, t1, cut;
+
+	cfg.timeout_s = 2;
+	start_with(f, &cfg);
+	t0 = now_s();
+	slow = cli_connect(f->sock);
+	/* One byte every 0.5 s: each byte restarts an idle timeout, never a deadline. */
+	for (size_t i = 0; i < sizeof(req) - 1 && now_s() - t0 < 6.0; i++) {
+		if (cli_send(slow, &req[i], 1) < 0 || cli_closed_within(slow, 500)) {
+			closed = true;
+			break;
+		}
+		if (i == 2) {
+			/* Meanwhile another connection is served promptly. */
+			t1 = now_s();
+			c = cli_connect(f->sock);
+			get(c, "/live", &r);
+			assert_int_equal(r.status, 200);
+			assert_true(now_s() - t1 < 0.5);
+			cli_close(c);
+		}
+	}
+	cut = now_s() - t0;
+	assert_true(closed);
+	assert_true(cut >= 1.5);
+	assert_true(cut < 3.0);
+	assert_true(cli_sees_close(slow));
+	assert_int_equal(atomic_load(&handler_calls), 1);
+	cli_close(slow);
+}
+
+static void test_deadline_skips_handler_restarts_per_request(void **state)
+{
+	static const char req[] = "GET /second HTTP/1.1\r\nHost: v\r\n\r\n";
+	struct fixture *f = *state;
+	struct server_config cfg = default_config(f);
+	struct conn *c;
+	struct resp r;
+	double t0;
+
+	cfg.timeout_s = 1;
+	start_with(f, &cfg);
+	c = cli_connect(f->sock);
+	/* The handler's 1.5 s do not count against the 1 s deadline. */
+	get(c, "/sleep-1500", &r);
+	assert_int_equal(r.status, 200);
+
+	/* The deadline restarts when a request ends: 0.3 s idle, then a request
+	 * sent over 0.3 s, is well inside it... */
+	usleep(300 * 1000);
+	for (size_t i = 0, n; i < sizeof(req) - 1; i += n) {
+		n = sizeof(req) - 1 - i < 8 ? sizeof(req) - 1 - i : 8;
+		assert_int_equal(cli_send(c, req + i, n), 0);
+		usleep(60 * 1000);
+	}
+	assert_int_equal(cli_read(c, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"path\":\"/second\""));
+
+	/* ...and an idle keep-alive connection is closed when it runs out. */
+	t0 = now_s();
+	assert_true(cli_sees_close(c));
+	assert_true(now_s() - t0 < 2.0);
+	cli_close(c);
+}
+
+/* ---- Authorization wiped on every path --------------------------------- */
+
+static atomic_int auth_seen, auth_left, completions;
+
+static enum MHD_Result auth_check_it(void *cls, enum MHD_ValueKind kind, const char *key,
+				     size_t key_size, const char *value, size_t value_size)
+{
+	(void)cls;
+	(void)kind;
+	(void)key_size;
+	if (!key || strcasecmp(key, "Authorization") != 0)
+		return MHD_YES;
+	atomic_fetch_add(&auth_seen, 1);
+	for (size_t i = 0; i < value_size; i++)
+		if (value[i] != '\0') {
+			atomic_fetch_add(&auth_left, 1);
+			break;
+		}
+	return MHD_YES;
+}
+
+/* Looks at MHD's own copy of the header values, after the server's clean-up. */
+static void auth_check_completed(void *userdata, struct MHD_Connection *c)
+{
+	(void)userdata;
+	(void)MHD_get_connection_values_n(c, MHD_HEADER_KIND, auth_check_it, NULL);
+	atomic_fetch_add(&completions, 1);
+}
+
+/* Sends one request with an Authorization value unique to it and returns
+ * the reply's status once the server has finished with the request. */
+static int auth_case(struct fixture *f, const char *head, const char *tail, int headers)
+{
+	char token[33], req[4096];
+	uint8_t raw[16];
+	struct conn *c;
+	struct resp r;
+	int n, done = atomic_load(&completions);
+
+	randombytes_buf(raw, sizeof(raw));
+	(void)sodium_bin2hex(token, sizeof(token), raw, sizeof(raw));
+	n = snprintf(req, sizeof(req), "%s\r\nHost: v\r\nAuthorization: Bearer %s\r\n%s%s%s\r\n",
+		     head, token, headers > 1 ? "Authorization: Bearer " : "",
+		     headers > 1 ? token : "", headers > 1 ? "\r\n" : "");
+	assert_true(n > 0 && (size_t)n < sizeof(req));
+	c = cli_connect(f->sock);
+	(void)cli_send(c, req, (size_t)n);
+	if (tail)
+		(void)cli_sends(c, tail);
+	sodium_memzero(req, sizeof(req));
+	sodium_memzero(token, sizeof(token));
+	assert_int_equal(cli_read(c, &r), 0);
+	cli_close(c);
+	for (int i = 0; i < 200 && atomic_load(&completions) == done; i++)
+		usleep(10 * 1000);
+	assert_int_equal(atomic_load(&completions), done + 1);
+	return r.status;
+}
+
+static void test_authorization_wiped_on_early_replies(void **state)
+{
+	struct fixture *f = *state;
+	struct server_config cfg = default_config(f);
+	char longtarget[MAX_URL + 16], head[MAX_URL + 64];
+
+	cfg.test_completed = auth_check_completed;
+	start_with(f, &cfg);
+	atomic_store(&auth_seen, 0);
+	atomic_store(&auth_left, 0);
+	atomic_store(&completions, 0);
+
+	/* Served: the handler saw it, then it is wiped (as before). */
+	assert_int_equal(auth_case(f, "GET /ok HTTP/1.1", NULL, 1), 200);
+	assert_int_equal(atomic_load(&auth_seen), 1);
+	assert_int_equal(atomic_load(&auth_left), 0);
+
+	/* 413 from Content-Length: answered before the handler ever runs. */
+	snprintf(head, sizeof(head), "PUT /big HTTP/1.1\r\nContent-Length: %d", MAX_BODY + 1);
+	assert_int_equal(auth_case(f, head, NULL, 1), 413);
+	assert_int_equal(atomic_load(&auth_seen), 2);
+	assert_int_equal(atomic_load(&auth_left), 0);
+
+	/* A repeated Authorization header: 400, both values wiped. */
+	assert_int_equal(auth_case(f, "GET /twice HTTP/1.1", NULL, 2), 400);
+	assert_int_equal(atomic_load(&auth_seen), 4);
+	assert_int_equal(atomic_load(&auth_left), 0);
+
+	/* 414. */
+	longtarget[0] = '/';
+	memset(longtarget + 1, 'u', sizeof(longtarget) - 2);
+	longtarget[sizeof(longtarget) - 1] = '\0';
+	snprintf(head, sizeof(head), "GET %s HTTP/1.1", longtarget);
+	assert_int_equal(auth_case(f, head, NULL, 1), 414);
+	assert_int_equal(atomic_load(&auth_seen), 5);
+	assert_int_equal(atomic_load(&auth_left), 0);
+
+	/* A chunked body over max_body (5 x 1000 bytes): 413 once it ended. */
+	{
+		char body[5 * 1008 + 8], *p = body;
+
+		for (int i = 0; i < 5; i++) {
+			p += sprintf(p, "3e8\r\n");
+			memset(p, 'b', 1000);
+			p += 1000;
+			p += sprintf(p, "\r\n");
+		}
+		strcpy(p, "0\r\n\r\n");
+		assert_int_equal(auth_case(f, "POST /chunks HTTP/1.1\r\nTransfer-Encoding: chunked",
+					   body, 1), 413);
+	}
+	assert_int_equal(atomic_load(&auth_seen), 6);
+	assert_int_equal(atomic_load(&auth_left), 0);
+	assert_int_equal(atomic_load(&handler_calls), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -968,6 +1259,11 @@ int main(void)
 		T(test_bad_config),
 		T(test_stop_unlinks_and_waits),
 		T(test_malformed_request),
+		T(test_per_uid_cap),
+		T(test_bad_per_uid_config),
+		T(test_request_deadline),
+		T(test_deadline_skips_handler_restarts_per_request),
+		T(test_authorization_wiped_on_early_replies),
 #undef T
 	};
 
