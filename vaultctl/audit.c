@@ -477,8 +477,7 @@ static int audit_export(struct ctx *ctx, int argc, char **argv)
 				next = -1;
 				break;
 			}
-			json_dumpf(rec, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
-			putchar('\n');
+			print_json_line(rec);
 		}
 		if (fflush(stdout) != 0 || ferror(stdout))
 			return error("cannot write to standard output: %m");

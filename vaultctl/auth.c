@@ -124,7 +124,7 @@ int cmd_login(struct ctx *ctx, int argc, char **argv)
 	if (!token)
 		return error("login: vaultd's reply has no token");
 	if (o.print_token) {
-		printf("%s\n", token);
+		print_value(token, strlen(token));
 		return EXIT_OK;
 	}
 	if ((r = token_store(token, strlen(token), &path)) != EXIT_OK)
@@ -136,9 +136,9 @@ int cmd_login(struct ctx *ctx, int argc, char **argv)
 		return EXIT_OK;
 	}
 	roles = json_text(json_object_get(reply, "roles"));
-	printf("Logged in as %s (roles: %s) until %s.\nThe token is in %s; 'vaultctl logout' ends the session.\n",
-	       json_string_value(json_object_get(reply, "user")) ?: o.user, roles ? roles : "-",
-	       json_string_value(json_object_get(reply, "expires_at")) ?: "?", path);
+	out_line("Logged in as %s (roles: %s) until %s.", json_string_value(json_object_get(reply, "user")) ?: o.user,
+		 roles ? roles : "-", json_string_value(json_object_get(reply, "expires_at")) ?: "?");
+	out_line("The token is in %s; 'vaultctl logout' ends the session.", path);
 	return EXIT_OK;
 }
 

@@ -199,8 +199,9 @@ int cmd_backup(struct ctx *ctx, int argc, char **argv)
 			kv(16, key, "%s", t ?: "?");
 		}
 	}
-	printf("\nKeep the HSM token with key %s version %lld: the backup is useless without it.\n",
-	       json_string_value(json_object_get(hsm, "label")) ?: "?",
-	       (long long)json_integer_value(json_object_get(hsm, "version")));
+	putchar('\n');
+	out_line("Keep the HSM token with key %s version %lld: the backup is useless without it.",
+		 json_string_value(json_object_get(hsm, "label")) ?: "?",
+		 (long long)json_integer_value(json_object_get(hsm, "version")));
 	return EXIT_OK;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "common/json.h"
 #include "vaultctl/client.h"
+#include "vaultctl/output.h"
 #include "vaultctl/token.h"
 
 #define REPLY_FIRST (64u * 1024)
@@ -257,23 +258,24 @@ void api_print_error(const char *what, long status, const json_t *body)
 		break;
 	case 503:
 		if (e && streq(e, "locked")) {
-			fprintf(stderr, "vaultctl: %s: the vault is locked: run 'vaultctl unlock'\n", what);
+			out_fline(stderr, "vaultctl: %s: the vault is locked: run 'vaultctl unlock'", what);
 			return;
 		}
 		if (e && streq(e, "uninitialized")) {
-			fprintf(stderr, "vaultctl: %s: the vault is not initialised: run 'vaultctl init'\n", what);
+			out_fline(stderr, "vaultctl: %s: the vault is not initialised: run 'vaultctl init'", what);
 			return;
 		}
 		break;
 	}
+	/* The message and the field names and reasons are the server's text. */
 	if (hint)
-		fprintf(stderr, "vaultctl: %s: %s: %s\n", what, msg, hint);
+		out_fline(stderr, "vaultctl: %s: %s: %s", what, msg, hint);
 	else if (json_is_string(json_object_get(body, "message")))
-		fprintf(stderr, "vaultctl: %s: %s\n", what, msg);
+		out_fline(stderr, "vaultctl: %s: %s", what, msg);
 	else
-		fprintf(stderr, "vaultctl: %s: vaultd answered HTTP %ld\n", what, status);
+		out_fline(stderr, "vaultctl: %s: vaultd answered HTTP %ld", what, status);
 	json_object_foreach((json_t *)json_object_get(body, "fields"), key, v)
-		fprintf(stderr, "  %s: %s\n", key, json_is_string(v) ? json_string_value(v) : "invalid");
+		out_fline(stderr, "  %s: %s", key, json_is_string(v) ? json_string_value(v) : "invalid");
 }
 
 int api_call(struct ctx *ctx, const char *what, const char *method, const char *path, json_t *body,

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "version.h"
 #include "vaultctl/client.h"
+#include "vaultctl/output.h"
 
 struct command {
 	const char *name;
@@ -89,6 +90,8 @@ void progress_wipe(void)
 	progress_drawn = false;
 }
 
+/* Messages quote server text (error messages, reasons, names) and the
+ * command line: out_vfprintf() escapes them (output.h). */
 int error(const char *fmt, ...)
 {
 	int saved = errno;
@@ -98,7 +101,7 @@ int error(const char *fmt, ...)
 	fputs("vaultctl: ", stderr);
 	va_start(ap, fmt);
 	errno = saved;  /* for %m */
-	vfprintf(stderr, fmt, ap);
+	out_vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
 	return EXIT_ERROR;
@@ -111,7 +114,7 @@ void warning(const char *fmt, ...)
 	progress_wipe();
 	fputs("vaultctl: warning: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	out_vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
 }
@@ -123,7 +126,7 @@ int usage_error(const char *cmd, const char *fmt, ...)
 	progress_wipe();
 	fputs("vaultctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	out_vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	if (cmd)
 		fprintf(stderr, " (see 'vaultctl %s --help')\n", cmd);

@@ -58,7 +58,7 @@ void print_enrolment(const json_t *reply, bool qr)
 	if (json_array_size(codes)) {
 		puts("\nRecovery codes (shown once: store them offline now; each works once):");
 		json_array_foreach(codes, i, c)
-			printf("  %s\n", json_string_value(c) ? json_string_value(c) : "?");
+			out_line("  %s", json_string_value(c) ? json_string_value(c) : "?");
 	}
 	if (uri)
 		puts("\nThe enrolment completes with the first valid code (unlock or login).");

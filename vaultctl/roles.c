@@ -88,8 +88,8 @@ static int role_set(struct ctx *ctx, int argc, char **argv)
 	if (ctx->json)
 		print_json(reply);
 	else
-		printf("Role '%s' was saved with %zu rule%s.\n", argv[optind], json_array_size(rules),
-		       json_array_size(rules) == 1 ? "" : "s");
+		out_line("Role '%s' was saved with %zu rule%s.", argv[optind], json_array_size(rules),
+			 json_array_size(rules) == 1 ? "" : "s");
 	return EXIT_OK;
 }
 
@@ -218,7 +218,7 @@ static int role_del(struct ctx *ctx, int argc, char **argv)
 	if (ctx->json)
 		print_json(reply);
 	else
-		printf("Role '%s' was deleted.\n", argv[optind]);
+		out_line("Role '%s' was deleted.", argv[optind]);
 	return EXIT_OK;
 }
 

@@ -196,7 +196,9 @@ static void draw_bar(long long done, long long total, const char *label, const c
 	memset(bar, '#', (size_t)fill);
 	memset(bar + fill, '.', (size_t)(BAR_WIDTH - fill));
 	bar[BAR_WIDTH] = 0;
-	fprintf(stderr, "\r\033[K[%s] %3d%%  %lld/%lld  %s%s", bar, pct, done, total, label, note);
+	/* Our own escape sequence, then the server's text, escaped. */
+	fprintf(stderr, "\r\033[K[%s] %3d%%  %lld/%lld  ", bar, pct, done, total);
+	out_fprintf(stderr, "%s%s", label, note);
 	fflush(stderr);
 	progress_drawn = true;
 }
@@ -320,10 +322,10 @@ static void print_summary(const json_t *job)
 	long long done = job_int(job, "done");
 
 	if (streq(kind, "secret"))
-		printf("%s: %lld version%s re-encrypted under fresh data keys\n", label, done, done == 1 ? "" : "s");
+		out_line("%s: %lld version%s re-encrypted under fresh data keys", label, done, done == 1 ? "" : "s");
 	else
-		printf("%s: version %lld -> %lld, %lld key%s rewrapped\n", label, job_int(job, "from_version"),
-		       job_int(job, "to_version"), done, done == 1 ? "" : "s");
+		out_line("%s: version %lld -> %lld, %lld key%s rewrapped", label, job_int(job, "from_version"),
+			 job_int(job, "to_version"), done, done == 1 ? "" : "s");
 }
 
 static const char hsm_note[] =
@@ -404,10 +406,10 @@ static int start_rotation(struct ctx *ctx, const char *what, const char *url, co
 		json_array_foreach(jobs, i, j) {
 			_cleanup_free_ char *label = job_label(j);
 			if (existing)
-				printf("Job %lld (%s) is already %s: nothing new was queued.\n", job_int(j, "id"), label,
-				       job_str(j, "state"));
+				out_line("Job %lld (%s) is already %s: nothing new was queued.", job_int(j, "id"), label,
+					 job_str(j, "state"));
 			else
-				printf("Queued job %lld: %s.\n", job_int(j, "id"), label);
+				out_line("Queued job %lld: %s.", job_int(j, "id"), label);
 		}
 		if (json_array_size(jobs) == 1)
 			printf("Follow it with 'vaultctl rotate job %lld --wait'.\n", job_int(json_array_get(jobs, 0), "id"));
@@ -416,8 +418,8 @@ static int start_rotation(struct ctx *ctx, const char *what, const char *url, co
 		return EXIT_OK;
 	}
 	if (existing)
-		fprintf(stderr, "vaultctl: %s: a rotation of the same key is already %s as job %lld: waiting for it\n",
-			what, job_str(job, "state"), job_int(job, "id"));
+		out_fline(stderr, "vaultctl: %s: a rotation of the same key is already %s as job %lld: waiting for it",
+			  what, job_str(job, "state"), job_int(job, "id"));
 	if ((r = wait_jobs(ctx, jobs)) != EXIT_OK)
 		return r;
 	return report_jobs(ctx, jobs, json_is_array(list) ? REPORT_ALL : REPORT_STARTED, existing);
@@ -600,7 +602,7 @@ static int rotate_hsm(struct ctx *ctx, int argc, char **argv)
 	if (!json_array_size(deleted))
 		puts("No retired HSM key versions were left in the token: nothing deleted.");
 	json_array_foreach(deleted, i, d)
-		printf("Deleted HSM key '%s' version %lld from the token.\n", job_str(d, "label"), job_int(d, "version"));
+		out_line("Deleted HSM key '%s' version %lld from the token.", job_str(d, "label"), job_int(d, "version"));
 	return EXIT_OK;
 }
 
@@ -747,10 +749,11 @@ static int rotate_status(struct ctx *ctx, int argc, char **argv)
 	}
 
 	list = json_object_get(reply, "credentials");
+	putchar('\n');
 	if (!json_array_size(list))
-		printf("\nCredentials due within %s: none\n", job_str(reply, "within"));
+		out_line("Credentials due within %s: none", job_str(reply, "within"));
 	else {
-		printf("\nCredentials due within %s:\n", job_str(reply, "within"));
+		out_line("Credentials due within %s:", job_str(reply, "within"));
 		t = table_new(5, due_head);
 		json_array_foreach(list, i, e) {
 			_cleanup_free_ char *days = NULL;

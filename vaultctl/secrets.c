@@ -169,14 +169,14 @@ int cmd_put(struct ctx *ctx, int argc, char **argv)
 	if (ctx->json)
 		print_json(reply);
 	else if (pending)
-		printf("Stored %s, version %lld, as pending: readers still get the current version until "
-		       "'vaultctl promote %s'.\n",
-		       json_string_value(json_object_get(reply, "path")) ?: path,
-		       (long long)json_integer_value(json_object_get(reply, "version")),
-		       json_string_value(json_object_get(reply, "path")) ?: path);
+		out_line("Stored %s, version %lld, as pending: readers still get the current version until "
+			 "'vaultctl promote %s'.",
+			 json_string_value(json_object_get(reply, "path")) ?: path,
+			 (long long)json_integer_value(json_object_get(reply, "version")),
+			 json_string_value(json_object_get(reply, "path")) ?: path);
 	else
-		printf("Stored %s, version %lld.\n", json_string_value(json_object_get(reply, "path")) ?: path,
-		       (long long)json_integer_value(json_object_get(reply, "version")));
+		out_line("Stored %s, version %lld.", json_string_value(json_object_get(reply, "path")) ?: path,
+			 (long long)json_integer_value(json_object_get(reply, "version")));
 	return EXIT_OK;
 }
 
@@ -187,7 +187,8 @@ static const char get_help[] =
 	"version of a stage (--stage pending, current or previous: pending is staged\n"
 	"by 'put --pending', previous was current before the last change). Sensitive\n"
 	"fields (as its type defines them) are shown as ******** unless --reveal.\n"
-	"--field NAME prints that one value, raw, for piping into another program.\n"
+	"--field NAME prints that one value, raw, for piping into another program\n"
+	"(on a terminal it is escaped like all output, tabs and newlines kept).\n"
 	"--json prints the API's JSON (still masked unless --reveal). Exit 6 if there\n"
 	"is no such credential, version or stage.\n"
 	"\n"
@@ -252,14 +253,14 @@ int cmd_get(struct ctx *ctx, int argc, char **argv)
 	data = json_object_get(reply, "data");
 	type = json_string_value(json_object_get(reply, "type")) ?: "";
 	if (field) {
-		/* The user asked for this one value: no masking. */
+		/* The user asked for this one value: no masking. Raw into a
+		 * pipe or file, escaped on a terminal (print_value()). */
 		v = json_object_get(data, field);
 		if (!json_is_string(v)) {
 			error("%s has no field '%s'", argv[optind], field);
 			return EXIT_NOT_FOUND;
 		}
-		fwrite(json_string_value(v), 1, json_string_length(v), stdout);
-		putchar('\n');
+		print_value(json_string_value(v), json_string_length(v));
 		return EXIT_OK;
 	}
 	if (!reveal) {
@@ -303,11 +304,12 @@ int cmd_get(struct ctx *ctx, int argc, char **argv)
 		puts("metadata:");
 	json_object_foreach(json_object_get(reply, "metadata"), key, v) {
 		_cleanup_free_ char *t = json_text(v);
-		printf("  %s = %s\n", key, t ?: "?");
+		out_line("  %s = %s", key, t ?: "?");
 	}
 	puts("data:");
+	/* Credential values are arbitrary strings: escaped like everything else. */
 	json_object_foreach(data, key, v)
-		printf("  %s = %s\n", key, json_string_value(v) ?: "?");
+		out_line("  %s = %s", key, json_string_value(v) ?: "?");
 	if (!reveal)
 		puts("(sensitive fields are masked: --reveal shows them, --field NAME prints one)");
 	return EXIT_OK;
@@ -416,7 +418,7 @@ int cmd_delete(struct ctx *ctx, int argc, char **argv)
 	if (ctx->json)
 		print_json(reply);
 	else
-		printf("%s %s.\n", destroy ? "Destroyed" : "Deleted", argv[optind]);
+		out_line("%s %s.", destroy ? "Destroyed" : "Deleted", argv[optind]);
 	return EXIT_OK;
 }
 
@@ -512,8 +514,8 @@ int cmd_rollback(struct ctx *ctx, int argc, char **argv)
 	if (ctx->json)
 		print_json(reply);
 	else
-		printf("Rolled %s back to version %lu: it is now version %lld.\n", argv[optind], version,
-		       (long long)json_integer_value(json_object_get(reply, "version")));
+		out_line("Rolled %s back to version %lu: it is now version %lld.", argv[optind], version,
+			 (long long)json_integer_value(json_object_get(reply, "version")));
 	return EXIT_OK;
 }
 
@@ -559,8 +561,9 @@ int cmd_promote(struct ctx *ctx, int argc, char **argv)
 		return EXIT_OK;
 	}
 	prev = json_text(json_object_get(reply, "previous_version"));
-	printf("Promoted %s: version %lld is current", json_string_value(json_object_get(reply, "path")) ?: argv[optind],
-	       (long long)json_integer_value(json_object_get(reply, "version")));
+	out_fprintf(stdout, "Promoted %s: version %lld is current",
+		    json_string_value(json_object_get(reply, "path")) ?: argv[optind],
+		    (long long)json_integer_value(json_object_get(reply, "version")));
 	if (json_is_integer(json_object_get(reply, "previous_version")))
 		printf(", version %s is previous", prev ?: "?");
 	puts(".");

@@ -110,7 +110,7 @@ static int service_add(struct ctx *ctx, int argc, char **argv)
 		print_json(reply);
 	else {
 		_cleanup_free_ char *t = json_text(roles);
-		printf("Service '%s' is uid %lu with the roles: %s\n", argv[optind], uid, t ?: "?");
+		out_line("Service '%s' is uid %lu with the roles: %s", argv[optind], uid, t ?: "?");
 	}
 	return EXIT_OK;
 }
@@ -194,7 +194,7 @@ static int service_one(struct ctx *ctx, int argc, char **argv, bool del)
 	if (ctx->json)
 		print_json(reply);
 	else if (del)
-		printf("Service '%s' was deleted.\n", argv[optind]);
+		out_line("Service '%s' was deleted.", argv[optind]);
 	else
 		json_object_foreach(reply, key, v) {
 			_cleanup_free_ char *t = json_text(v);

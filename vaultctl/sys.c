@@ -134,8 +134,9 @@ int cmd_init(struct ctx *ctx, int argc, char **argv)
 		print_json(reply);
 		return EXIT_OK;
 	}
-	printf("The vault is initialised; admin '%s' was created. It is locked: run 'vaultctl unlock --user %s'.\n\n",
-	       admin, admin);
+	out_line("The vault is initialised; admin '%s' was created. It is locked: run 'vaultctl unlock --user %s'.",
+		 admin, admin);
+	putchar('\n');
 	print_enrolment(reply, qr);
 	return EXIT_OK;
 }

@@ -127,7 +127,8 @@ static int user_add(struct ctx *ctx, int argc, char **argv)
 		print_json(reply);
 		return EXIT_OK;
 	}
-	printf("User '%s' was created.\n\n", argv[optind]);
+	out_line("User '%s' was created.", argv[optind]);
+	putchar('\n');
 	print_enrolment(reply, o.qr);
 	return EXIT_OK;
 }
@@ -314,7 +315,7 @@ static int user_roles(struct ctx *ctx, int argc, char **argv)
 		print_json(reply);
 	else {
 		_cleanup_free_ char *t = json_text(json_object_get(reply, "roles"));
-		printf("%s now has the roles: %s\n", argv[optind], t ?: "?");
+		out_line("%s now has the roles: %s", argv[optind], t ?: "?");
 	}
 	return EXIT_OK;
 }
@@ -347,7 +348,8 @@ static int user_reset_mfa(struct ctx *ctx, int argc, char **argv)
 		print_json(reply);
 		return EXIT_OK;
 	}
-	printf("The MFA of '%s' was reset; their sessions are revoked.\n\n", argv[optind]);
+	out_line("The MFA of '%s' was reset; their sessions are revoked.", argv[optind]);
+	putchar('\n');
 	print_enrolment(reply, o.qr);
 	return EXIT_OK;
 }
@@ -379,7 +381,7 @@ static int user_del(struct ctx *ctx, int argc, char **argv)
 	if (ctx->json)
 		print_json(reply);
 	else
-		printf("User '%s' was deleted.\n", argv[optind]);
+		out_line("User '%s' was deleted.", argv[optind]);
 	return EXIT_OK;
 }
 

@@ -46,6 +46,8 @@ int common_option(struct ctx *ctx, int c, const char *help);
  * first, so a message never lands on the progress line. */
 extern bool progress_drawn;
 void progress_wipe(void);
+/* The messages below are escaped for the terminal like every printer in
+ * output.h: quote server text in them freely. */
 /* Prints "vaultctl: MSG" and a --help hint to stderr; returns EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...) _printf_(2, 3);
 /* Prints "vaultctl: MSG" to stderr; returns EXIT_ERROR. */

@@ -7,10 +7,13 @@ The binary comes from VAULTCTL_BIN. Each test gets its own vault and its own
 XDG_RUNTIME_DIR (so its own token file)."""
 import json
 import os
+import pty
+import re
 import socket
 import stat
+import subprocess
 
-from harness import CliTestCase, main, wrong_totp
+from harness import VAULTCTL, CliTestCase, main, wrong_totp
 
 ADMIN = "alice"
 PASSPHRASE = "correct horse battery staple"
@@ -396,6 +399,125 @@ class People(CtlCase):
         self.ctl("user", "del", "bob", check=6)
         self.ctl("role", "del", "acme-read", check=0)
         self.ctl("role", "get", "acme-read", check=6)
+
+
+# Finding 4: what a terminal must never get from server data. C1 CSI is
+# U+009B (UTF-8 c2 9b): vaultd still accepts it in credential values (only
+# C0 controls but newline and tab are refused there), and in "\x9b31m" a
+# terminal honouring 8-bit controls sees the same CSI as in "\x1b[31m".
+RAW_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f\u202a-\u202e\u2066-\u2069]")
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x9b31mred"
+# What a generic value may hold: C1 CSI, a bidi override, tab, newline.
+VALUE = "tok\x9b31mred\u202eevil\tTAB\nline2\\end"
+VALUE_SHOWN = "tok\\u009b31mred\\u202eevil\\x09TAB\\x0aline2\\\\end"
+
+
+class TerminalSafety(CtlCase):
+    """Server text reaches the terminal escaped (vaultctl/output.h): ESC, BEL,
+    C1 and other controls as \\xHH or \\u00HH. Only --field into a pipe or
+    file gives the raw value, for scripts. Control characters that vaultd
+    refuses or records percent-escaped need not reach vaultctl: the tests
+    then check that what does reach the terminal is safe."""
+
+    def assert_safe(self, text, what):
+        m = RAW_CONTROLS.search(text)
+        self.assertIsNone(m, f"{what}: raw control {m.group(0)!r} in {text!r}" if m else "")
+
+    def ctl_tty(self, *args):
+        """vaultctl with standard output a pseudo-terminal (the line
+        discipline turns "\n" into "\r\n": undone here)."""
+        master, slave = pty.openpty()
+        e = {k: v for k, v in os.environ.items() if k not in ("VAULTD_TOKEN", "XDG_RUNTIME_DIR")}
+        e.update(VAULTD_SOCKET=self.v.sock, XDG_RUNTIME_DIR=self.xdg)
+        p = subprocess.Popen([VAULTCTL, *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+                             env=e)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                b = os.read(master, 65536)
+            except OSError:         # EIO: the child closed the terminal
+                break
+            if not b:
+                break
+            out += b
+        os.close(master)
+        err = p.stderr.read()
+        p.stderr.close()
+        self.assertEqual(p.wait(timeout=60), 0, err)
+        return out.decode().replace("\r\n", "\n")
+
+    def test_audit_tail_escapes_a_hostile_request_path(self):
+        self.init_unlock_login()
+        # Unauthenticated: vaultd records the request whatever it answers.
+        r = self.v.request("GET", "/v1/secrets/acme/%1B]0;owned%07%1B[2J%C2%9B31m", token=False)
+        self.assertGreaterEqual(r.status, 400)
+        p = self.ctl("audit", "tail", "-n", "50", check=0)
+        self.assert_safe(p.stdout, "audit tail")
+        self.assertIn("owned", p.stdout)
+        if "\\x1b" in p.stdout:   # recorded as it came: escaped by vaultctl
+            self.assertIn("acme/\\x1b]0;owned\\x07\\x1b[2J\\u009b31m", p.stdout)
+        p = self.ctl("audit", "search", "--path", "acme", "--limit", "1000", check=0)
+        self.assert_safe(p.stdout + p.stderr, "audit search")
+        # --json and export: JSON with the controls as \u00XX, ASCII only.
+        for args in (("audit", "tail", "-n", "50", "--json"), ("audit", "export")):
+            p = self.ctl(*args, check=0)
+            self.assert_safe(p.stdout.replace("\n", ""), " ".join(args))
+            self.assertTrue(p.stdout.isascii(), p.stdout)
+        recs = [json.loads(l) for l in self.ctl("audit", "export", check=0).stdout.splitlines()]
+        self.assertTrue(any("owned" in (r.get("path") or "") for r in recs), recs)
+
+    def test_get_escapes_values_field_raw_for_scripts(self):
+        self.init_unlock_login()
+        self.ctl("put", "acme/misc/evil", "--type", "generic", "note=-", stdin=VALUE + "\n", check=0)
+        p = self.ctl("get", "acme/misc/evil", "--reveal", check=0)
+        self.assert_safe(p.stdout, "get --reveal")
+        self.assertIn(f"  note = {VALUE_SHOWN}\n", p.stdout)
+        # Masked (generic fields are sensitive): nothing of it shown.
+        self.assertNotIn("TAB", self.ctl("get", "acme/misc/evil", check=0).stdout)
+        # --field into a pipe: the raw bytes, for scripts.
+        self.assertEqual(self.ctl("get", "acme/misc/evil", "--field", "note", check=0).stdout, VALUE + "\n")
+        # --field on a terminal: escaped, but tab and line feed kept.
+        out = self.ctl_tty("get", "acme/misc/evil", "--field", "note")
+        self.assert_safe(out, "get --field on a terminal")
+        self.assertEqual(out, "tok\\u009b31mred\\u202eevil\tTAB\nline2\\\\end\n")
+        out = self.ctl_tty("get", "acme/misc/evil", "--reveal")
+        self.assert_safe(out, "get --reveal on a terminal")
+        self.assertIn(f"  note = {VALUE_SHOWN}\n", out)
+        # --json: still the value, JSON-escaped and ASCII.
+        p = self.ctl("get", "acme/misc/evil", "--reveal", "--json", check=0)
+        self.assertTrue(p.stdout.isascii(), p.stdout)
+        self.assertEqual(json.loads(p.stdout)["data"]["note"], VALUE)
+        # ESC and BEL in a value: refused by vaultd, or shown escaped.
+        p = self.ctl("put", "acme/misc/esc", "--type", "generic", "note=-", stdin=HOSTILE)
+        self.assert_safe(p.stdout + p.stderr, "put with ESC")
+        if p.returncode == 0:
+            self.assert_safe(self.ctl("get", "acme/misc/esc", "--reveal", check=0).stdout, "get ESC")
+
+    def test_get_escapes_metadata_or_daemon_refuses_it(self):
+        self.init_unlock_login()
+        for meta in ("note=" + HOSTILE, "k\x1b[1m=v", "note=\x9b31m"):
+            p = self.ctl("put", "acme/misc/meta", "--type", "generic", "x=-", "--metadata", meta, stdin="v")
+            self.assert_safe(p.stdout + p.stderr, "put")
+            if p.returncode != 0:
+                # vaultd refuses control characters in metadata (400): the
+                # error, quoting its reasons, reaches the terminal escaped.
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn("control characters", p.stderr)
+                continue
+            p = self.ctl("get", "acme/misc/meta", check=0)
+            self.assert_safe(p.stdout, "get")
+            self.assertRegex(p.stdout, r"(?m)^  (note|k\\x1b\[1m) = ")
+
+    def test_error_messages_are_escaped(self):
+        self.init_unlock_login()
+        p = self.ctl("get", "acme/\x1b]0;owned\x07")
+        self.assertNotEqual(p.returncode, 0)
+        self.assert_safe(p.stderr, "get error")
+        self.assertIn("\\x1b]0;owned\\x07", p.stderr)
+        p = self.ctl("nosuch\x1b[2J", check=2)
+        self.assert_safe(p.stderr, "usage error")
+        self.assertIn("nosuch\\x1b[2J", p.stderr)
 
 
 class Help(CtlCase):
