@@ -19,15 +19,18 @@ may be spent once per 30 s step, recovery codes at once).
 import hashlib
 import json
 import os
+import re
+import shutil
 import sqlite3
 import stat
 import struct
+import subprocess
 import threading
 import time
 
 import grp
 
-from harness import ADMIN, PASSPHRASE, UnixHTTPConnection, VaultTestCase, as_uid, main
+from harness import ADMIN, PASSPHRASE, SOFTHSM_MODULE, UnixHTTPConnection, VaultTestCase, as_uid, main
 
 NOBODY = 65534
 NOGROUP = grp.getgrnam("nogroup").gr_gid
@@ -478,6 +481,82 @@ class FaultInjection(RotationCase):
         self.assertEqual(hsm, 2)
 
 
+class HsmRetireAudit(RotationCase):
+    """Deleting old HSM keys from the token is a side effect outside the
+    database: its "attempt" record commits, and reaches the audit mirror,
+    before any key leaves the token; the outcome record follows."""
+
+    def setUp(self):
+        super().setUp()
+        self.mirror = os.path.join(self.v.dir, "audit.jsonl")
+        with open(self.v.conf) as f:
+            conf = f.read()
+        self.v.write_config(conf + f"[audit]\njsonl_path = {self.mirror}\njsonl_on_failure = refuse\n")
+
+    def token_keys(self):
+        """{(label, version)} of the private keys in the vault's token."""
+        p = subprocess.run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", "vaultd-test",
+                            "--login", "--pin", "1234-test-pin", "--list-objects", "--type", "privkey"],
+                           env=self.v.env, capture_output=True, text=True, check=True)
+        return {(label, int(key_id, 16)) for label, key_id in
+                re.findall(r"label:\s*(\S+)\s*\n\s*ID:\s*([0-9a-f]+)", p.stdout)}
+
+    def wait_log(self, *needles, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.v.read_log()
+            if any(n in log for n in needles):
+                return log
+            time.sleep(0.1)
+        self.fail(f"none of {needles} in the log:\n{self.v.read_log()}")
+
+    def test_retirement_waits_for_its_audit_record(self):
+        if not shutil.which("pkcs11-tool"):
+            self.skipTest("pkcs11-tool (OpenSC) is not installed")
+        self.boot()
+        self.assertEqual(self.v.put("/v1/secrets/acme/a", generic("1")).status, 200)
+        self.run_job("hsm")
+        self.assertEqual(self.token_keys(), {("vaultd-root", 1), ("vaultd-root", 2)})
+
+        # The unlock kicks the retirement; the pause file holds it back
+        # while the mirror breaks (a directory cannot be opened for writing).
+        pause = os.path.join(self.v.dir, "pause")
+        open(pause, "w").close()
+        self.restart(env={"VAULTD_TEST_ROTATION_PAUSE_FILE": pause})
+        os.unlink(self.mirror)
+        os.mkdir(self.mirror)
+        os.unlink(pause)
+        self.wait_log("cannot retire the old HSM keys", "cannot record the retirement")
+        self.assertIn(("vaultd-root", 1), self.token_keys(),
+                      "the old HSM key was deleted although its audit record was refused")
+
+        # Once the mirror works, the next unlock retires it, with both records.
+        os.rmdir(self.mirror)
+        self.assertEqual(self.v.get("/v1/rotate/status").json["hsm_keys_to_retire"],
+                         [{"label": "vaultd-root", "version": 1}])
+        self.assertEqual(self.v.post("/v1/sys/lock").status, 200)
+        self.unlock()
+        deadline = time.monotonic() + 20
+        while self.v.get("/v1/rotate/status").json["hsm_keys_to_retire"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(self.v.get("/v1/rotate/status").json["hsm_keys_to_retire"], [])
+        self.assertEqual(self.token_keys(), {("vaultd-root", 2)})
+        recs = sorted(self.v.get("/v1/audit?action=rotate.hsm_retire&limit=10").json["records"],
+                      key=lambda x: x["id"])
+        # The audit table admits no result "attempt" (yet): the attempt is
+        # an "allowed" record whose detail says so.
+        self.assertEqual([(x["principal"], x["result"], x["detail"].split(" ", 1)[0]) for x in recs],
+                         [("system:vaultd", "allowed", "attempt:"), ("system:vaultd", "allowed", "deleted")], recs)
+        self.assertTrue(recs[0]["detail"].startswith("attempt: deleting HSM keys vaultd-root:1 from the token"), recs)
+        self.assertTrue(recs[1]["detail"].startswith("deleted HSM keys vaultd-root:1 from the token"), recs)
+        with open(self.mirror) as f:
+            mirrored = [json.loads(line) for line in f]
+        self.assertEqual([x["hash"] for x in mirrored if x["action"] == "rotate.hsm_retire"],
+                         [x["hash"] for x in recs], "both records reached the mirror")
+        self.assertEqual(self.v.get("/v1/secrets/acme/a").json["data"], {"value": "1"})
+        self.assertEqual(self.v.stop(), 0)
+
+
 class AutoKek(RotationCase):
     extra = "[keys]\nkek_max_wraps = 20\n"
 
@@ -677,7 +756,7 @@ class Retention(RotationCase):
             time.sleep(0.2)
         self.assertEqual(len(recs), 1, recs)
         self.assertEqual(recs[0]["principal"], "system:vaultd")
-        self.assertRegex(recs[0]["detail"], r"^pruned records 1\.\.\d+ older than .*; chain continues from hash [0-9a-f]{64}$")
+        self.assertRegex(recs[0]["detail"], r"^pruned records 1\.\.\d+ older than .*; chain continues from hash [0-9a-f]{64}; mac [0-9a-f]{64}$")
         r = self.v.get("/v1/audit/verify")
         self.assertEqual((r.status, r.json["ok"]), (200, True), r)
         self.v.stop()

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -374,6 +375,106 @@ static void test_kek_cache_keeps_mappings_bounded(void **state)
 	assert_true(count_maps() < before + 100);
 }
 
+/* Readers pin the slot of the KEK they use: with a cache of 4 slots and 64
+ * tenants read by 4 threads, every lookup evicts, and an eviction that took
+ * a slot in use would refill it with another tenant's key under a reader
+ * (its open would fail authentication, or worse, succeed with the wrong key). */
+#define CHURN_TENANTS 64
+#define CHURN_THREADS 4
+#define CHURN_READS 1500
+
+struct churn {
+	struct fixture *f;
+	unsigned seed;
+	int failures;
+};
+
+static void *churn_reader(void *userdata)
+{
+	struct churn *c = userdata;
+
+	for (unsigned n = 0; n < CHURN_READS; n++) {
+		_cleanup_secret_ struct secret *plain = NULL;
+		struct store_version v = {0};
+		struct store_tx *tx = NULL;
+		char tenant[16], path[32], value[128];
+		unsigned i = (unsigned)rand_r(&c->seed) % CHURN_TENANTS;
+
+		tenant_name(tenant, sizeof(tenant), i);
+		snprintf(path, sizeof(path), "%s/s", tenant);
+		value_of(value, sizeof(value), path);
+		if (store_read_begin(c->f->s, &tx) < 0 || store_version_get(tx, path, 1, &v) < 0 ||
+		    keyring_open(c->f->k, tx, path, &v, &plain) < 0 || plain->len != strlen(value) ||
+		    memcmp(plain->p, value, plain->len) != 0)
+			c->failures++;
+		store_version_clear(&v);
+		store_tx_end(tx);
+	}
+	return NULL;
+}
+
+static void test_kek_cache_eviction_spares_keys_in_use(void **state)
+{
+	struct fixture *f = *state;
+	pthread_t t[CHURN_THREADS];
+	struct churn c[CHURN_THREADS];
+
+	keyring_set_kek_cache_max(f->k, 4);
+	make_tenants(f, 0, CHURN_TENANTS);
+	for (unsigned i = 0; i < CHURN_THREADS; i++) {
+		c[i] = (struct churn){ .f = f, .seed = i + 1 };
+		assert_int_equal(pthread_create(&t[i], NULL, churn_reader, &c[i]), 0);
+	}
+	int failures = 0;
+
+	for (unsigned i = 0; i < CHURN_THREADS; i++) {
+		(void)pthread_join(t[i], NULL);         /* every thread, before any assert leaves */
+		failures += c[i].failures;
+	}
+	assert_int_equal(failures, 0);
+}
+
+/* A cache of one slot, and a KEK rotation that needs two keys at once (the
+ * new KEK pinned for the whole batch, each old one per row): the key that
+ * finds no free slot is used uncached, and nothing leaks (LeakSanitizer). */
+static void test_kek_cache_full_of_pins_still_works(void **state)
+{
+	struct fixture *f = *state;
+	struct store_tx *tx = NULL;
+	uint32_t from = 0, to = 0;
+	char cursor[PATH_MAX_TEXT] = "";
+	uint32_t cursor_version = 0;
+	int n;
+
+	keyring_set_kek_cache_max(f->k, 1);
+	assert_int_equal(keyring_ensure_kek(f->k, f->s, "acme"), 0);
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	seal_one(f, tx, "acme/a", "acme");
+	seal_one(f, tx, "acme/b", "acme");
+	seal_one(f, tx, "acme/c", "acme");
+	assert_int_equal(store_write_commit(tx), 0);
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(keyring_kek_begin(f->k, tx, "acme", &from, &to), 0);
+	assert_int_equal(store_write_commit(tx), 0);
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(keyring_kek_rewrap_batch(f->k, tx, "acme", 2), 2);
+	assert_int_equal(store_write_commit(tx), 0);
+	/* Half rotated: a and b under v2, c under v1; a data-key rotation
+	 * then needs v1 and v2 at once per row. */
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	while ((n = keyring_reseal_batch(f->k, tx, "acme", cursor, &cursor_version, 2)) > 0)
+		;
+	assert_int_equal(n, 0);
+	assert_int_equal(store_write_commit(tx), 0);
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	open_one(f, tx, "acme/a", 1);
+	open_one(f, tx, "acme/b", 1);
+	open_one(f, tx, "acme/c", 1);
+	store_tx_end(tx);
+	assert_true(keyring_kek_cached(f->k, "acme", 2));
+}
+
 /* ---- finding 10: a KEK version deleted by a finished rotation ---- */
 
 /* A reader whose snapshot predates the rotation's finishing commit still sees
@@ -492,15 +593,115 @@ static void test_hsm_retire_keeps_entries_added_meanwhile(void **state)
 	}
 }
 
+/* ---- finding 3 (HSM part): no deletion without its record first ---- */
+
+struct records {
+	int refuse;                     /* error the attempt record returns, or 0 */
+	unsigned n;
+	char result[4][16];
+	char detail[4][512];
+};
+
+static int record_to_meta(void *userdata, struct store_tx *tx, const char *result, const char *detail)
+{
+	struct records *rec = userdata;
+	char key[32];
+	int r;
+
+	if (rec->n == 4)
+		return -E2BIG;
+	snprintf(rec->result[rec->n], sizeof(rec->result[0]), "%s", result);
+	snprintf(rec->detail[rec->n], sizeof(rec->detail[0]), "%s", detail);
+	if (rec->refuse && streq(result, "attempt")) {
+		rec->n++;
+		return rec->refuse;
+	}
+	/* Written in the caller's transaction: present afterwards only if
+	 * that transaction committed. */
+	snprintf(key, sizeof(key), "test.record.%u", rec->n++);
+	r = store_meta_set(tx, key, result);
+	return r < 0 ? r : 0;
+}
+
+static char *meta(struct fixture *f, const char *key)
+{
+	struct store_tx *tx = NULL;
+	char *text = NULL;
+	int r;
+
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	r = store_meta_get(tx, key, &text);
+	store_tx_end(tx);
+	assert_true(r == 0 || r == -ENOENT);
+	return text;
+}
+
+static void test_hsm_retire_records_before_deleting(void **state)
+{
+	struct fixture *f = *state;
+	struct records rec = { .refuse = -EIO };
+	json_t *deleted = NULL;
+	char *text;
+
+	put_secret(f, "acme", "acme/x");
+	rotate_hsm(f, 1, 2);
+
+	/* The attempt record is refused (an audit mirror that refuses, a busy
+	 * database): nothing leaves the token and the list stays. */
+	assert_int_equal(keyring_hsm_retire_audited(f->k, f->s, record_to_meta, &rec, &deleted), -EIO);
+	assert_null(deleted);
+	assert_int_equal(rec.n, 1);
+	assert_string_equal(rec.result[0], "attempt");
+	assert_string_equal(rec.detail[0], "deleting HSM keys kr-retire-b:1 from the token");
+	assert_true(token_has("kr-retire-b", 1));
+	text = retire_list(f);
+	assert_string_equal(text, "kr-retire-b:1");
+	free(text);
+
+	/* Accepted: the attempt commits before the deletion, the outcome with
+	 * the list update. */
+	rec = (struct records){0};
+	assert_int_equal(keyring_hsm_retire_audited(f->k, f->s, record_to_meta, &rec, &deleted), 0);
+	assert_int_equal(json_array_size(deleted), 1);
+	json_decref(deleted);
+	assert_int_equal(rec.n, 2);
+	assert_string_equal(rec.result[0], "attempt");
+	assert_string_equal(rec.detail[0], "deleting HSM keys kr-retire-b:1 from the token");
+	assert_string_equal(rec.result[1], "allowed");
+	assert_string_equal(rec.detail[1], "deleted HSM keys kr-retire-b:1 from the token");
+	text = meta(f, "test.record.0");
+	assert_non_null(text);
+	assert_string_equal(text, "attempt");
+	free(text);
+	text = meta(f, "test.record.1");
+	assert_non_null(text);
+	assert_string_equal(text, "allowed");
+	free(text);
+	assert_false(token_has("kr-retire-b", 1));
+	assert_true(token_has("kr-retire-b", 2));
+	text = retire_list(f);
+	assert_string_equal(text, "");
+	free(text);
+
+	/* Nothing left: no record at all. */
+	rec = (struct records){0};
+	assert_int_equal(keyring_hsm_retire_audited(f->k, f->s, record_to_meta, &rec, &deleted), 0);
+	assert_int_equal(json_array_size(deleted), 0);
+	json_decref(deleted);
+	assert_int_equal(rec.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_kek_cache_keeps_mappings_bounded, setup_main, teardown),
+		cmocka_unit_test_setup_teardown(test_kek_cache_eviction_spares_keys_in_use, setup_main, teardown),
+		cmocka_unit_test_setup_teardown(test_kek_cache_full_of_pins_still_works, setup_main, teardown),
 		cmocka_unit_test_setup_teardown(test_forgotten_kek_version_stays_out_of_cache, setup_main, teardown),
 		cmocka_unit_test_setup_teardown(test_hsm_retire_keeps_entries_added_meanwhile, setup_retire_a,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_hsm_retire_records_before_deleting, setup_retire_b, teardown),
 	};
-	(void)setup_retire_b;
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
