@@ -54,6 +54,7 @@
 #define DEADLINE_NONE UINT64_MAX
 #define REFUSAL_LOG_INTERVAL (10 * NSEC_PER_SEC)  /* one refusal line per uid and 10 s */
 #define REAPER_MAX_SLEEP NSEC_PER_SEC
+#define REAPER_MIN_SLEEP (NSEC_PER_SEC / 20)   /* deadlines are met within 50 ms */
 #define REAPER_LOG_BATCH 16             /* lines the reaper logs per pass, after unlocking */
 
 /* One uid's share of the connections and its refusal log state. A slot
@@ -592,6 +593,10 @@ static void *reaper_main(void *userdata)
 			pthread_mutex_lock(&s->lock);
 			continue;
 		}
+		/* Coalesced: many connections with deadlines a few ms apart
+		 * must not make the reaper scan them all for each one. */
+		if (next < now_ns() + REAPER_MIN_SLEEP)
+			next = now_ns() + REAPER_MIN_SLEEP;
 		ts = (struct timespec){ .tv_sec = (time_t)(next / NSEC_PER_SEC),
 					.tv_nsec = (long)(next % NSEC_PER_SEC) };
 		(void)pthread_cond_timedwait(&s->wake, &s->lock, &ts);
