@@ -590,15 +590,15 @@ static int secret_put(struct api *a, struct call *c, const char *path, json_t **
 	if (cred_type_validate(t, data, &errors) < 0)
 		return reply_invalid(ret_body, TAKE_PTR(errors), "invalid credential");
 	if (meta && (why = metadata_check(meta, &bad_key))) {
-		char field[3 * 64 + 16];
+		char reason[3 * 64 + 128];
 		if (bad_key) {
 			/* Named, but escaped: the key itself may be the trouble. */
 			char esc[3 * 64 + 1];
 			audit_text_escape(esc, sizeof(esc), bad_key);
-			snprintf(field, sizeof(field), "metadata.%s", esc);
+			snprintf(reason, sizeof(reason), "key '%s': %s", esc, why);
 		} else
-			snprintf(field, sizeof(field), "metadata");
-		return reply_invalid(ret_body, json_pack("{s:s}", field, why), "invalid metadata");
+			snprintf(reason, sizeof(reason), "%s", why);
+		return reply_invalid(ret_body, json_pack("{s:s}", "metadata", reason), "invalid metadata");
 	}
 	if (meta && (why = max_age_check(meta)))
 		return reply_invalid(ret_body, json_pack("{s:s}", "metadata.max_age", why), "invalid metadata");
@@ -1367,7 +1367,7 @@ const char *call_principal(struct call *c)
 }
 
 static int audit_call_key(struct api *a, struct call *c, struct store_tx *tx, int status,
-			  const struct secret *genesis_key)
+			  const struct secret *genesis_key, const char *result, const char *detail)
 {
 	struct audit_entry e = {
 		.principal = c->principal,
@@ -1376,23 +1376,30 @@ static int audit_call_key(struct api *a, struct call *c, struct store_tx *tx, in
 		.action = c->action ? c->action : "unknown",
 		.path = c->path[0] ? c->path : NULL,
 		.capability = c->cap ? rbac_cap_name(c->cap) : "",
-		.result = status < 300 ? "allowed" : (status == 401 || status == 403 || status == 429) ? "denied" : "failed",
+		.result = result ? result
+			: status < 300 ? "allowed" : (status == 401 || status == 403 || status == 429) ? "denied" : "failed",
 		.status = status,
-		.detail = c->detail[0] ? c->detail : NULL,
+		.detail = detail ? detail : c->detail[0] ? c->detail : NULL,
 		.request_id = c->req->request_id,
 	};
 	int r;
 
 	call_principal(c);
 	r = append_mirrored(a, tx, &e, genesis_key, &c->audit_refused);
-	if (r >= 0 && !tx)
+	/* An attempt is not the request's record: that still follows. */
+	if (r >= 0 && !tx && !result)
 		c->audited = true;
 	return r;
 }
 
+int audit_call_attempt(struct api *a, struct call *c, struct store_tx *tx, const char *detail)
+{
+	return audit_call_key(a, c, tx, 202, NULL, "attempt", detail);
+}
+
 int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
 {
-	return audit_call_key(a, c, tx, status, NULL);
+	return audit_call_key(a, c, tx, status, NULL, NULL, NULL);
 }
 
 static int audit_system_key(struct api *a, struct store_tx *tx, const char *action, const char *path,
@@ -1408,7 +1415,7 @@ static int audit_system_key(struct api *a, struct store_tx *tx, const char *acti
 		.path = path,
 		.capability = "",
 		.result = result,
-		.status = streq(result, "allowed") ? 200 : 500,
+		.status = streq(result, "allowed") ? 200 : streq(result, "attempt") ? 202 : 500,
 		.detail = detail,
 		.request_id = rid,
 	};
@@ -1426,7 +1433,7 @@ int audit_system(struct api *a, struct store_tx *tx, const char *action, const c
 
 int audit_init_record(struct api *a, struct call *c, struct store_tx *tx, const struct secret *audit_key)
 {
-	return c ? audit_call_key(a, c, tx, 200, audit_key)
+	return c ? audit_call_key(a, c, tx, 200, audit_key, NULL, NULL)
 		 : audit_system_key(a, tx, "sys.init", NULL, "allowed", "vaultd --dev", audit_key);
 }
 
@@ -1450,17 +1457,17 @@ static int parse_i64_param(const char *s, int64_t *ret)
  * page fail on invalid UTF-8. A no-op on anything written since. */
 static json_t *audit_json(const struct store_audit *r)
 {
-	_cleanup_free_ char *path = audit_text_escape_dup(r->path), *detail = audit_text_escape_dup(r->detail);
+	_cleanup_free_ char *path = audit_text_printable_dup(r->path), *detail = audit_text_printable_dup(r->detail);
 	char hex[65], principal[3 * sizeof(r->principal)], action[3 * sizeof(r->action)],
 		capability[3 * sizeof(r->capability)], result[3 * sizeof(r->result)], rid[3 * sizeof(r->request_id)];
 
 	if ((r->path && !path) || (r->detail && !detail))
 		return NULL;
-	audit_text_escape(principal, sizeof(principal), r->principal);
-	audit_text_escape(action, sizeof(action), r->action);
-	audit_text_escape(capability, sizeof(capability), r->capability);
-	audit_text_escape(result, sizeof(result), r->result);
-	audit_text_escape(rid, sizeof(rid), r->request_id);
+	audit_text_printable(principal, sizeof(principal), r->principal);
+	audit_text_printable(action, sizeof(action), r->action);
+	audit_text_printable(capability, sizeof(capability), r->capability);
+	audit_text_printable(result, sizeof(result), r->result);
+	audit_text_printable(rid, sizeof(rid), r->request_id);
 	sodium_bin2hex(hex, sizeof(hex), r->hash, sizeof(r->hash));
 	return json_pack("{s:I, s:o, s:s, s:I, s:I, s:s, s:s?, s:s, s:s, s:i, s:s?, s:s, s:s}", "id", (json_int_t)r->id,
 			 "time", json_time(r->time), "principal", principal, "uid", (json_int_t)r->uid, "pid",
@@ -1599,6 +1606,107 @@ static int dispatch(struct api *a, struct call *c, const struct route *rt, json_
 	return rt->fn(a, c, ret_body);
 }
 
+/* ---- refusals of unproven callers: a budget of records per uid ----
+ *
+ * A caller that is neither a bound service nor a logged-in user (an unbound
+ * uid, a failed or absent login) could otherwise grow the audit log without
+ * bound, one refused request per record. Each uid gets UNPROVEN_BURST
+ * records of refusals, refilled at UNPROVEN_PER_S; past that its refusals
+ * are answered 429 and counted instead of recorded, and the count is
+ * recorded (action "audit.rate_limited") with the next refusal the budget
+ * allows. Successes are always recorded, and so are the refusals of every
+ * proven principal. */
+#define UNPROVEN_BURST 100.0
+#define UNPROVEN_PER_S 10.0
+#define UNPROVEN_SLOTS 256
+
+struct unproven_slot {
+	bool used;
+	uid_t uid;
+	double tokens;
+	int64_t last_ms;
+	uint64_t suppressed;
+	int64_t suppressed_since;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct unproven_slot slot[UNPROVEN_SLOTS];
+} unproven = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* true: record it (and *ret_suppressed, *ret_since say what to record
+ * first); false: over budget, counted. */
+static bool unproven_take(uid_t uid, uint64_t *ret_suppressed, int64_t *ret_since)
+{
+	struct unproven_slot *s = NULL, *oldest = &unproven.slot[0];
+	int64_t t = now_ms();
+	bool ok;
+
+	pthread_mutex_lock(&unproven.mu);
+	for (size_t i = 0; i < UNPROVEN_SLOTS; i++) {
+		struct unproven_slot *e = &unproven.slot[(uid + i) % UNPROVEN_SLOTS];
+		if (e->used && e->uid == uid) {
+			s = e;
+			break;
+		}
+		if (!e->used) {
+			s = e;
+			*s = (struct unproven_slot){ .used = true, .uid = uid, .tokens = UNPROVEN_BURST, .last_ms = t };
+			break;
+		}
+		if (e->last_ms < oldest->last_ms)
+			oldest = e;
+	}
+	if (!s) {
+		/* Full: the least recently seen uid starts over (its count,
+		 * if any, is lost, which only a flood of 256 uids can cause). */
+		s = oldest;
+		*s = (struct unproven_slot){ .used = true, .uid = uid, .tokens = UNPROVEN_BURST, .last_ms = t };
+	}
+	s->tokens = MIN(UNPROVEN_BURST, s->tokens + (double)(t - s->last_ms) * UNPROVEN_PER_S / 1000.0);
+	s->last_ms = t;
+	ok = s->tokens >= 1.0;
+	if (ok) {
+		s->tokens -= 1.0;
+		*ret_suppressed = s->suppressed;
+		*ret_since = s->suppressed_since;
+		s->suppressed = 0;
+	} else if (s->suppressed++ == 0)
+		s->suppressed_since = time(NULL);
+	pthread_mutex_unlock(&unproven.mu);
+	return ok;
+}
+
+static int record_suppressed(struct api *a, const struct call *c, uint64_t n, int64_t since)
+{
+	char principal[32], detail[160], rid[33];
+	uint8_t id[16];
+	struct tm tm;
+	time_t t = (time_t)since;
+	char when[32];
+	struct audit_entry e = {
+		.principal = principal, .uid = c->req->uid, .pid = c->req->pid, .action = "audit.rate_limited",
+		.capability = "", .result = "denied", .status = 429, .detail = detail, .request_id = rid,
+	};
+
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(principal, sizeof(principal), "uid:%u", (unsigned)c->req->uid);
+	snprintf(detail, sizeof(detail), "%" PRIu64 " refused requests of this uid left unrecorded since %s (rate limit)",
+		 n, when);
+	randombytes_buf(id, sizeof(id));
+	sodium_bin2hex(rid, sizeof(rid), id, sizeof(id));
+	return append_mirrored(a, NULL, &e, NULL, NULL);
+}
+
 int api_handle(void *userdata, const struct server_request *req, json_t **ret_body)
 {
 	struct api *a = userdata;
@@ -1634,6 +1742,21 @@ int api_handle(void *userdata, const struct server_request *req, json_t **ret_bo
 		json_t *ignored = NULL;
 		if (identity_resolve(a, &c, &ignored))
 			json_decref(ignored);
+	}
+	if (!c.audited && status >= 400 && c.who.kind == PRINCIPAL_NONE) {
+		uint64_t n = 0;
+		int64_t since = 0;
+		if (!unproven_take(req->uid, &n, &since)) {
+			/* Over budget: refused, counted, not recorded. */
+			json_decref(*ret_body);
+			*ret_body = NULL;
+			principal_clear(&c.who);
+			return reply_error(ret_body, 429, "rate_limited",
+					   "too many refused requests from uid %u; slow down", (unsigned)req->uid);
+		}
+		if (n && (r = record_suppressed(a, &c, n, since)) < 0)
+			log_error_errno(r, "cannot record that %" PRIu64 " requests of uid %u went unrecorded", n,
+					(unsigned)req->uid);
 	}
 	if (!c.audited && c.audit_refused) {
 		/* The handler's change failed on the mirror and was rolled back;

@@ -83,6 +83,10 @@ struct call {
  * transaction, committed with the change), else in a transaction of its own.
  * Never fails silently: the caller must refuse the request if this fails. */
 int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status);
+/* The record of an effect the request is about to have outside the
+ * database (result "attempt", status 202, this detail), in tx, before it
+ * happens; the request's own record still follows. */
+int audit_call_attempt(struct api *a, struct call *c, struct store_tx *tx, const char *detail);
 /* c->principal, filled as the audit record names it ("user:alice",
  * "service:sync", "uid:1000") if the handler has not set it. */
 const char *call_principal(struct call *c);
@@ -130,8 +134,11 @@ int h_backup(struct api *a, struct call *c, json_t **ret_body);
  * may be NONE), or writes a 401/5xx reply and returns its status. */
 int identity_resolve(struct api *a, struct call *c, json_t **ret_body);
 /* Loads the roles named by a JSON array text into p (built-ins by reference,
- * custom roles from the store). Unknown names are skipped (default deny). */
-int identity_load_roles(struct store_tx *tx, const char *roles_json, struct principal *p);
+ * custom roles from the store). Unknown names are skipped (default deny),
+ * and so is a custom role failing the authorization seal under key (when
+ * key is non-NULL: while unlocked), which is reported (authz.h). */
+int identity_load_roles(struct api *a, struct store_tx *tx, const struct secret *key, const char *roles_json,
+			struct principal *p);
 /* Every role name in arr exists (built-in or custom): NULL, or the first
  * unknown name (borrowed from arr). -EINVAL shape errors via *ret_bad. */
 const char *identity_unknown_role(struct store_tx *tx, const json_t *arr);

@@ -17,6 +17,8 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "vaultd/api_internal.h"
+#include "vaultd/authz.h"
+#include "vaultd/audit.h"
 #include "vaultd/rotate.h"
 #include "vaultd/envelope.h"
 #include "vaultd/keyring.h"
@@ -31,6 +33,38 @@
 
 /* Draws a new MFA key and TOTP secret for u (state pending) and recovery
  * codes; fills *ret_reply with what the user must see once. */
+/* Rows that grant access are written sealed (authz.h): with the MAC under
+ * the current root key's authorization key. -EACCES while locked. */
+static int seal_user(struct api *a, struct store_user *u)
+{
+	_cleanup_secret_ struct secret *key = NULL;
+	int r = keyring_authz_key(a->keyring, &key);
+
+	if (r >= 0)
+		authz_mac_user(key, u, u->mac);
+	return r;
+}
+
+static int seal_role(struct api *a, struct store_role *ro)
+{
+	_cleanup_secret_ struct secret *key = NULL;
+	int r = keyring_authz_key(a->keyring, &key);
+
+	if (r >= 0)
+		authz_mac_role(key, ro, ro->mac);
+	return r;
+}
+
+static int seal_service(struct api *a, struct store_service *sv)
+{
+	_cleanup_secret_ struct secret *key = NULL;
+	int r = keyring_authz_key(a->keyring, &key);
+
+	if (r >= 0)
+		authz_mac_service(key, sv, sv->mac);
+	return r;
+}
+
 static int enrol(struct api *a, struct store_user *u, char (*hashes)[65], json_t **ret_reply)
 {
 	_cleanup_secret_ struct secret *mfa_key = NULL, *totp = NULL, *uri = NULL, *codes = NULL;
@@ -120,7 +154,10 @@ static int init_vault(struct api *a, const char *admin, const struct secret *pas
 	if (r < 0)
 		goto out;
 	u.created_at = u.updated_at = time(NULL);
-	if ((r = store_user_put(tx, &u)) < 0 ||
+	/* A new vault is sealed from its first row; the genesis anchor
+	 * below binds the flag. */
+	authz_mac_user(authz_key, &u, u.mac);
+	if ((r = store_meta_set(tx, AUDIT_AUTHZ_SEALED_KEY, "1")) < 0 || (r = store_user_put(tx, &u)) < 0 ||
 	    (r = store_recovery_set(tx, u.name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES)) < 0)
 		goto out;
 	snprintf(now, sizeof(now), "%" PRId64, (int64_t)u.created_at);
@@ -406,8 +443,12 @@ static void upgrade_hash(struct api *a, const char *name, const struct secret *p
 		free(u.phc);
 		u.phc = TAKE_PTR(phc);
 		u.updated_at = time(NULL);
-		r = store_user_put(tx, &u);
+		/* Locked (an unlock in progress): no key to seal it with; the
+		 * next login upgrades it. */
+		r = seal_user(a, &u);
 	}
+	if (r >= 0)
+		r = store_user_put(tx, &u);
 	if (r >= 0)
 		r = store_write_commit(TAKE_PTR(tx));
 	store_tx_end(tx);
@@ -500,6 +541,19 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 		store_user_clear(&u);
 		return reply_hsm_error(ret_body, c->req, r, "authenticate");
 	}
+	{
+		/* Unlocked (a login): the row must carry its seal. A locked
+		 * unlock checks it once the keys are there. */
+		_cleanup_secret_ struct secret *key = NULL;
+		if (keyring_authz_key(a->keyring, &key) >= 0 && !authz_user_ok(key, &u)) {
+			char what[96];
+			snprintf(what, sizeof(what), "user '%s'", u.name);
+			authz_note_tamper(a->store, what);
+			snprintf(c->detail, sizeof(c->detail), "the user's row fails its authorization seal");
+			store_user_clear(&u);
+			return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
+		}
+	}
 	clear_failures(a, c, name);
 	if (auth_needs_rehash(u.phc, &a->cfg.argon2))
 		upgrade_hash(a, name, pass);
@@ -509,15 +563,82 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 	return 0;
 }
 
-static bool roles_allow_admin(struct store_tx *tx, const char *roles_json)
+/* key: the authorization seal's, to check custom roles with; NULL while
+ * locked. */
+static bool roles_allow_admin(struct api *a, struct store_tx *tx, const struct secret *key, const char *roles_json)
 {
 	struct principal p = {0};
 	bool ok = false;
 
-	if (identity_load_roles(tx, roles_json, &p) >= 0)
+	if (identity_load_roles(a, tx, key, roles_json, &p) >= 0)
 		ok = rbac_allowed(p.roles, p.n_roles, NULL, RBAC_ADMIN);
 	principal_clear(&p);
 	return ok;
+}
+
+/* Right after the keyring unlocked (state_mu held): an older vault's rows
+ * are sealed now (once: the flag goes into the audit anchor), then the
+ * user who unlocked must hold a sealed row with admin. 0; -EBADMSG if the
+ * seal says the rows were changed outside vaultd (reported); -EACCES if
+ * the user is no admin after all; storage errors. */
+static int unlock_check_seal(struct api *a, const char *user)
+{
+	_cleanup_secret_ struct secret *key = NULL, *audit_key = NULL;
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	int64_t rows = 0;
+	char detail[96], what[96] = "";
+	int r, sealed;
+
+	if ((r = keyring_authz_key(a->keyring, &key)) < 0 || (r = keyring_audit_key(a->keyring, &audit_key)) < 0)
+		return r;
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		return r;
+	sealed = audit_authz_sealed(tx);
+	if (sealed == 0) {
+		/* Only a vault whose anchor says it was never sealed is sealed
+		 * now: the anchor binds the flag, so a seal stripped behind
+		 * vaultd's back shows as tampering here, and a log found
+		 * tampered with proves nothing about these rows. They stay
+		 * unsealed (and refused) until someone restores. */
+		r = audit_check_anchor(tx, audit_key);
+		if (r > 0) {
+			log_error("not sealing the authorization rows of this vault: its audit log shows tampering");
+			r = -EBADMSG;
+		} else if (r == 0)
+			r = authz_seal_all(tx, NULL, key, &rows);
+		if (r >= 0)
+			r = audit_seal_authz(tx, audit_key);
+		snprintf(detail, sizeof(detail), "sealed the %" PRId64 " authorization rows of a vault made before the seal",
+			 rows);
+		if (r >= 0)
+			r = audit_system(a, tx, "authz.seal", NULL, "allowed", detail);
+		if (r >= 0) {
+			r = store_write_commit(TAKE_PTR(tx));
+			if (r >= 0)
+				log_notice("%s", detail);
+		}
+	} else
+		r = sealed;
+	store_tx_end(tx);
+	if (r < 0)
+		return r;
+
+	r = store_read_begin(a->store, &tx);
+	if (r < 0)
+		return r;
+	r = store_user_get(tx, user, &u);
+	if (r >= 0 && !authz_user_ok(key, &u)) {
+		snprintf(what, sizeof(what), "user '%s'", u.name);
+		r = -EBADMSG;
+	} else if (r >= 0 && !roles_allow_admin(a, tx, key, u.roles))
+		r = -EACCES;
+	store_tx_end(tx);
+	store_user_clear(&u);
+	if (r == -EBADMSG && what[0])
+		authz_note_tamper(a->store, what);
+	return r;
 }
 
 int api_unlock_vault(struct api *a, const char *user, const struct secret *pass)
@@ -535,7 +656,7 @@ int api_unlock_vault(struct api *a, const char *user, const struct secret *pass)
 	if (r < 0)
 		return r;
 	r = store_user_get(tx, user, &u);
-	is_admin = r == 0 && roles_allow_admin(tx, u.roles);
+	is_admin = r == 0 && roles_allow_admin(a, tx, NULL, u.roles);
 	store_tx_end(tx);
 	if (r < 0)
 		return r == -ENOENT ? -EACCES : r;
@@ -545,6 +666,8 @@ int api_unlock_vault(struct api *a, const char *user, const struct secret *pass)
 		return -EACCES;
 	pthread_mutex_lock(&a->state_mu);
 	r = keyring_unlock(a->keyring, a->store);
+	if (r >= 0 && (r = unlock_check_seal(a, user)) < 0)
+		keyring_lock(a->keyring);
 	if (r >= 0)
 		api_epoch_renew(a);
 	pthread_mutex_unlock(&a->state_mu);
@@ -558,14 +681,14 @@ int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 	struct store_user u = {0};
 	struct store_tx *tx = NULL;
 	bool is_admin = false;
-	int r, status = 0;
+	int r, status = 0, seal = 0;
 
 	if (!api_is_initialized(a))
 		return reply_error(ret_body, 503, "uninitialized", "the vault is not initialized; run 'vaultctl init'");
 	if ((r = authenticate(a, c, &u, ret_body)))
 		return r;
 	if (store_read_begin(a->store, &tx) >= 0) {
-		is_admin = roles_allow_admin(tx, u.roles);
+		is_admin = roles_allow_admin(a, tx, NULL, u.roles);
 		store_tx_end(tx);
 	}
 	if (!is_admin) {
@@ -575,7 +698,11 @@ int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 	}
 	pthread_mutex_lock(&a->state_mu);
 	r = keyring_unlock(a->keyring, a->store);
-	if (r >= 0) {
+	/* The rows that let this user unlock could not be checked while
+	 * locked: now they are, or the unlock is undone. */
+	if (r >= 0 && (seal = unlock_check_seal(a, u.name)) < 0)
+		keyring_lock(a->keyring);
+	else if (r >= 0) {
 		/* Recorded before anyone can use it, or undone. */
 		api_epoch_renew(a);
 		if ((status = audit_effect(a, c, ret_body))) {
@@ -587,6 +714,19 @@ int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 	if (r < 0) {
 		store_user_clear(&u);
 		return reply_hsm_error(ret_body, c->req, r, "unlock");
+	}
+	if (seal < 0) {
+		store_user_clear(&u);
+		if (seal == -EBADMSG) {
+			snprintf(c->detail, sizeof(c->detail), "authorization rows fail their seal");
+			return reply_error(ret_body, 401, "unauthorized", "the user's authorization rows fail their seal "
+					   "(changed outside vaultd); the vault stays locked; see the daemon log");
+		}
+		if (seal == -EACCES) {
+			snprintf(c->detail, sizeof(c->detail), "no sealed admin role");
+			return reply_error(ret_body, 403, "forbidden", "unlocking needs the admin capability");
+		}
+		return reply_store_busy_or_internal(ret_body, c->req, seal, "check the authorization seal");
 	}
 	if (status) {
 		log_warning("unlock by '%s' undone: its audit record could not be written", u.name);
@@ -740,8 +880,10 @@ int h_passphrase(struct api *a, struct call *c, json_t **ret_body)
 		free(u.phc);
 		u.phc = TAKE_PTR(phc);
 		u.updated_at = time(NULL);
-		r = store_user_put(tx, &u);
+		r = seal_user(a, &u);
 	}
+	if (r >= 0)
+		r = store_user_put(tx, &u);
 	free(phc);
 	/* Every other session of the user ends with the old passphrase. */
 	if (r >= 0 && (r = store_token_delete_user_except(tx, c->who.name, c->who.token_hash)) > 0)
@@ -1000,7 +1142,9 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 		status = reply_internal(ret_body, c->req, -ENOMEM, "build user");
 		goto out;
 	}
-	r = store_user_put(tx, &u);
+	r = seal_user(a, &u);
+	if (r >= 0)
+		r = store_user_put(tx, &u);
 	/* A new second factor ends every session and replaces the recovery
 	 * codes; the user row must exist first (they reference it). */
 	if (r >= 0 && out)
@@ -1110,7 +1254,9 @@ int h_roles(struct api *a, struct call *c, json_t **ret_body)
 	snprintf(row.name, sizeof(row.name), "%s", name);
 	row.rules = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
 	row.created_at = row.updated_at = time(NULL);
-	r = row.rules ? store_write_begin(a->store, &tx) : -ENOMEM;
+	r = row.rules ? seal_role(a, &row) : -ENOMEM;
+	if (r >= 0)
+		r = store_write_begin(a->store, &tx);
 	if (r >= 0)
 		r = store_role_put(tx, &row);
 	if (r >= 0)
@@ -1202,7 +1348,9 @@ int h_services(struct api *a, struct call *c, json_t **ret_body)
 	svc.uid = (uint32_t)json_integer_value(uid);
 	svc.roles = json_dumps(roles, JSON_COMPACT);
 	svc.created_at = svc.updated_at = time(NULL);
-	r = svc.roles ? store_service_put(tx, &svc) : -ENOMEM;
+	r = svc.roles ? seal_service(a, &svc) : -ENOMEM;
+	if (r >= 0)
+		r = store_service_put(tx, &svc);
 	if (r >= 0)
 		r = commit_audited(a, c, &tx);
 	store_tx_end(tx);
@@ -1225,7 +1373,9 @@ int api_bind_service(struct api *a, const char *name, uid_t uid, const char *rol
 	svc.uid = (uint32_t)uid;
 	svc.roles = (char *)roles_json;
 	svc.created_at = svc.updated_at = time(NULL);
-	r = store_write_begin(a->store, &tx);
+	r = seal_service(a, &svc);
+	if (r >= 0)
+		r = store_write_begin(a->store, &tx);
 	if (r >= 0)
 		r = store_service_put(tx, &svc);
 	if (r >= 0)

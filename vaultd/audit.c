@@ -451,6 +451,17 @@ int audit_anchor(struct store_tx *tx, const struct secret *mac_key)
 	return audit_reanchor(tx, mac_key, mac_key);
 }
 
+int audit_check_anchor(struct store_tx *tx, const struct secret *mac_key)
+{
+	_cleanup_free_ char *seen = NULL;
+	int r = check_old_anchor(tx, mac_key);
+
+	if (r < 0)
+		return r;
+	r = store_meta_get(tx, TAMPER_KEY, &seen);
+	return r == 0 ? 1 : r == -ENOENT ? 0 : r;
+}
+
 int audit_seal_authz(struct store_tx *tx, const struct secret *mac_key)
 {
 	struct store_audit last = {0};
@@ -477,7 +488,7 @@ int audit_seal_authz(struct store_tx *tx, const struct secret *mac_key)
  * byte >= 0x80, '%' itself) is percent-escaped, so a record can neither
  * break JSON nor reach an auditor's terminal as an escape sequence.
  * Truncates at n - 1 bytes, never inside an escape. */
-void audit_text_escape(char *dst, size_t n, const char *src)
+static void escape(char *dst, size_t n, const char *src, bool percent)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t o = 0;
@@ -485,7 +496,7 @@ void audit_text_escape(char *dst, size_t n, const char *src)
 	if (n == 0)
 		return;
 	for (const unsigned char *p = (const unsigned char *)(src ? src : ""); *p; p++) {
-		if (*p >= 0x20 && *p < 0x7f && *p != '%') {
+		if (*p >= 0x20 && *p < 0x7f && (*p != '%' || !percent)) {
 			if (o + 1 >= n)
 				break;
 			dst[o++] = (char)*p;
@@ -500,7 +511,17 @@ void audit_text_escape(char *dst, size_t n, const char *src)
 	dst[o] = '\0';
 }
 
-char *audit_text_escape_dup(const char *src)
+void audit_text_escape(char *dst, size_t n, const char *src)
+{
+	escape(dst, n, src, true);
+}
+
+void audit_text_printable(char *dst, size_t n, const char *src)
+{
+	escape(dst, n, src, false);
+}
+
+static char *escape_dup(const char *src, bool percent)
 {
 	size_t n;
 	char *d;
@@ -510,8 +531,18 @@ char *audit_text_escape_dup(const char *src)
 	n = strlen(src) * 3 + 1;
 	d = malloc(n);
 	if (d)
-		audit_text_escape(d, n, src);
+		escape(d, n, src, percent);
 	return d;
+}
+
+char *audit_text_escape_dup(const char *src)
+{
+	return escape_dup(src, true);
+}
+
+char *audit_text_printable_dup(const char *src)
+{
+	return escape_dup(src, false);
 }
 
 static int append(struct store_tx *tx, const struct audit_entry *e, const struct secret *check_key,
@@ -815,6 +846,13 @@ int audit_verify(struct store_tx *tx, const struct secret *mac_key, struct audit
 	if (r >= 0 && v.ok && store_meta_get(tx, TAMPER_KEY, &tamper) == 0) {
 		v.ok = false;
 		v.first_broken = strtoll(tamper + strcspn(tamper, "0123456789"), NULL, 10);
+		snprintf(v.reason, sizeof(v.reason), "%s", tamper);
+	}
+	/* The authorization seal's findings (authz.h) are the log's too:
+	 * the one command an auditor runs must show them. */
+	if (r >= 0 && v.ok && store_meta_get(tx, AUDIT_AUTHZ_TAMPER_KEY, &tamper) == 0) {
+		v.ok = false;
+		v.first_broken = 0;
 		snprintf(v.reason, sizeof(v.reason), "%s", tamper);
 	}
 	if (r >= 0 && v.ok && mac_key)

@@ -84,8 +84,14 @@ int64_t audit_prune(struct store_tx *tx, int64_t before, const struct secret *ma
  * 1, 0, or a storage error. audit_seal_authz() checks the anchor, sets the
  * flag and re-anchors, in tx. */
 #define AUDIT_AUTHZ_SEALED_KEY "authz_sealed"
+/* The first authorization row found changed outside vaultd (authz.h);
+ * audit_verify() reports it. */
+#define AUDIT_AUTHZ_TAMPER_KEY "authz_tamper"
 int audit_authz_sealed(struct store_tx *tx);
 int audit_seal_authz(struct store_tx *tx, const struct secret *mac_key);
+/* Checks the anchor as the next append would (recording a finding): 0 if
+ * the log shows no tampering, 1 if it does (now or before), or an error. */
+int audit_check_anchor(struct store_tx *tx, const struct secret *mac_key);
 
 /* The two stored formats, each parsed here only. */
 struct audit_anchor {
@@ -109,6 +115,10 @@ bool audit_checkpoint_authentic(const struct secret *key, const struct audit_che
  * allocates (NULL in, NULL out; NULL on ENOMEM otherwise). */
 void audit_text_escape(char *dst, size_t n, const char *src);
 char *audit_text_escape_dup(const char *src);
+/* The same without escaping '%': for text on its way out, which is then
+ * unchanged if it was written by audit_append(). */
+void audit_text_printable(char *dst, size_t n, const char *src);
+char *audit_text_printable_dup(const char *src);
 
 /* Exposed for tests: the record hash. */
 void audit_record_hash(const uint8_t prev[32], const struct store_audit *a, uint8_t out[32]);

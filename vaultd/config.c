@@ -329,6 +329,7 @@ static const struct config_key config_keys[] = {
 	KEY_UINT(secrets, keep_versions, "10", 1, 1000),
 
 	KEY_UINT(keys, kek_max_wraps, "1073741824", 10, 2147483648u),
+	KEY_UINT(keys, kek_cache_max, "8192", 1, 1048576),
 
 	KEY_UINT(rotation, batch_size, "500", 1, 10000),
 

@@ -83,6 +83,7 @@ struct config {
 	} secrets;
 	struct {
 		unsigned kek_max_wraps; /* DEKs a KEK wraps before it is rotated automatically, 10..2^31 */
+		unsigned kek_cache_max; /* unwrapped tenant KEKs kept in memory (LRU), 1..1048576 */
 	} keys;
 	struct {
 		unsigned batch_size;    /* rows per rotation transaction, 1..10000 */

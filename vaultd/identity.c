@@ -8,6 +8,8 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "vaultd/api_internal.h"
+#include "vaultd/authz.h"
+#include "vaultd/keyring.h"
 #include "vaultd/store.h"
 
 #define BEARER "Bearer "
@@ -30,7 +32,8 @@ void token_hash_hex(const uint8_t epoch[16], const char *token, size_t n, char r
 	sodium_memzero(h, sizeof(h));
 }
 
-int identity_load_roles(struct store_tx *tx, const char *roles_json, struct principal *p)
+int identity_load_roles(struct api *a, struct store_tx *tx, const struct secret *key, const char *roles_json,
+			struct principal *p)
 {
 	_cleanup_json_ json_t *arr = json_loads(roles_json, 0, NULL);
 	json_t *v;
@@ -57,6 +60,14 @@ int identity_load_roles(struct store_tx *tx, const char *roles_json, struct prin
 			continue;       /* deleted role: grants nothing */
 		if (r < 0)
 			return r;
+		if (key && !authz_role_ok(key, &row)) {
+			/* Changed outside vaultd: grants nothing, and is reported. */
+			char what[96];
+			snprintf(what, sizeof(what), "role '%s'", row.name);
+			store_role_clear(&row);
+			authz_note_tamper(a->store, what);
+			continue;
+		}
 		rules = json_loads(row.rules, 0, NULL);
 		store_role_clear(&row);
 		if (!rules)
@@ -90,7 +101,7 @@ const char *identity_unknown_role(struct store_tx *tx, const json_t *arr)
 }
 
 static int resolve_token(struct api *a, struct call *c, const char *token, size_t n, struct store_tx *tx,
-			 json_t **ret_body)
+			 const struct secret *key, json_t **ret_body)
 {
 	struct store_token t = {0};
 	struct store_user u = {0};
@@ -118,9 +129,17 @@ static int resolve_token(struct api *a, struct call *c, const char *token, size_
 		return reply_error(ret_body, 401, "unauthorized", "the token is invalid, expired or revoked; log in again");
 	if (r < 0)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "read user");
+	if (key && !authz_user_ok(key, &u)) {
+		char what[96];
+		snprintf(what, sizeof(what), "user '%s'", u.name);
+		store_user_clear(&u);
+		authz_note_tamper(a->store, what);
+		return reply_error(ret_body, 401, "unauthorized", "the token's user fails the authorization seal; see the "
+				   "daemon log");
+	}
 	c->who.kind = PRINCIPAL_USER;
 	snprintf(c->who.name, sizeof(c->who.name), "%s", u.name);
-	r = identity_load_roles(tx, u.roles, &c->who);
+	r = identity_load_roles(a, tx, key, u.roles, &c->who);
 	store_user_clear(&u);
 	if (r < 0)
 		return reply_internal(ret_body, c->req, r, "load roles");
@@ -129,10 +148,14 @@ static int resolve_token(struct api *a, struct call *c, const char *token, size_
 
 int identity_resolve(struct api *a, struct call *c, json_t **ret_body)
 {
+	_cleanup_secret_ struct secret *key = NULL;
 	const char *auth = c->req->authorization;
 	struct store_service svc = {0};
 	struct store_tx *tx = NULL;
 	int r, status = 0;
+
+	/* The seal is checked whenever it can be: while unlocked (authz.h). */
+	(void)keyring_authz_key(a->keyring, &key);
 
 	r = store_read_begin(a->store, &tx);
 	if (r < 0)
@@ -143,7 +166,7 @@ int identity_resolve(struct api *a, struct call *c, json_t **ret_body)
 			status = reply_error(ret_body, 401, "unauthorized", "Authorization must be 'Bearer <token>'");
 			goto out;
 		}
-		status = resolve_token(a, c, auth + strlen(BEARER), n - strlen(BEARER), tx, ret_body);
+		status = resolve_token(a, c, auth + strlen(BEARER), n - strlen(BEARER), tx, key, ret_body);
 		goto out;
 	}
 	r = store_service_get_by_uid(tx, (uint32_t)c->req->uid, &svc);
@@ -153,9 +176,18 @@ int identity_resolve(struct api *a, struct call *c, json_t **ret_body)
 		status = reply_store_busy_or_internal(ret_body, c->req, r, "read service");
 		goto out;
 	}
+	if (key && !authz_service_ok(key, &svc)) {
+		char what[112];
+		snprintf(what, sizeof(what), "service '%s' (uid %u)", svc.name, svc.uid);
+		store_service_clear(&svc);
+		authz_note_tamper(a->store, what);
+		status = reply_error(ret_body, 403, "forbidden", "the binding of uid %u fails the authorization seal; "
+				     "see the daemon log", (unsigned)c->req->uid);
+		goto out;
+	}
 	c->who.kind = PRINCIPAL_SERVICE;
 	snprintf(c->who.name, sizeof(c->who.name), "%s", svc.name);
-	r = identity_load_roles(tx, svc.roles, &c->who);
+	r = identity_load_roles(a, tx, key, svc.roles, &c->who);
 	store_service_clear(&svc);
 	if (r < 0)
 		status = reply_internal(ret_body, c->req, r, "load roles");

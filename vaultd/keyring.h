@@ -152,8 +152,8 @@ typedef int (*keyring_record_fn)(void *userdata, struct store_tx *tx, const char
  * NULL): a JSON array of {"label", "version"}. -EACCES while locked. */
 int keyring_hsm_retire_audited(struct keyring *k, struct store *s, keyring_record_fn record, void *userdata,
 			       json_t **ret_deleted);
-/* XXX: keyring_hsm_retire_audited() without records, for api_rotate.c until
- * it passes a record function; remove it then. */
+/* keyring_hsm_retire_audited() with no records (unit tests of the list
+ * handling only; the daemon always records). */
 int keyring_hsm_retire(struct keyring *k, struct store *s, json_t **ret_deleted);
 /* The HSM key version the last unlock used (0 if none yet). */
 uint32_t keyring_unlocked_hsm_version(struct keyring *k);

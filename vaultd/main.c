@@ -277,8 +277,10 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		r = keyring_new(&hsm, &keyring);
-		if (r >= 0)
+		if (r >= 0) {
+			keyring_set_kek_cache_max(keyring, cfg.keys.kek_cache_max);
 			r = api_new(&acfg, store, keyring, &api);
+		}
 		if (r < 0) {
 			log_error_errno(r, "cannot start");
 			goto out;

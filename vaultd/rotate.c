@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "vaultd/api_internal.h"
 #include "vaultd/audit.h"
+#include "vaultd/authz.h"
 #include "vaultd/keyring.h"
 #include "vaultd/rotate.h"
 
@@ -101,6 +102,20 @@ static void job_set_state(struct store_rotation *j, const char *state)
 
 /* ---- steps: each one write transaction ---- */
 
+
+static int reseal_authz(struct api *a, struct store_tx *tx)
+{
+	_cleanup_secret_ struct secret *old_key = NULL, *new_key = NULL;
+	int r;
+
+	r = keyring_authz_key(a->keyring, &old_key);
+	if (r >= 0)
+		r = keyring_authz_key_staged(a->keyring, &new_key);
+	if (r >= 0)
+		r = authz_seal_all(tx, old_key, new_key, NULL);
+	return r;
+}
+
 static int step_start(struct rotator *rt, struct store_tx *tx, struct store_rotation *j)
 {
 	struct api *a = rt->a;
@@ -128,6 +143,10 @@ static int step_start(struct rotator *rt, struct store_tx *tx, struct store_rota
 			r = keyring_audit_key_staged(a->keyring, &new_key);
 		if (r >= 0)
 			r = audit_reanchor(tx, old_key, new_key);
+		/* So does the authorization seal: every row is checked under
+		 * the old key and resealed under the new one. */
+		if (r >= 0)
+			r = reseal_authz(a, tx);
 		if (r < 0) {
 			keyring_root_unstage(a->keyring);
 			return r;
@@ -366,18 +385,15 @@ static void auto_kek(struct rotator *rt)
 }
 
 /* keyring_hsm_retire_audited()'s records, as the daemon itself: the
- * attempt before the keys leave the token, then the outcome.
- * XXX: the audit table admits only the results allowed, denied and failed,
- * so the attempt is recorded as "allowed" with a detail that starts
- * "attempt: "; pass result through once a store migration admits "attempt". */
+ * attempt (result "attempt") before the keys leave the token, then the
+ * outcome. */
 static int record_hsm_retire(void *userdata, struct store_tx *tx, const char *result, const char *detail)
 {
 	struct api *a = userdata;
-	bool attempt = streq(result, "attempt");
 	char text[1600];
 
-	snprintf(text, sizeof(text), "%s%s, after an unlock with their successor", attempt ? "attempt: " : "", detail);
-	return audit_system(a, tx, "rotate.hsm_retire", NULL, attempt ? "allowed" : result, text);
+	snprintf(text, sizeof(text), "%s, after an unlock with their successor", detail);
+	return audit_system(a, tx, "rotate.hsm_retire", NULL, result, text);
 }
 
 static void retire_hsm_keys(struct rotator *rt)

@@ -205,6 +205,40 @@ static const char *const migrations[] = {
 	 * index makes it a property of the file. */
 	"CREATE UNIQUE INDEX rotations_one_active ON rotations(kind, target)\n"
 	"	WHERE state IN ('queued', 'running');\n",
+
+	/* 6: the authorization seal. Each user, role and service row carries
+	 * a MAC under a key derived from the root key (vaultd/authz.h); NULL
+	 * until the first unlock seals the rows of an older vault. */
+	"ALTER TABLE users ADD COLUMN mac TEXT CHECK (mac IS NULL OR length(mac) = 64);\n"
+	"ALTER TABLE roles ADD COLUMN mac TEXT CHECK (mac IS NULL OR length(mac) = 64);\n"
+	"ALTER TABLE services ADD COLUMN mac TEXT CHECK (mac IS NULL OR length(mac) = 64);\n",
+
+	/* 7: the result "attempt": a side effect outside the database (an
+	 * HSM key deleted from the token) is recorded before it happens. A
+	 * CHECK cannot be altered in place: the table is rebuilt, every row
+	 * (and so every hash) copied as it is. */
+	"CREATE TABLE audit_v7 (\n"
+	"	id INTEGER PRIMARY KEY CHECK (id >= 1),\n"
+	"	time INTEGER NOT NULL,\n"
+	"	principal TEXT NOT NULL,\n"
+	"	uid INTEGER NOT NULL CHECK (uid BETWEEN 0 AND 4294967295),\n"
+	"	pid INTEGER NOT NULL CHECK (pid BETWEEN -2147483648 AND 2147483647),\n"
+	"	action TEXT NOT NULL,\n"
+	"	path TEXT,\n"
+	"	capability TEXT NOT NULL,\n"
+	"	result TEXT NOT NULL CHECK (result IN ('allowed', 'denied', 'failed', 'attempt')),\n"
+	"	status INTEGER NOT NULL CHECK (status BETWEEN -2147483648 AND 2147483647),\n"
+	"	detail TEXT,\n"
+	"	request_id TEXT NOT NULL,\n"
+	"	hash BLOB NOT NULL CHECK (length(hash) = 32)\n"
+	") STRICT;\n"
+	"INSERT INTO audit_v7 SELECT id, time, principal, uid, pid, action, path, capability, result, status, "
+	"detail, request_id, hash FROM audit;\n"
+	"DROP TABLE audit;\n"
+	"ALTER TABLE audit_v7 RENAME TO audit;\n"
+	"CREATE INDEX audit_by_time ON audit(time);\n"
+	"CREATE INDEX audit_by_principal ON audit(principal);\n"
+	"CREATE INDEX audit_by_path ON audit(path);\n",
 };
 
 /* Every statement the module runs after open, prepared once per connection. */
@@ -486,19 +520,20 @@ static const char *const query_sql[_Q_MAX] = {
 	[Q_VERSION_RETAG] = "UPDATE secret_versions SET kek_version = ?2 "
 			    "WHERE " TENANT_RANGE("") " AND kek_version < ?2 AND dek_blob IS NULL",
 	[Q_USER_PUT] = "INSERT INTO users(name, phc, roles, mfa_state, mfa_key, totp_blob, "
-		       "totp_last_step, created_at, updated_at) "
-		       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+		       "totp_last_step, created_at, updated_at, mac) "
+		       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
 		       "ON CONFLICT(name) DO UPDATE SET phc = excluded.phc, "
 		       "roles = excluded.roles, mfa_state = excluded.mfa_state, "
 		       "mfa_key = excluded.mfa_key, totp_blob = excluded.totp_blob, "
-		       "totp_last_step = excluded.totp_last_step, updated_at = excluded.updated_at",
-	[Q_USER_GET] = "SELECT name, phc, roles, mfa_state, totp_last_step, created_at, updated_at, "
+		       "totp_last_step = excluded.totp_last_step, updated_at = excluded.updated_at, "
+		       "mac = excluded.mac",
+	[Q_USER_GET] = "SELECT name, phc, roles, mfa_state, totp_last_step, created_at, updated_at, mac, "
 		       "mfa_key, totp_blob FROM users WHERE name = ?1",
 	[Q_USER_DELETE] = "DELETE FROM users WHERE name = ?1",
 	[Q_USER_COUNT] = "SELECT count(*) FROM users",
 	[Q_USER_EXISTS] = "SELECT 1 FROM users WHERE name = ?1",
-	/* Same first seven columns as Q_USER_GET, without the blobs. */
-	[Q_USER_LIST] = "SELECT name, phc, roles, mfa_state, totp_last_step, created_at, updated_at "
+	/* Same first eight columns as Q_USER_GET, without the blobs. */
+	[Q_USER_LIST] = "SELECT name, phc, roles, mfa_state, totp_last_step, created_at, updated_at, mac "
 			"FROM users ORDER BY name",
 	/* Exact match of a string element. The CASE (which SQLite evaluates
 	 * lazily) keeps one malformed or non-array row from failing the whole
@@ -533,13 +568,13 @@ static const char *const query_sql[_Q_MAX] = {
 	[Q_TOKEN_DELETE_USER_EXCEPT] = "DELETE FROM tokens WHERE user = ?1 AND hash <> ?2",
 	[Q_TOKEN_DELETE_ALL] = "DELETE FROM tokens",
 	[Q_TOKEN_PURGE] = "DELETE FROM tokens WHERE expires_at <= ?1",
-	[Q_ROLE_PUT] = "INSERT INTO roles(name, rules, created_at, updated_at) "
-		       "VALUES (?1, ?2, ?3, ?4) "
+	[Q_ROLE_PUT] = "INSERT INTO roles(name, rules, created_at, updated_at, mac) "
+		       "VALUES (?1, ?2, ?3, ?4, ?5) "
 		       "ON CONFLICT(name) DO UPDATE SET rules = excluded.rules, "
-		       "updated_at = excluded.updated_at",
-	[Q_ROLE_GET] = "SELECT name, rules, created_at, updated_at FROM roles WHERE name = ?1",
+		       "updated_at = excluded.updated_at, mac = excluded.mac",
+	[Q_ROLE_GET] = "SELECT name, rules, created_at, updated_at, mac FROM roles WHERE name = ?1",
 	[Q_ROLE_DELETE] = "DELETE FROM roles WHERE name = ?1",
-	[Q_ROLE_LIST] = "SELECT name, rules, created_at, updated_at FROM roles ORDER BY name",
+	[Q_ROLE_LIST] = "SELECT name, rules, created_at, updated_at, mac FROM roles ORDER BY name",
 	[Q_ROLE_REFS] =
 		"SELECT (SELECT count(*) FROM users WHERE EXISTS (SELECT 1 FROM json_each("
 		"CASE WHEN NOT json_valid(users.roles) THEN '[]' "
@@ -551,15 +586,15 @@ static const char *const query_sql[_Q_MAX] = {
 		"WHERE type = 'text' AND value = ?1))",
 	/* The upsert handles a name conflict only: a uid held by another name
 	 * fails the UNIQUE constraint and the statement changes nothing. */
-	[Q_SERVICE_PUT] = "INSERT INTO services(name, uid, roles, created_at, updated_at) "
-			  "VALUES (?1, ?2, ?3, ?4, ?5) "
+	[Q_SERVICE_PUT] = "INSERT INTO services(name, uid, roles, created_at, updated_at, mac) "
+			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
 			  "ON CONFLICT(name) DO UPDATE SET uid = excluded.uid, "
-			  "roles = excluded.roles, updated_at = excluded.updated_at",
-	[Q_SERVICE_GET] = "SELECT name, uid, roles, created_at, updated_at FROM services WHERE name = ?1",
-	[Q_SERVICE_GET_UID] = "SELECT name, uid, roles, created_at, updated_at FROM services "
+			  "roles = excluded.roles, updated_at = excluded.updated_at, mac = excluded.mac",
+	[Q_SERVICE_GET] = "SELECT name, uid, roles, created_at, updated_at, mac FROM services WHERE name = ?1",
+	[Q_SERVICE_GET_UID] = "SELECT name, uid, roles, created_at, updated_at, mac FROM services "
 			      "WHERE uid = ?1",
 	[Q_SERVICE_DELETE] = "DELETE FROM services WHERE name = ?1",
-	[Q_SERVICE_LIST] = "SELECT name, uid, roles, created_at, updated_at FROM services ORDER BY name",
+	[Q_SERVICE_LIST] = "SELECT name, uid, roles, created_at, updated_at, mac FROM services ORDER BY name",
 	[Q_FAILURE_GET] = "SELECT count, window_start, locked_until FROM auth_failures WHERE key = ?1",
 	[Q_FAILURE_PUT] = "INSERT INTO auth_failures(key, count, window_start, locked_until) "
 			  "VALUES (?1, ?2, ?3, ?4) "
@@ -767,6 +802,25 @@ static int col_text_copy(sqlite3_stmt *st, int i, char *buf, size_t size)
 	memcpy(buf, t, (size_t)n);
 	buf[n] = 0;
 	return 0;
+}
+
+/* The optional 64-hex MAC column: "" when NULL. */
+static int col_mac(sqlite3_stmt *st, int i, char buf[65])
+{
+	if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+		buf[0] = '\0';
+		return 0;
+	}
+	return col_text_copy(st, i, buf, 65);
+}
+
+static int bind_mac(struct conn *c, sqlite3_stmt *st, int i, const char *mac)
+{
+	if (!mac[0]) {
+		int rc = sqlite3_bind_null(st, i);
+		return rc == SQLITE_OK ? 0 : sql_error(c->db, rc, "bind");
+	}
+	return bind_text(c, st, i, mac);
 }
 
 static int col_text_dup(sqlite3_stmt *st, int i, char **ret)
@@ -2511,13 +2565,13 @@ int store_user_put(struct store_tx *tx, const struct store_user *u)
 	    (r = bind_blob_opt(c, st, 6, u->totp_blob, u->totp_len)) < 0 ||
 	    (r = bind_int(c, st, 7, (int64_t)u->totp_last_step)) < 0 ||
 	    (r = bind_int(c, st, 8, u->created_at)) < 0 ||
-	    (r = bind_int(c, st, 9, u->updated_at)) < 0)
+	    (r = bind_int(c, st, 9, u->updated_at)) < 0 || (r = bind_mac(c, st, 10, u->mac)) < 0)
 		return r;
 	rc = sqlite3_step(st);
 	return rc == SQLITE_DONE ? 0 : sql_error(c->db, rc, "user put");
 }
 
-/* Decodes the first seven columns of Q_USER_GET / Q_USER_LIST. */
+/* Decodes the first eight columns of Q_USER_GET / Q_USER_LIST. */
 static int user_read_row(sqlite3_stmt *st, struct store_user *u)
 {
 	sqlite3_int64 state, step;
@@ -2534,7 +2588,7 @@ static int user_read_row(sqlite3_stmt *st, struct store_user *u)
 	u->totp_last_step = (uint64_t)step;
 	u->created_at = sqlite3_column_int64(st, 5);
 	u->updated_at = sqlite3_column_int64(st, 6);
-	return 0;
+	return col_mac(st, 7, u->mac);
 }
 
 int store_user_get(struct store_tx *tx, const char *name, struct store_user *ret)
@@ -2555,8 +2609,8 @@ int store_user_get(struct store_tx *tx, const char *name, struct store_user *ret
 	if (rc != SQLITE_ROW)
 		return sql_error(c->db, rc, "user get");
 	if ((r = user_read_row(st, &u)) < 0 ||
-	    (r = col_blob_dup(st, 7, &u.mfa_key, &u.mfa_key_len)) < 0 ||
-	    (r = col_blob_dup(st, 8, &u.totp_blob, &u.totp_len)) < 0)
+	    (r = col_blob_dup(st, 8, &u.mfa_key, &u.mfa_key_len)) < 0 ||
+	    (r = col_blob_dup(st, 9, &u.totp_blob, &u.totp_len)) < 0)
 		return r;
 	*ret = TAKE_STRUCT(u);
 	return 0;
@@ -2892,7 +2946,7 @@ int store_role_put(struct store_tx *tx, const struct store_role *role)
 	    (r = stmt_get(c, Q_ROLE_PUT, &st)) < 0 ||
 	    (r = bind_text(c, st, 1, role->name)) < 0 || (r = bind_text(c, st, 2, role->rules)) < 0 ||
 	    (r = bind_int(c, st, 3, role->created_at)) < 0 ||
-	    (r = bind_int(c, st, 4, role->updated_at)) < 0)
+	    (r = bind_int(c, st, 4, role->updated_at)) < 0 || (r = bind_mac(c, st, 5, role->mac)) < 0)
 		return r;
 	r = step_changes(c, st, "role put");
 	return r < 0 ? r : 0;
@@ -2908,6 +2962,8 @@ static int role_read_row(sqlite3_stmt *st, struct store_role *ret)
 		return r;
 	role.created_at = sqlite3_column_int64(st, 2);
 	role.updated_at = sqlite3_column_int64(st, 3);
+	if ((r = col_mac(st, 4, role.mac)) < 0)
+		return r;
 	*ret = TAKE_STRUCT(role);
 	return 0;
 }
@@ -3009,7 +3065,7 @@ int store_service_put(struct store_tx *tx, const struct store_service *s)
 	if ((r = stmt_get(c, Q_SERVICE_PUT, &st)) < 0 || (r = bind_text(c, st, 1, s->name)) < 0 ||
 	    (r = bind_int(c, st, 2, s->uid)) < 0 || (r = bind_text(c, st, 3, s->roles)) < 0 ||
 	    (r = bind_int(c, st, 4, s->created_at)) < 0 ||
-	    (r = bind_int(c, st, 5, s->updated_at)) < 0)
+	    (r = bind_int(c, st, 5, s->updated_at)) < 0 || (r = bind_mac(c, st, 6, s->mac)) < 0)
 		return r;
 	r = step_changes(c, st, "service put");        /* uid taken: UNIQUE -> -EEXIST */
 	return r < 0 ? r : 0;
@@ -3025,6 +3081,8 @@ static int service_read_row(sqlite3_stmt *st, struct store_service *ret)
 		return r;
 	svc.created_at = sqlite3_column_int64(st, 3);
 	svc.updated_at = sqlite3_column_int64(st, 4);
+	if ((r = col_mac(st, 5, svc.mac)) < 0)
+		return r;
 	*ret = TAKE_STRUCT(svc);
 	return 0;
 }
@@ -3551,7 +3609,7 @@ void store_audit_clear(struct store_audit *a)
 
 static bool audit_result_valid(const char *s)
 {
-	return s && (streq(s, "allowed") || streq(s, "denied") || streq(s, "failed"));
+	return s && (streq(s, "allowed") || streq(s, "denied") || streq(s, "failed") || streq(s, "attempt"));
 }
 
 /* NULL stays NULL (no path, no detail); text is copied out. */

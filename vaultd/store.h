@@ -241,6 +241,7 @@ struct store_user {
 	size_t totp_len;
 	uint64_t totp_last_step;/* highest TOTP step accepted (single use) */
 	int64_t created_at, updated_at;
+	char mac[65];           /* migration 6: the authorization seal (authz.h); "" = none */
 };
 void store_user_clear(struct store_user *u);
 int store_user_put(struct store_tx *tx, const struct store_user *u);    /* upsert (created_at kept) */
@@ -291,6 +292,7 @@ struct store_role {
 	char name[65];
 	char *rules;
 	int64_t created_at, updated_at;
+	char mac[65];           /* migration 6: the authorization seal; "" = none */
 };
 void store_role_clear(struct store_role *r);
 int store_role_put(struct store_tx *tx, const struct store_role *r);    /* upsert (created_at kept) */
@@ -306,6 +308,7 @@ struct store_service {
 	uint32_t uid;           /* unique across services */
 	char *roles;            /* JSON array text */
 	int64_t created_at, updated_at;
+	char mac[65];           /* migration 6: the authorization seal; "" = none */
 };
 void store_service_clear(struct store_service *s);
 /* Upsert by name; -EEXIST if uid is bound to another service. */
@@ -385,7 +388,7 @@ struct store_audit {
 	char action[48];                /* e.g. "secret.read", "sys.unlock" */
 	char *path;                     /* NULL if the request names none */
 	char capability[16];            /* "" if none asked */
-	char result[16];                /* "allowed", "denied", "failed" */
+	char result[16];                /* "allowed", "denied", "failed", "attempt" (migration 7) */
 	int status;                     /* the HTTP status answered */
 	char *detail;                   /* short reason, never secret; NULL if none */
 	char request_id[33];
@@ -397,7 +400,7 @@ int store_audit_last(struct store_tx *tx, struct store_audit *ret);
 /* Inserts with id = last id + 1 (the caller computed rec->hash for that id);
  * any other id: -EEXIST, nothing written. -EINVAL on a read transaction or a
  * bad field (principal and action non-empty; every char[] field NUL-terminated
- * within its size; result one of "allowed", "denied", "failed"). */
+ * within its size; result one of "allowed", "denied", "failed", "attempt"). */
 int store_audit_append(struct store_tx *tx, const struct store_audit *rec);
 struct store_audit_filter {
 	int64_t since, until;           /* time bounds, inclusive; 0 = open */

@@ -703,7 +703,7 @@ class Backup(RotationCase):
             data = f.read()
         self.assertEqual((m["bytes"], m["sha256"]), (len(data), hashlib.sha256(data).hexdigest()))
         self.assertEqual((m["secrets"], m["root_key_version"], m["hsm_key"]["version"]), (20, 1, 1))
-        self.assertEqual(m["schema_version"], 5)
+        self.assertEqual(m["schema_version"], 7)
         # Never overwrites; refuses relative paths and missing directories.
         r = self.v.post("/v1/sys/backup", {"path": target})
         self.assertEqual((r.status, r.json["error"]), (409, "exists"), r)

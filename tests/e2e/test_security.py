@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from harness import ADMIN, PASSPHRASE, as_uid, main, wrong_totp
+from harness import ADMIN, PASSPHRASE, UnixHTTPConnection, as_uid, main, wrong_totp
 from test_audit import NOGROUP, NOBODY, AuditCase
 from test_rotation import RotationCase
 
@@ -273,12 +273,14 @@ class HostileText(SecurityCase):
     def test_metadata_with_control_characters_is_refused(self):
         v = self.v
         token = self.boot()
-        for meta, field in (({"note": "a\x1b[31mred"}, "metadata.note"), ({"k\x07": "v"}, "metadata.k%07"),
-                            ({"n": "c1 \u009b"}, "metadata.n")):
+        for meta, key in (({"note": "a\x1b[31mred"}, "'note'"), ({"k\x07": "v"}, "'k%07'"),
+                          ({"n": "c1 \u009b"}, "'n'")):
             r = v.put("/v1/secrets/acme/app/x", {"type": "generic", "data": {"k": "v"}, "metadata": meta},
                       token=token)
             self.assertEqual(r.status, 400, r)
-            self.assertIn(field, (r.json or {}).get("fields", {}), r)
+            why = (r.json or {}).get("fields", {}).get("metadata", "")
+            self.assertIn(f"key {key}", why, r)
+            self.assertIn("control characters", why, r)
             self.assertEqual(v.get("/v1/secrets/acme/app/x", token=token).status, 404, "nothing was written")
         self.check(v.put("/v1/secrets/acme/app/x", {"type": "generic", "data": {"k": "v"},
                                                     "metadata": {"note": "plain text, tabs aside: ok"}},
@@ -314,6 +316,107 @@ class Shutdown(RotationCase):
         self.restart()
         self.assertEqual(self.wait_job(job["id"])["state"], "done")
         self.assertEqual(self.read_all(items), [])
+
+
+class UnprovenFlood(SecurityCase):
+    """Finding 6 (the log's part): an unbound uid grew the audit log by one
+    record per refused request, without bound."""
+
+    def test_refusals_of_an_unbound_uid_are_budgeted_and_counted(self):
+        v = self.v
+        token = self.boot_auditor()
+        before = int(self.sql("SELECT count(*) FROM audit").strip())
+
+        def flood():
+            conn = UnixHTTPConnection(v.sock)
+            t0 = time.monotonic()
+            out = [v.get("/v1/secrets/acme/app/x", conn=conn, token=False).status for _ in range(400)]
+            conn.close()
+            return out, time.monotonic() - t0
+
+        statuses, took = as_uid(NOBODY, NOGROUP, flood)
+        self.assertEqual(set(statuses), {403, 429}, statuses)
+        recorded = int(self.sql(f"SELECT count(*) FROM audit WHERE principal = 'uid:{NOBODY}' "
+                                "AND action <> 'audit.rate_limited'").strip())
+        self.assertLessEqual(recorded, 100 + 10 * took + 2, f"{recorded} records for 400 refusals in {took:.1f} s")
+        self.assertEqual(recorded, statuses.count(403), "every answered refusal has its record")
+        # The count of those left out is recorded once the budget allows.
+        time.sleep(0.3)
+        self.assertEqual(as_uid(NOBODY, NOGROUP, lambda: v.get("/v1/secrets/acme/app/x", token=False).status), 403)
+        rows = self.sql(f"SELECT detail FROM audit WHERE action = 'audit.rate_limited' "
+                        f"AND principal = 'uid:{NOBODY}'").splitlines()
+        self.assertTrue(rows)
+        for row in rows:
+            self.assertRegex(row, r"^\d+ refused requests of this uid left unrecorded since ", rows)
+        self.assertEqual(sum(int(row.split()[0]) for row in rows), statuses.count(429))
+        # Another uid (the admin's, a proven principal) was never held back.
+        self.check(v.get("/v1/sys/health", token=False), 200, "health")
+        self.check(v.put("/v1/secrets/acme/app/y", {"type": "generic", "data": {"k": "v"}}, token=token), 200, "write")
+        self.assertIs(self.verify().get("ok"), True)
+        self.assertGreater(int(self.sql("SELECT count(*) FROM audit").strip()), before)
+
+
+class AuthzSeal(SecurityCase):
+    """Finding 12: anyone who could write the database file could insert
+    services(uid=<theirs>, roles=["admin"]) or widen a role, and vaultd
+    would honour it."""
+
+    def setUp(self):
+        super().setUp()
+        self.v.spend_recovery_codes = True
+
+    def stopped_edit(self, statement):
+        self.v.stop()
+        self.sql(statement)
+        self.restart_unlocked()
+
+    def test_a_service_row_inserted_behind_vaultds_back_is_refused(self):
+        v = self.v
+        token = self.boot_auditor()
+        self.check(v.put("/v1/secrets/acme/app/x", {"type": "generic", "data": {"k": "v"}}, token=token), 200,
+                   "write")
+        self.stopped_edit(f"INSERT INTO services (name, uid, roles, created_at, updated_at) "
+                          f"VALUES ('evil', {NOBODY}, '[\"admin\"]', 1, 1)")
+        st = as_uid(NOBODY, NOGROUP, lambda: v.get("/v1/secrets/acme/app/x", token=False).status)
+        self.assertEqual(st, 403, "a forged binding grants nothing")
+        j = self.verify()
+        self.assertIs(j.get("ok"), False, f"the forged row is reported: {j}")
+        self.assertIn("service 'evil'", j.get("reason", ""), j)
+
+    def test_widened_role_and_promoted_user_grant_nothing(self):
+        v = self.v
+        token = self.boot_auditor()
+        self.check(v.put("/v1/roles/ro", {"rules": [{"path": "acme/a/*", "capabilities": ["read"]}]}, token=token),
+                   200, "role ro")
+        self.check(v.put("/v1/services/reader", {"uid": NOBODY, "roles": ["ro"]}, token=token), 200, "bind")
+        for p in ("acme/a/x", "acme/b/x"):
+            self.check(v.put(f"/v1/secrets/{p}", {"type": "generic", "data": {"k": "v"}}, token=token), 200, p)
+        self.make_user("bob", ["operator"])
+        self.assertEqual(as_uid(NOBODY, NOGROUP, lambda: v.get("/v1/secrets/acme/a/x", token=False).status), 200)
+        self.stopped_edit("UPDATE roles SET rules = replace(rules, 'acme/a/*', '*') WHERE name = 'ro'; "
+                          "UPDATE users SET roles = '[\"admin\"]' WHERE name = 'bob'")
+        got = as_uid(NOBODY, NOGROUP, lambda: [v.get("/v1/secrets/acme/a/x", token=False).status,
+                                               v.get("/v1/secrets/acme/b/x", token=False).status])
+        self.assertEqual(got, [403, 403], "the widened role grants nothing, not even what it granted before")
+        r = v.login_request("bob")
+        self.assertEqual(r.status, 401, f"bob's promoted row is refused at login: {r}")
+        j = self.verify()
+        self.assertIs(j.get("ok"), False, j)
+        self.assertIn("authorization row", j.get("reason", ""), j)
+
+    def test_a_stripped_seal_is_not_adopted(self):
+        v = self.v
+        self.boot_auditor()
+        v.stop()
+        # Strip every MAC and the flag, and bind the attacker: what an
+        # older, never sealed vault would look like.
+        self.sql(f"UPDATE users SET mac = NULL; UPDATE roles SET mac = NULL; UPDATE services SET mac = NULL; "
+                 f"DELETE FROM meta WHERE key = 'authz_sealed'; INSERT INTO services (name, uid, roles, created_at, "
+                 f"updated_at) VALUES ('evil', {NOBODY}, '[\"admin\"]', 1, 1)")
+        v.start()
+        r = self.unlock_req(recovery_code=v.recovery_codes[ADMIN].pop())
+        self.assertEqual(r.status, 401, f"the vault must not adopt rows whose seal was stripped: {r}")
+        self.assertTrue(v.get("/v1/sys/health", token=False).json["locked"])
 
 
 if __name__ == "__main__":

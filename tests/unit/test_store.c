@@ -187,12 +187,12 @@ static void test_open_creates_0600_wal_latest(void **state)
 	snprintf(wal, sizeof(wal), "%s-wal", path);
 	assert_int_equal(stat(wal, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
-	assert_int_equal(store_schema_version(s), 5);
+	assert_int_equal(store_schema_version(s), 7);
 	store_close(s);
 
 	raw_pragma(path, "PRAGMA journal_mode", mode, sizeof(mode));
 	assert_string_equal(mode, "wal");
-	assert_int_equal(raw_pragma(path, "PRAGMA user_version", NULL, 0), 5);
+	assert_int_equal(raw_pragma(path, "PRAGMA user_version", NULL, 0), 7);
 	assert_int_equal(raw_pragma(path, "PRAGMA application_id", NULL, 0), 0x564c5444);
 	/* The close checkpointed and removed the WAL. */
 	assert_int_not_equal(access(wal, F_OK), 0);
@@ -234,7 +234,7 @@ static void test_reopen_keeps_data(void **state)
 	f->s = NULL;
 
 	assert_int_equal(store_open(f->path, 2, &f->s), 0);
-	assert_int_equal(store_schema_version(f->s), 5);
+	assert_int_equal(store_schema_version(f->s), 7);
 	assert_int_equal(store_read_begin(f->s, &tx), 0);
 	assert_int_equal(store_meta_get(tx, "initialized_at", &v), 0);
 	assert_string_equal(v, "12345");
@@ -255,11 +255,11 @@ static void test_future_version_refused(void **state)
 
 	store_close(f->s);
 	f->s = NULL;
-	raw_exec(f->path, "PRAGMA user_version = 6");
+	raw_exec(f->path, "PRAGMA user_version = 8");
 	assert_int_equal(store_open(f->path, 1, &s), -EIO);
 	assert_null(s);
 	/* Refusal changed nothing. */
-	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 6);
+	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 8);
 
 	/* Someone else's database is not migrated into. */
 	snprintf(path, sizeof(path), "%s/foreign.db", f->dir);
@@ -809,7 +809,7 @@ static void test_migrate_v1_to_latest(void **state)
 	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 1);
 
 	assert_int_equal(store_open(f->path, 2, &f->s), 0);
-	assert_int_equal(store_schema_version(f->s), 5);
+	assert_int_equal(store_schema_version(f->s), 7);
 	assert_int_equal(store_read_begin(f->s, &tx), 0);
 	assert_int_equal(store_meta_get(tx, "initialized_at", &v), 0);
 	assert_string_equal(v, "7");
@@ -848,11 +848,31 @@ static void test_migrate_v1_to_latest(void **state)
 	assert_int_equal(store_user_delete(tx, "bob"), 0);
 	assert_int_equal(store_token_delete(tx, t.hash), -ENOENT);
 	{
-		/* Migration 3's audit table. */
+		/* Migration 3's audit table, rebuilt by migration 7 to admit
+		 * "attempt". */
 		struct store_audit a = { .id = 1, .time = 1, .principal = "uid:0",
 					 .action = "sys.init", .result = "allowed" };
+		struct store_audit b = { .id = 2, .time = 1, .principal = "system:vaultd",
+					 .action = "rotate.hsm_retire", .result = "attempt", .status = 202 };
+		struct store_audit c = { .id = 3, .time = 1, .principal = "uid:0",
+					 .action = "x", .result = "maybe" };
 
 		assert_int_equal(store_audit_append(tx, &a), 0);
+		assert_int_equal(store_audit_append(tx, &b), 0);
+		assert_int_equal(store_audit_append(tx, &c), -EINVAL);
+	}
+	{
+		/* Migration 6's authorization seal column. */
+		struct store_user m = {0};
+
+		assert_int_equal(store_user_get(tx, "alice", &m), 0);
+		assert_string_equal(m.mac, "");
+		memset(m.mac, 'f', 64);
+		assert_int_equal(store_user_put(tx, &m), 0);
+		store_user_clear(&m);
+		assert_int_equal(store_user_get(tx, "alice", &m), 0);
+		assert_int_equal(strlen(m.mac), 64);
+		store_user_clear(&m);
 	}
 	{
 		/* Migration 4's rotations table and head columns. */
@@ -872,9 +892,9 @@ static void test_migrate_v1_to_latest(void **state)
 	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);
 	store_close(f->s);
 	f->s = NULL;
-	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 5);
+	assert_int_equal(raw_pragma(f->path, "PRAGMA user_version", NULL, 0), 7);
 	assert_int_equal(store_open(f->path, 1, &f->s), 0);
-	assert_int_equal(store_schema_version(f->s), 5);
+	assert_int_equal(store_schema_version(f->s), 7);
 	assert_int_equal(store_integrity_check(f->s), 0);
 }
 
@@ -3202,7 +3222,7 @@ static void test_backup(void **state)
 	assert_true(S_ISREG(st.st_mode));
 	assert_int_equal(st.st_mode & 07777, 0600);
 	assert_int_equal(info.bytes, st.st_size);
-	assert_int_equal(info.schema_version, 5);
+	assert_int_equal(info.schema_version, 7);
 	sha256_file(copy, sum, &size);
 	assert_int_equal(size, info.bytes);
 	assert_memory_equal(sum, info.sha256, sizeof(sum));
@@ -3228,7 +3248,7 @@ static void test_backup(void **state)
 	assert_int_equal(sqlite3_column_int(q, 0), 4);
 	sqlite3_finalize(q);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
-	assert_int_equal(raw_pragma(copy, "PRAGMA user_version", NULL, 0), 5);
+	assert_int_equal(raw_pragma(copy, "PRAGMA user_version", NULL, 0), 7);
 	raw_pragma(copy, "PRAGMA journal_mode", text, sizeof(text));
 	assert_string_equal(text, "delete");
 	/* And vaultd opens it. */
@@ -3294,7 +3314,7 @@ static void test_backup(void **state)
 		assert_int_equal(store_open("rel.db", 1, &s2), 0);
 		assert_int_equal(chdir("/"), 0);
 		assert_int_equal(store_backup(s2, copy, &info), 0);
-		assert_int_equal(info.schema_version, 5);
+		assert_int_equal(info.schema_version, 7);
 		store_close(s2);
 		assert_int_equal(chdir(cwd), 0);
 		snprintf(rel, sizeof(rel), "%s/rel.db", f->dir);
