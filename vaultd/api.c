@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include "common/duration.h"
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"

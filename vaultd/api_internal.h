@@ -120,8 +120,6 @@ void audit_prune_if_due(struct api *a);
 int rotate_queue(struct api *a, struct store_tx *tx, const char *kind, const char *target, const char *principal,
 		 const char *request_id, struct store_rotation *ret, bool *ret_existing);
 json_t *rotation_json(const struct store_rotation *r);
-/* "90d" -> seconds: 1..6 digits then h, d or w; at most 10 years. -EINVAL. */
-int duration_parse(const char *s, int64_t *ret);
 /* Classifies a /v1/rotate request (capability and path) before access is
  * decided. 0, or writes a 404/405 reply and returns its status. */
 int rotate_classify(struct call *c, unsigned *ret_cap, json_t **ret_body);

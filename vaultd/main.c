@@ -104,7 +104,7 @@ static int check_parent_dir(const char *what, const char *path)
 	snprintf(buf, sizeof(buf), "%s", path);
 	r = sandbox_check_dir(dirname(buf));
 	if (r == -EPERM)
-		log_error("refusing to run: the directory of the %s '%s' is writable by others", what, path);
+		log_error("refusing to run: the %s '%s' is in that directory (see the line above)", what, path);
 	else if (r < 0)
 		log_error_errno(r, "cannot use the directory of the %s '%s'", what, path);
 	return r;

@@ -543,11 +543,12 @@ class HsmRetireAudit(RotationCase):
         self.assertEqual(self.token_keys(), {("vaultd-root", 2)})
         recs = sorted(self.v.get("/v1/audit?action=rotate.hsm_retire&limit=10").json["records"],
                       key=lambda x: x["id"])
-        # The audit table admits no result "attempt" (yet): the attempt is
-        # an "allowed" record whose detail says so.
-        self.assertEqual([(x["principal"], x["result"], x["detail"].split(" ", 1)[0]) for x in recs],
-                         [("system:vaultd", "allowed", "attempt:"), ("system:vaultd", "allowed", "deleted")], recs)
-        self.assertTrue(recs[0]["detail"].startswith("attempt: deleting HSM keys vaultd-root:1 from the token"), recs)
+        # The attempt (result "attempt", status 202) before the keys left
+        # the token, then the outcome.
+        self.assertEqual([(x["principal"], x["result"], x["status"], x["detail"].split(" ", 1)[0]) for x in recs],
+                         [("system:vaultd", "attempt", 202, "deleting"), ("system:vaultd", "allowed", 200, "deleted")],
+                         recs)
+        self.assertTrue(recs[0]["detail"].startswith("deleting HSM keys vaultd-root:1 from the token"), recs)
         self.assertTrue(recs[1]["detail"].startswith("deleted HSM keys vaultd-root:1 from the token"), recs)
         with open(self.mirror) as f:
             mirrored = [json.loads(line) for line in f]

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sodium.h>
 #include "vaultd/audit.h"
 
 struct fixture {
@@ -514,6 +515,63 @@ static void test_hostile_text_is_escaped(void **state)
 	assert_string_equal(out, "abc%01%02%03%04");    /* never half an escape */
 }
 
+/* A vault from before the v2 anchor: "<id>:<HMAC(be64 id || hash)>", no
+ * seal flag. It verifies, sealing moves it to v2 with the flag bound, and
+ * clearing the flag afterwards breaks the anchor. */
+static void test_legacy_anchor_and_the_seal_flag(void **state)
+{
+	struct fixture *f = *state;
+	struct store_audit last = {0};
+	crypto_auth_hmacsha256_state st;
+	uint8_t mac[32], idb[8];
+	char hex[65], sql[256];
+	struct audit_verify v;
+	struct store_tx *tx;
+
+	fill(f, 3);
+	assert_int_equal(store_read_begin(f->s, &tx), 0);
+	assert_int_equal(store_audit_last(tx, &last), 0);
+	store_tx_end(tx);
+	put_be32(idb, 0);
+	put_be32(idb + 4, (uint32_t)last.id);
+	crypto_auth_hmacsha256_init(&st, f->key->p, f->key->len);
+	crypto_auth_hmacsha256_update(&st, idb, 8);
+	crypto_auth_hmacsha256_update(&st, last.hash, 32);
+	crypto_auth_hmacsha256_final(&st, mac);
+	sodium_bin2hex(hex, sizeof(hex), mac, 32);
+	snprintf(sql, sizeof(sql), "UPDATE meta SET value = '%lld:%s' WHERE key = 'audit_head'", (long long)last.id, hex);
+	store_audit_clear(&last);
+	tamper(f, sql);
+	v = verify(f, f->key);
+	assert_true(v.ok);
+	assert_int_equal(v.anchored_through, 3);
+
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(audit_authz_sealed(tx), 0);
+	assert_int_equal(audit_check_anchor(tx, f->key), 0);
+	assert_int_equal(audit_seal_authz(tx, f->key), 0);
+	assert_int_equal(audit_authz_sealed(tx), 1);
+	assert_int_equal(store_write_commit(tx), 0);
+	assert_true(verify(f, f->key).ok);
+	fill(f, 1);
+	assert_true(verify(f, f->key).ok);
+
+	/* Strip the flag: the anchor no longer authenticates, and the next
+	 * anchor check says so. */
+	tamper(f, "DELETE FROM meta WHERE key = 'authz_sealed'");
+	v = verify(f, f->key);
+	assert_false(v.ok);
+	assert_non_null(strstr(v.reason, "seal"));
+	assert_int_equal(store_write_begin(f->s, &tx), 0);
+	assert_int_equal(audit_check_anchor(tx, f->key), 1);
+	assert_int_equal(store_write_commit(tx), 0);
+	/* A v1 anchor on a sealed vault is a downgrade: refused. */
+	tamper(f, "INSERT OR REPLACE INTO meta VALUES ('authz_sealed', '1'); DELETE FROM meta WHERE key = 'audit_tamper'");
+	tamper(f, sql);
+	v = verify(f, f->key);
+	assert_false(v.ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -533,6 +591,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_short_or_malformed_anchor_is_reported, setup, teardown),
 		cmocka_unit_test(test_anchor_and_checkpoint_parsers),
 		cmocka_unit_test_setup_teardown(test_hostile_text_is_escaped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_legacy_anchor_and_the_seal_flag, setup, teardown),
 	};
 
 	if (secret_library_init() < 0)
