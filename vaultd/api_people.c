@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include "common/encoding.h"
 #include "common/json.h"
@@ -755,6 +756,17 @@ int h_login(struct api *a, struct call *c, json_t **ret_body)
 	api_epoch_get(a, epoch);
 	if ((r = authenticate(a, c, &u, ret_body)))
 		return r;
+#ifdef VAULTD_FAULT_INJECTION
+	{
+		/* Test builds: a login that takes its time between checking the
+		 * credentials and storing its token, so a test can lock the
+		 * vault in between. */
+		const char *d = getenv("VAULTD_TEST_LOGIN_DELAY_MS");
+		long ms = d ? strtol(d, NULL, 10) : 0;
+		if (ms > 0 && ms <= 10000)
+			nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L }, NULL);
+	}
+#endif
 	randombytes_buf(raw, sizeof(raw));
 	memcpy(token, "vt.", 3);
 	sodium_bin2hex(token + 3, sizeof(token) - 3, raw, sizeof(raw));

@@ -182,6 +182,23 @@ class Effects(SecurityCase):
         r = v.get("/v1/auth/self", token=token)
         self.assertEqual(r.status, 401, f"a token from before the lock must not work after the next unlock: {r}")
 
+    def test_a_login_in_flight_during_a_lock_gets_no_working_token(self):
+        v = self.v
+        v.env["VAULTD_TEST_LOGIN_DELAY_MS"] = "1500"   # test builds: login waits before storing its token
+        token = self.boot()
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=v.login_request(ADMIN)))
+        t.start()
+        time.sleep(0.5)
+        self.check(v.post("/v1/sys/lock", token=token), 200, "lock while the login is in flight")
+        t.join(20)
+        r = out["r"]
+        self.check(self.recovery_unlock(), 200, "unlock")
+        if r.status == 200:
+            got = v.get("/v1/auth/self", token=r.json["token"]).status
+            self.assertEqual(got, 401, "a token stored after the lock's purge must not work after the next unlock")
+        self.assertEqual((r.status, (r.json or {}).get("error")), (503, "locked"), r)
+
     def test_no_session_survives_a_restart(self):
         v = self.v
         token = self.boot()
