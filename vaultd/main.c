@@ -18,13 +18,13 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "vaultd/api.h"
+#include "vaultd/http/api.h"
 #include "vaultd/config.h"
-#include "vaultd/dev.h"
-#include "vaultd/keyring.h"
+#include "vaultd/core/dev.h"
+#include "vaultd/keys/keyring.h"
 #include "vaultd/sandbox.h"
-#include "vaultd/server.h"
-#include "vaultd/store.h"
+#include "vaultd/http/server.h"
+#include "vaultd/store/store.h"
 #include "version.h"
 
 static void usage(FILE *f)

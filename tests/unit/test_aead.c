@@ -20,7 +20,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "common/secret.h"
-#include "vaultd/aead.h"
+#include "vaultd/keys/aead.h"
 
 struct kat {
 	const char *name, *key, *iv, *pt, *aad, *ct, *tag;

@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <sodium.h>
-#include "vaultd/audit.h"
+#include "vaultd/audit/audit.h"
 
 struct fixture {
 	char dir[64];

@@ -4,7 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include "vaultd/auth.h"
+#include "vaultd/access/auth.h"
 
 static const struct auth_params P = { .iterations = 1, .memory_kib = 8192, .parallelism = 1 };
 

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include "vaultd/authz.h"
+#include "vaultd/access/authz.h"
 
 struct fixture {
 	char dir[64], db[96];

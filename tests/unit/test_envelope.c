@@ -11,8 +11,8 @@
 #include <cmocka.h>
 #include "common/err.h"
 #include "common/secret.h"
-#include "vaultd/aead.h"
-#include "vaultd/envelope.h"
+#include "vaultd/keys/aead.h"
+#include "vaultd/keys/envelope.h"
 
 #define TENANT "acme"
 #define PATH "acme/rmm/tactical"

@@ -28,8 +28,8 @@
 #include "common/keyprov.h"
 #include "common/log.h"
 #include "common/secret.h"
-#include "vaultd/keyring.h"
-#include "vaultd/store.h"
+#include "vaultd/keys/keyring.h"
+#include "vaultd/store/store.h"
 
 extern char **environ;
 

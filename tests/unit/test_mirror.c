@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include "vaultd/mirror.h"
+#include "vaultd/audit/mirror.h"
 
 struct tmp {
 	char dir[64];

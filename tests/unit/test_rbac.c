@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "common/json.h"
-#include "vaultd/rbac.h"
+#include "vaultd/access/rbac.h"
 
 #define R_EMPTY "pattern is empty"
 #define R_LONG "pattern is longer than 520 characters"

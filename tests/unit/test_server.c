@@ -22,7 +22,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/secret.h"
-#include "vaultd/server.h"
+#include "vaultd/http/server.h"
 
 #define MAX_BODY 4096
 #define MAX_URL 1024

@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 #include "common/log.h"
-#include "vaultd/store.h"
+#include "vaultd/store/store.h"
 
 struct fixture {
 	char dir[64];

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 #include "common/secret.h"
-#include "vaultd/totp.h"
+#include "vaultd/access/totp.h"
 
 /* RFC 6238 Appendix B: the SHA-1 seed is the 20 ASCII bytes below. */
 static const char RFC_KEY[] = "12345678901234567890";

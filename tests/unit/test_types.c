@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "common/json.h"
-#include "vaultd/types.h"
+#include "vaultd/secrets/types.h"
 
 struct spec_field {
 	const char *name;

@@ -1,0 +1,54 @@
+/* vaultd/http/api.h: the HTTP API of ARCHITECTURE.md section 5.
+ *
+ * One route table decides, for every request and before any handler runs:
+ * route (404/405), vault state (503 while uninitialised or locked), and
+ * access (403). Handlers then parse strictly (unknown fields and query
+ * parameters are 400) and answer {"error", "message"[, "fields"]} on failure.
+ * Callers are users (bearer token from login) or services (a uid an admin
+ * bound); roles decide (rbac.h), default deny.
+ *
+ * api_handle() is a server_handler_fn and runs on server worker threads.
+ */
+#pragma once
+#include <sys/types.h>
+#include "vaultd/access/auth.h"
+#include "vaultd/keys/keyring.h"
+#include "vaultd/http/server.h"
+#include "vaultd/store/store.h"
+
+struct api_config {
+	uid_t daemon_uid;
+	struct auth_params argon2;
+	unsigned session_ttl;           /* seconds a login token lives */
+	unsigned max_failures;          /* failed authentications before 429 ... */
+	unsigned lockout_seconds;       /* ... within and for this long */
+	const char *audit_jsonl_path;   /* NULL: no JSON-lines mirror */
+	bool audit_jsonl_refuse;        /* a failed mirror write refuses the request */
+	unsigned audit_jsonl_timeout_ms;        /* a request waits this long for the mirror; 0: 1000 */
+	unsigned audit_retain_days;     /* 0: keep every audit record */
+	unsigned keep_versions;         /* versions kept per secret */
+	uint64_t kek_max_wraps;         /* automatic KEK rotation threshold */
+	unsigned rotate_batch;          /* rows per rotation transaction */
+};
+
+struct api;
+
+/* Also starts the rotation worker thread (rotate.h): call it after any fork. */
+int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, struct api **ret);
+void api_free(struct api *a);                  /* NULL-safe; stops the worker */
+int api_handle(void *userdata, const struct server_request *req, json_t **ret_body);
+
+bool api_is_initialized(struct api *a);
+/* The init and unlock flows, shared by the HTTP handlers and vaultd --dev.
+ * 0; -EEXIST already initialised; -EINVAL bad name/passphrase; -EACCES wrong
+ * user or passphrase; HSM and storage errors otherwise. */
+int api_init_vault(struct api *a, const char *admin, const struct secret *pass);
+/* vaultd --dev only: unlock with the passphrase alone (the dev process holds
+ * the TOTP secret too, so a second factor would prove nothing). */
+int api_unlock_vault(struct api *a, const char *user, const struct secret *pass);
+/* Init that also returns the admin's MFA enrolment ({"totp_uri",
+ * "totp_secret", "recovery_codes"}) when ret_enrolment is non-NULL. */
+/* Binds uid as service name with the given roles (JSON array text); used by
+ * vaultd --dev. -EEXIST if the uid is bound to another service. */
+int api_bind_service(struct api *a, const char *name, uid_t uid, const char *roles_json);
+int api_init_vault_mfa(struct api *a, const char *admin, const struct secret *pass, json_t **ret_enrolment);

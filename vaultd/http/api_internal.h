@@ -1,0 +1,168 @@
+/* vaultd/http/api_internal.h: what api.c, api_people.c and identity.c share.
+ * Not a public interface: the route table in api.c is the only caller.
+ */
+#pragma once
+#include <pthread.h>
+#include <stdbool.h>
+#include "common/path.h"
+#include "common/secret.h"
+#include "vaultd/http/api.h"
+#include "vaultd/access/rbac.h"
+#include "vaultd/store/store.h"
+
+#define PRINCIPAL_ROLES_MAX 16
+
+struct mirror;
+struct rotator;
+
+struct api {
+	struct api_config cfg;
+	struct store *store;
+	struct keyring *keyring;
+	struct rotator *rot;            /* the rotation worker (rotate.h) */
+	struct mirror *mirror;          /* [audit] jsonl_path (mirror.h); NULL: none */
+	pthread_mutex_t state_mu;       /* serialises init, unlock and lock */
+	bool initialized;
+	/* Session tokens are stored as a hash keyed by the epoch they were
+	 * issued in (token_hash_hex()). A new epoch is drawn at start, at
+	 * every unlock and at every lock, so no token survives any of them,
+	 * even if deleting the rows failed (epoch_mu). */
+	pthread_mutex_t epoch_mu;
+	uint8_t epoch[16];
+	int64_t pruned_at;              /* last audit retention run (worker thread only) */
+	int64_t started_at;
+	/* GET /v1/sys/metrics: mirror writes that failed (served anyway under
+	 * jsonl_on_failure = continue, refused under refuse). */
+	pthread_mutex_t metrics_mu;
+	uint64_t mirror_failures;
+	int64_t mirror_last_failure;
+	/* Its log lines, one per cause and MIRROR_LOG_EVERY_S (metrics_mu). */
+	int mirror_logged_err;          /* 0: the mirror is fine */
+	int64_t mirror_logged_at;
+	uint64_t mirror_unlogged;       /* failures since that line */
+};
+
+enum principal_kind {
+	PRINCIPAL_NONE = 0,             /* unbound uid, no token */
+	PRINCIPAL_USER,                 /* a person, by bearer token */
+	PRINCIPAL_SERVICE,              /* a bound uid */
+};
+
+/* Who is calling, and what their roles allow. */
+struct principal {
+	enum principal_kind kind;
+	char name[PATH_SEGMENT_MAX + 1];
+	char token_hash[65];            /* users: the hash of the token presented */
+	const struct rbac_role *roles[PRINCIPAL_ROLES_MAX];
+	size_t n_roles;
+	struct rbac_role owned[PRINCIPAL_ROLES_MAX];    /* custom roles loaded for this call */
+	size_t n_owned;
+	json_t *role_names;             /* JSON array of the role names */
+};
+void principal_clear(struct principal *p);
+
+/* One request as the route table sees it. */
+struct call {
+	const struct server_request *req;
+	const char *rest;               /* the path after the route's prefix */
+	struct principal who;
+	char path[PATH_MAX_LEN + 16];   /* secrets: validated path or list prefix */
+	int op;                         /* secrets: which operation */
+	/* The audit record this request will leave. */
+	const char *action;
+	unsigned cap;                   /* capability asked, 0 if none */
+	char principal[80];             /* set by identity or by the auth handlers */
+	char detail[160];               /* why, for refusals and failures; never secret */
+	bool audited;                   /* the handler recorded it with its own change */
+	int ok_status;                  /* what commit_audited() records; 0 means 200 */
+	bool handler_decides;           /* classify(): any principal passes, the handler checks */
+	bool audit_refused;             /* a record of it failed on the mirror (refuse policy) */
+};
+
+/* Appends c's audit record for status: in tx when given (the caller's write
+ * transaction, committed with the change), else in a transaction of its own.
+ * Never fails silently: the caller must refuse the request if this fails. */
+int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status);
+/* The record of an effect the request is about to have outside the
+ * database (result "attempt", status 202, this detail), in tx, before it
+ * happens; the request's own record still follows. */
+int audit_call_attempt(struct api *a, struct call *c, struct store_tx *tx, const char *detail);
+/* c->principal, filled as the audit record names it ("user:alice",
+ * "service:sync", "uid:1000") if the handler has not set it. */
+const char *call_principal(struct call *c);
+/* For a handler whose effect lies outside the database (unlock, a backup
+ * file): records its success (status 200) now, in a transaction of its own.
+ * 0; or the record failed, and a 503 audit_unavailable reply is written and
+ * its status returned: the caller must undo the effect. */
+int audit_effect(struct api *a, struct call *c, json_t **ret_body);
+/* For a handler whose change succeeded in *tx: records it (status 200) in
+ * the same transaction and commits both (*tx becomes NULL). On failure
+ * nothing is committed; the caller's store_tx_end() rolls back. */
+int commit_audited(struct api *a, struct call *c, struct store_tx **tx);
+
+/* An audit record of the daemon's own doing (rotation worker, retention),
+ * principal "system:vaultd", in tx, mirrored like every other record. */
+int audit_system(struct api *a, struct store_tx *tx, const char *action, const char *path, const char *result,
+		 const char *detail);
+/* init's record, the first of the chain: c's (or, for vaultd --dev with c
+ * NULL, the daemon's own "sys.init"), anchored under the new root key's
+ * audit key, in init's transaction. */
+int audit_init_record(struct api *a, struct call *c, struct store_tx *tx, const struct secret *audit_key);
+/* Audit retention ([audit] retain_days): at most once a day, deletes the
+ * records older than that and appends a checkpoint record ("audit.prune")
+ * carrying the hash of the last one deleted, so the rest still verifies.
+ * Worker thread only; needs the vault unlocked. */
+void audit_prune_if_due(struct api *a);
+
+/* api_rotate.c: rotation routes and the job queue. */
+json_t *rotation_json(const struct store_rotation *r);
+/* Classifies a /v1/rotate request (capability and path) before access is
+ * decided. 0, or writes a 404/405 reply and returns its status. */
+int rotate_classify(struct call *c, unsigned *ret_cap, json_t **ret_body);
+int h_rotate(struct api *a, struct call *c, json_t **ret_body);
+/* api_backup.c */
+int h_backup(struct api *a, struct call *c, json_t **ret_body);
+
+/* identity.c */
+/* Fills c->who from the bearer token or the uid's service binding. 0 (kind
+ * may be NONE), or writes a 401/5xx reply and returns its status. */
+int identity_resolve(struct api *a, struct call *c, json_t **ret_body);
+/* Loads the roles named by a JSON array text into p (built-ins by reference,
+ * custom roles from the store). Unknown names are skipped (default deny),
+ * and so is a custom role failing the authorization seal under key (when
+ * key is non-NULL: while unlocked), which is reported (authz.h). */
+int identity_load_roles(struct api *a, struct store_tx *tx, const struct secret *key, const char *roles_json,
+			struct principal *p);
+/* Every role name in arr exists (built-in or custom): NULL, or the first
+ * unknown name (borrowed from arr). -EINVAL shape errors via *ret_bad. */
+const char *identity_unknown_role(struct store_tx *tx, const json_t *arr);
+/* Hex BLAKE2b-256 of a bearer token keyed by a session epoch. */
+void token_hash_hex(const uint8_t epoch[16], const char *token, size_t n, char ret[65]);
+/* The current session epoch; api_epoch_renew() ends every session. */
+void api_epoch_get(struct api *a, uint8_t ret[16]);
+void api_epoch_renew(struct api *a);
+
+/* api_people.c: the handlers of the people-and-access routes. */
+int h_init(struct api *a, struct call *c, json_t **ret_body);
+int h_unlock(struct api *a, struct call *c, json_t **ret_body);
+int h_login(struct api *a, struct call *c, json_t **ret_body);
+int h_logout(struct api *a, struct call *c, json_t **ret_body);
+int h_self(struct api *a, struct call *c, json_t **ret_body);
+int h_passphrase(struct api *a, struct call *c, json_t **ret_body);
+int h_users(struct api *a, struct call *c, json_t **ret_body);
+int h_roles(struct api *a, struct call *c, json_t **ret_body);
+int h_services(struct api *a, struct call *c, json_t **ret_body);
+
+/* api.c: replies and strict input, shared by every handler. */
+int reply(json_t **ret_body, int status, json_t *body);
+_printf_(4, 5) int reply_error(json_t **ret_body, int status, const char *code, const char *fmt, ...);
+int reply_invalid(json_t **ret_body, json_t *fields, const char *message);
+int reply_internal(json_t **ret_body, const struct server_request *req, int r, const char *what);
+int reply_store_busy_or_internal(json_t **ret_body, const struct server_request *req, int r, const char *what);
+int reply_hsm_error(json_t **ret_body, const struct server_request *req, int r, const char *what);
+json_t *json_time(int64_t t);
+int parse_body(const struct server_request *req, const char *const *allowed, json_t **ret_obj, json_t **ret_body);
+int check_query(const struct server_request *req, const char *const *allowed, json_t **ret_body);
+int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret);
+bool flag_set(const struct server_request *req, const char *key);
+int json_to_secret(const json_t *v, struct secret **ret);
