@@ -16,7 +16,7 @@
 #include "vaultd/http/api.h"
 #include "vaultd/http/api_internal.h"
 #include "vaultd/audit/audit.h"
-#include "vaultd/audit/mirror.h"
+#include "vaultd/audit/recorder.h"
 #include "vaultd/rotate/rotate.h"
 #include "vaultd/secrets/types.h"
 #include "version.h"
@@ -237,7 +237,6 @@ int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, st
 	a->keyring = k;
 	a->started_at = time(NULL);
 	pthread_mutex_init(&a->state_mu, NULL);
-	pthread_mutex_init(&a->metrics_mu, NULL);
 	pthread_mutex_init(&a->epoch_mu, NULL);
 	randombytes_buf(a->epoch, sizeof(a->epoch));
 
@@ -260,10 +259,14 @@ int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, st
 		api_free(a);
 		return r;
 	}
-	if (cfg->audit_jsonl_path) {
-		if (!a->cfg.audit_jsonl_timeout_ms)
-			a->cfg.audit_jsonl_timeout_ms = 1000;
-		r = mirror_new(cfg->audit_jsonl_path, a->cfg.audit_jsonl_timeout_ms, &a->mirror);
+	{
+		struct auditor_config ac = {
+			.jsonl_path = cfg->audit_jsonl_path,
+			.jsonl_timeout_ms = cfg->audit_jsonl_timeout_ms,
+			.jsonl_refuse = cfg->audit_jsonl_refuse,
+			.retain_days = cfg->audit_retain_days,
+		};
+		r = auditor_new(&ac, s, k, &a->auditor);
 		if (r < 0) {
 			api_free(a);
 			return r;
@@ -294,8 +297,7 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	rotator_stop(a->rot);
-	mirror_free(a->mirror);         /* after the last writer: the worker's records */
-	pthread_mutex_destroy(&a->metrics_mu);
+	auditor_free(a->auditor);       /* after the last writer: the worker's records */
 	pthread_mutex_destroy(&a->state_mu);
 	sodium_memzero(a->epoch, sizeof(a->epoch));
 	pthread_mutex_destroy(&a->epoch_mu);
@@ -398,10 +400,7 @@ static int h_metrics(struct api *a, struct call *c, json_t **ret_body)
 	store_tx_end(tx);
 	if (r < 0)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "metrics");
-	pthread_mutex_lock(&a->metrics_mu);
-	failures = a->mirror_failures;
-	last = a->mirror_last_failure;
-	pthread_mutex_unlock(&a->metrics_mu);
+	auditor_mirror_failures(a->auditor, &failures, &last);
 	return reply(ret_body, 200,
 		     json_pack("{s:I, s:o, s:I, s:b, s:I}", "audit_mirror_failures", (json_int_t)failures,
 			       "audit_mirror_last_failure", last ? json_time(last) : json_null(),
@@ -1239,24 +1238,6 @@ static const char *management_action(const struct route *rt, const struct server
 	return t[3];
 }
 
-static json_t *audit_json(const struct store_audit *r);
-
-/* The optional JSON-lines mirror for shipping to a SIEM (mirror.h). 0, or
- * -errno when the line was not written whole in time. */
-static int mirror_record(struct api *a, const struct store_audit *rec)
-{
-	_cleanup_json_ json_t *j = audit_json(rec);
-	char *line;
-	int r;
-
-	line = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	if (!line)
-		return -ENOMEM;
-	r = mirror_write(a->mirror, line, strlen(line));
-	json_secure_free(line);
-	return r;
-}
-
 int audit_effect(struct api *a, struct call *c, json_t **ret_body)
 {
 	int r = audit_call(a, c, NULL, 200);
@@ -1276,104 +1257,6 @@ int commit_audited(struct api *a, struct call *c, struct store_tx **tx)
 		r = store_write_commit(TAKE_PTR(*tx));
 	if (r >= 0)
 		c->audited = true;
-	return r;
-}
-
-/* Counts a mirror write's outcome for GET /v1/sys/metrics and logs it: the
- * first failure of each cause at once, then one line per
- * MIRROR_LOG_EVERY_S with the count since (a stuck mirror under "continue"
- * must not write a log line per request), and the recovery. */
-#define MIRROR_LOG_EVERY_S 10
-
-static void mirror_note(struct api *a, int m)
-{
-	const char *refusing = a->cfg.audit_jsonl_refuse ? "; refusing requests until it can be written" : "";
-	int64_t now = time(NULL);
-	uint64_t skipped = 0;
-	bool say = false, recovered = false;
-	char more[80] = "";
-
-	pthread_mutex_lock(&a->metrics_mu);
-	if (m < 0) {
-		a->mirror_failures++;
-		a->mirror_last_failure = now;
-		if (m != a->mirror_logged_err || now - a->mirror_logged_at >= MIRROR_LOG_EVERY_S) {
-			say = true;
-			skipped = a->mirror_unlogged;
-			a->mirror_logged_err = m;
-			a->mirror_logged_at = now;
-			a->mirror_unlogged = 0;
-		} else
-			a->mirror_unlogged++;
-	} else if (a->mirror_logged_err) {
-		recovered = true;
-		skipped = a->mirror_unlogged;
-		a->mirror_logged_err = 0;
-		a->mirror_unlogged = 0;
-	}
-	pthread_mutex_unlock(&a->metrics_mu);
-
-	if (skipped)
-		snprintf(more, sizeof(more), " (and %" PRIu64 " failures not logged since the last line)", skipped);
-	if (recovered)
-		log_notice("the audit mirror '%s' is written again%s", a->cfg.audit_jsonl_path, more);
-	if (!say)
-		return;
-	if (m == -ETIMEDOUT)
-		log_error("cannot write the audit mirror '%s': it did not answer within %u ms%s%s",
-			  a->cfg.audit_jsonl_path, a->cfg.audit_jsonl_timeout_ms, refusing, more);
-	else if (m == -EBUSY)
-		log_error("cannot write the audit mirror '%s': still stuck on an earlier record%s%s",
-			  a->cfg.audit_jsonl_path, refusing, more);
-	else
-		log_error_errno(m, "cannot write the audit mirror '%s'%s%s", a->cfg.audit_jsonl_path, refusing, more);
-}
-
-/* Appends e in tx (or a transaction of its own when tx is NULL) and mirrors
- * it. The anchor key is taken inside the transaction, so a root-key switch
- * (which holds the writer) can never interleave with it. *ret_mirror_refused
- * (when given) is set if the refuse policy failed it for the mirror. */
-static int append_mirrored(struct api *a, struct store_tx *tx, const struct audit_entry *e,
-			   const struct secret *genesis_key, bool *ret_mirror_refused)
-{
-	_cleanup_secret_ struct secret *mac_key = NULL;
-	struct store_audit rec = {0};
-	struct store_tx *own = NULL;
-	int r;
-
-	if (!tx) {
-		r = store_write_begin(a->store, &own);
-		if (r < 0)
-			return r;
-		tx = own;
-	}
-	/* Anchored while unlocked; records made while locked are chained and
-	 * anchored by the next one made unlocked. init's record is the first
-	 * of the chain and anchored under the new root key's audit key. */
-	if (genesis_key)
-		r = audit_append_genesis(tx, e, genesis_key, &rec);
-	else {
-		(void)keyring_audit_key(a->keyring, &mac_key);
-		r = audit_append(tx, e, mac_key, &rec);
-	}
-	/* Mirror before the commit: with the refuse policy a record the
-	 * mirror did not get is not committed either. */
-	if (r >= 0 && a->mirror) {
-		int m = mirror_record(a, &rec);
-
-		mirror_note(a, m);
-		if (m < 0 && a->cfg.audit_jsonl_refuse) {
-			r = m;
-			if (ret_mirror_refused)
-				*ret_mirror_refused = true;
-		}
-	}
-	store_audit_clear(&rec);
-	if (own) {
-		if (r >= 0)
-			r = store_write_commit(TAKE_PTR(own));
-		store_tx_end(own);
-	}
 	return r;
 }
 
@@ -1408,7 +1291,8 @@ static int audit_call_key(struct api *a, struct call *c, struct store_tx *tx, in
 	int r;
 
 	call_principal(c);
-	r = append_mirrored(a, tx, &e, genesis_key, &c->audit_refused);
+	r = genesis_key ? auditor_record_genesis(a->auditor, tx, &e, genesis_key, &c->audit_refused)
+			: auditor_record(a->auditor, tx, &e, &c->audit_refused);
 	/* An attempt is not the request's record: that still follows. */
 	if (r >= 0 && !tx && !result)
 		c->audited = true;
@@ -1425,39 +1309,23 @@ int audit_call(struct api *a, struct call *c, struct store_tx *tx, int status)
 	return audit_call_key(a, c, tx, status, NULL, NULL, NULL);
 }
 
-static int audit_system_key(struct api *a, struct store_tx *tx, const char *action, const char *path,
-			    const char *result, const char *detail, const struct secret *genesis_key)
-{
-	uint8_t id[16];
-	char rid[33];
-	struct audit_entry e = {
-		.principal = AUDIT_SYSTEM_PRINCIPAL,
-		.uid = getuid(),
-		.pid = getpid(),
-		.action = action,
-		.path = path,
-		.capability = "",
-		.result = result,
-		.status = streq(result, "allowed") ? 200 : streq(result, "attempt") ? 202 : 500,
-		.detail = detail,
-		.request_id = rid,
-	};
-
-	randombytes_buf(id, sizeof(id));
-	sodium_bin2hex(rid, sizeof(rid), id, sizeof(id));
-	return append_mirrored(a, tx, &e, genesis_key, /* ret_mirror_refused= */ NULL);
-}
-
 int audit_system(struct api *a, struct store_tx *tx, const char *action, const char *path, const char *result,
 		 const char *detail)
 {
-	return audit_system_key(a, tx, action, path, result, detail, NULL);
+	return auditor_record_system(a->auditor, tx, action, path, result, detail);
 }
 
 int audit_init_record(struct api *a, struct call *c, struct store_tx *tx, const struct secret *audit_key)
 {
-	return c ? audit_call_key(a, c, tx, 200, audit_key, NULL, NULL)
-		 : audit_system_key(a, tx, "sys.init", NULL, "allowed", "vaultd --dev", audit_key);
+	struct audit_entry e = {
+		.principal = AUDIT_SYSTEM_PRINCIPAL, .uid = getuid(), .pid = getpid(), .action = "sys.init",
+		.capability = "", .result = "allowed", .status = 200, .detail = "vaultd --dev",
+		.request_id = "00000000000000000000000000000000",
+	};
+
+	if (c)
+		return audit_call_key(a, c, tx, 200, audit_key, NULL, NULL);
+	return auditor_record_genesis(a->auditor, tx, &e, audit_key, NULL);
 }
 
 static int parse_i64_param(const char *s, int64_t *ret)
@@ -1475,30 +1343,6 @@ static int parse_i64_param(const char *s, int64_t *ret)
 	return 0;
 }
 
-/* Records are escaped when written; escaping again on the way out keeps
- * rows written by an older vaultd (or behind its back) from making a whole
- * page fail on invalid UTF-8. A no-op on anything written since. */
-static json_t *audit_json(const struct store_audit *r)
-{
-	_cleanup_free_ char *path = audit_text_printable_dup(r->path), *detail = audit_text_printable_dup(r->detail);
-	char hex[65], principal[3 * sizeof(r->principal)], action[3 * sizeof(r->action)],
-		capability[3 * sizeof(r->capability)], result[3 * sizeof(r->result)], rid[3 * sizeof(r->request_id)];
-
-	if ((r->path && !path) || (r->detail && !detail))
-		return NULL;
-	audit_text_printable(principal, sizeof(principal), r->principal);
-	audit_text_printable(action, sizeof(action), r->action);
-	audit_text_printable(capability, sizeof(capability), r->capability);
-	audit_text_printable(result, sizeof(result), r->result);
-	audit_text_printable(rid, sizeof(rid), r->request_id);
-	sodium_bin2hex(hex, sizeof(hex), r->hash, sizeof(r->hash));
-	return json_pack("{s:I, s:o, s:s, s:I, s:I, s:s, s:s?, s:s, s:s, s:i, s:s?, s:s, s:s}", "id", (json_int_t)r->id,
-			 "time", json_time(r->time), "principal", principal, "uid", (json_int_t)r->uid, "pid",
-			 (json_int_t)r->pid, "action", action, "path", path, "capability", capability,
-			 "result", result, "status", r->status, "detail", detail, "request_id", rid,
-			 "hash", hex);
-}
-
 struct audit_page {
 	json_t *arr;
 	int64_t last_id;
@@ -1509,7 +1353,7 @@ static int audit_one(const struct store_audit *r, void *userdata)
 	struct audit_page *p = userdata;
 
 	p->last_id = r->id;
-	return json_array_append_new(p->arr, audit_json(r)) < 0 ? -ENOMEM : 0;
+	return json_array_append_new(p->arr, audit_record_json(r)) < 0 ? -ENOMEM : 0;
 }
 
 static int h_audit(struct api *a, struct call *c, json_t **ret_body)
@@ -1727,7 +1571,7 @@ static int record_suppressed(struct api *a, const struct call *c, uint64_t n, in
 		 n, when);
 	randombytes_buf(id, sizeof(id));
 	sodium_bin2hex(rid, sizeof(rid), id, sizeof(id));
-	return append_mirrored(a, NULL, &e, NULL, NULL);
+	return auditor_record(a->auditor, NULL, &e, NULL);
 }
 
 int api_handle(void *userdata, const struct server_request *req, json_t **ret_body)
@@ -1801,41 +1645,7 @@ int api_handle(void *userdata, const struct server_request *req, json_t **ret_bo
 
 /* ---- audit retention ---- */
 
-#define PRUNE_EVERY_S (24 * 3600)
-
 void audit_prune_if_due(struct api *a)
 {
-	_cleanup_secret_ struct secret *mac_key = NULL;
-	struct store_tx *tx = NULL;
-	char detail[256];
-	int64_t now = time(NULL), n;
-	int r;
-
-	if (!a->cfg.audit_retain_days || now - a->pruned_at < PRUNE_EVERY_S)
-		return;
-	a->pruned_at = now;
-#ifdef VAULTD_FAULT_INJECTION
-	{
-		/* Test builds: records cannot be aged in the database (their time
-		 * is hashed), so the retention clock moves instead. */
-		const char *off = getenv("VAULTD_TEST_AUDIT_CLOCK_OFFSET");
-		if (off)
-			now += strtoll(off, NULL, 10);
-	}
-#endif
-	if (keyring_audit_key(a->keyring, &mac_key) < 0)
-		return;                 /* locked: the checkpoint needs the key */
-	r = store_write_begin(a->store, &tx);
-	if (r < 0)
-		return;
-	n = audit_prune(tx, now - (int64_t)a->cfg.audit_retain_days * 86400, mac_key, detail, sizeof(detail));
-	/* The checkpoint commits with the deletion, or neither does. */
-	r = n > 0 ? audit_system(a, tx, AUDIT_PRUNE_ACTION, NULL, "allowed", detail) : (int)MIN(n, 0);
-	if (r >= 0 && n > 0)
-		r = store_write_commit(TAKE_PTR(tx));
-	store_tx_end(tx);
-	if (r < 0) {
-		log_error_errno(r, "audit retention failed; the records stay and it is retried in a day");
-	} else if (n > 0)
-		log_info("audit retention: pruned %" PRId64 " records older than %u days", n, a->cfg.audit_retain_days);
+	auditor_prune_if_due(a->auditor);
 }

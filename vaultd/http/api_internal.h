@@ -12,7 +12,7 @@
 
 #define PRINCIPAL_ROLES_MAX 16
 
-struct mirror;
+struct auditor;
 struct rotator;
 
 struct api {
@@ -20,7 +20,7 @@ struct api {
 	struct store *store;
 	struct keyring *keyring;
 	struct rotator *rot;            /* the rotation worker (rotate.h) */
-	struct mirror *mirror;          /* [audit] jsonl_path (mirror.h); NULL: none */
+	struct auditor *auditor;        /* the audit recorder and its mirror (recorder.h) */
 	pthread_mutex_t state_mu;       /* serialises init, unlock and lock */
 	bool initialized;
 	/* Session tokens are stored as a hash keyed by the epoch they were
@@ -29,17 +29,7 @@ struct api {
 	 * even if deleting the rows failed (epoch_mu). */
 	pthread_mutex_t epoch_mu;
 	uint8_t epoch[16];
-	int64_t pruned_at;              /* last audit retention run (worker thread only) */
 	int64_t started_at;
-	/* GET /v1/sys/metrics: mirror writes that failed (served anyway under
-	 * jsonl_on_failure = continue, refused under refuse). */
-	pthread_mutex_t metrics_mu;
-	uint64_t mirror_failures;
-	int64_t mirror_last_failure;
-	/* Its log lines, one per cause and MIRROR_LOG_EVERY_S (metrics_mu). */
-	int mirror_logged_err;          /* 0: the mirror is fine */
-	int64_t mirror_logged_at;
-	uint64_t mirror_unlogged;       /* failures since that line */
 };
 
 enum principal_kind {
