@@ -18,6 +18,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "vaultd/core/vault.h"
 #include "vaultd/http/api.h"
 #include "vaultd/config.h"
 #include "vaultd/core/dev.h"
@@ -144,8 +145,7 @@ int main(int argc, char **argv)
 	const char *config_path = NULL, *dev_dir = NULL;
 	struct config cfg = {0};
 	struct dev_vault dev = {0};
-	struct store *store = NULL;
-	struct keyring *keyring = NULL;
+	struct vault *vault = NULL;
 	struct api *api = NULL;
 	struct server *server = NULL;
 	char err[1024];
@@ -233,35 +233,37 @@ int main(int argc, char **argv)
 		}
 	}
 
-	r = store_open(cfg.storage.path, cfg.storage.readers, &store);
-	if (r < 0) {
-		log_error_errno(r, "cannot open the database '%s'", cfg.storage.path);
-		goto out;
-	}
-
 	{
-		struct keyring_hsm hsm = {
-			.prov = {
-				.module_path = cfg.hsm.module,
-				.token_label = cfg.hsm.token_label,
-				.pin_file = cfg.hsm.pin_file,
-				.pin_env = cfg.hsm.pin_env,
-				.timeout_ms = cfg.hsm.timeout_ms,
+		struct vault_config vcfg = {
+			.db_path = cfg.storage.path,
+			.db_readers = cfg.storage.readers,
+			.hsm = {
+				.prov = {
+					.module_path = cfg.hsm.module,
+					.token_label = cfg.hsm.token_label,
+					.pin_file = cfg.hsm.pin_file,
+					.pin_env = cfg.hsm.pin_env,
+					.timeout_ms = cfg.hsm.timeout_ms,
+				},
+				.key_label = cfg.hsm.key_label,
 			},
-			.key_label = cfg.hsm.key_label,
+			.kek_cache_max = cfg.keys.kek_cache_max,
+			.audit = {
+				.jsonl_path = cfg.audit.jsonl_path,
+				.jsonl_refuse = streq(cfg.audit.jsonl_on_failure, "refuse"),
+				.jsonl_timeout_ms = cfg.audit.jsonl_timeout_ms,
+				.retain_days = cfg.audit.retain_days,
+			},
+			.rotate_batch = cfg.rotation.batch_size,
+			.kek_max_wraps = cfg.keys.kek_max_wraps,
 		};
 		struct api_config acfg = {
 			.daemon_uid = getuid(),
 			.session_ttl = cfg.auth.session_ttl,
 			.max_failures = cfg.auth.max_failures,
 			.lockout_seconds = cfg.auth.lockout_seconds,
-			.audit_jsonl_path = cfg.audit.jsonl_path,
-			.audit_jsonl_refuse = streq(cfg.audit.jsonl_on_failure, "refuse"),
-			.audit_jsonl_timeout_ms = cfg.audit.jsonl_timeout_ms,
-			.audit_retain_days = cfg.audit.retain_days,
 			.keep_versions = cfg.secrets.keep_versions,
 			.kek_max_wraps = cfg.keys.kek_max_wraps,
-			.rotate_batch = cfg.rotation.batch_size,
 			.argon2 = {
 				.iterations = cfg.auth.argon2_iterations,
 				.memory_kib = cfg.auth.argon2_memory_kib,
@@ -270,17 +272,16 @@ int main(int argc, char **argv)
 		};
 
 		/* oaep-sha256-host fixes its hash; oaep-token takes the configured one. */
-		if (keyprov_mech_from_name(cfg.hsm.mechanism, &hsm.mech) < 0 ||
-		    keyprov_hash_from_name(hsm.mech == KEYPROV_MECH_OAEP_HOST ? "sha256" : cfg.hsm.oaep_token_hash,
-					   &hsm.hash) < 0) {
+		if (keyprov_mech_from_name(cfg.hsm.mechanism, &vcfg.hsm.mech) < 0 ||
+		    keyprov_hash_from_name(vcfg.hsm.mech == KEYPROV_MECH_OAEP_HOST ? "sha256" : cfg.hsm.oaep_token_hash,
+					   &vcfg.hsm.hash) < 0) {
 			log_error("bad HSM mechanism '%s'", cfg.hsm.mechanism);
 			goto out;
 		}
-		r = keyring_new(&hsm, &keyring);
-		if (r >= 0) {
-			keyring_set_kek_cache_max(keyring, cfg.keys.kek_cache_max);
-			r = api_new(&acfg, store, keyring, &api);
-		}
+		/* vault_new() logs what failed. */
+		if (vault_new(&vcfg, &vault) < 0)
+			goto out;
+		r = api_new(&acfg, vault, &api);
 		if (r < 0) {
 			log_error_errno(r, "cannot start");
 			goto out;
@@ -310,7 +311,7 @@ int main(int argc, char **argv)
 	} else if (api_is_initialized(api)) {
 		/* Find HSM trouble at start, not at the first unlock. Not fatal:
 		 * the HSM may come back, and health must answer meanwhile. */
-		r = keyring_check_hsm(keyring, store);
+		r = keyring_check_hsm(vault->keyring, vault->store);
 		if (r < 0)
 			log_error_errno(r, "the HSM key for this vault is not usable; unlock will fail until it is");
 	}
@@ -341,7 +342,7 @@ int main(int argc, char **argv)
 	if (dev_dir)
 		print_dev_banner(&dev, &cfg);
 	log_info("vaultd %s serving on %s (%s)", VAULTD_VERSION, cfg.server.socket,
-		 !api_is_initialized(api) ? "uninitialized" : keyring_is_unlocked(keyring) ? "unlocked" : "locked");
+		 !vault_is_initialized(vault) ? "uninitialized" : keyring_is_unlocked(vault->keyring) ? "unlocked" : "locked");
 
 	for (;;) {
 		if (sigwait(&sigs, &sig) != 0)
@@ -363,14 +364,11 @@ int main(int argc, char **argv)
 	}
 	ret = 0;
 out:
-	/* Dependency order: no handler runs after server_stop(), no worker
-	 * after api_free() (it joins the rotation worker, which uses the
-	 * keyring and writes the last records), then the keys are wiped and
-	 * the store closes last. */
+	/* No handler runs after server_stop(); the core then tears its parts
+	 * down in dependency order (core/vault.h). */
 	server_stop(server);
 	api_free(api);
-	keyring_free(keyring);          /* wipes RK and KEKs */
-	store_close(store);
+	vault_free(vault);
 	dev_vault_clear(&dev);
 	config_free(&cfg);
 	return ret;

@@ -1,4 +1,4 @@
-/* vaultd/http/api.h: the HTTP API of ARCHITECTURE.md section 5.
+/* vaultd/http/api.h: the HTTP API of ARCHITECTURE.md section 5 (http/router.c).
  *
  * One route table decides, for every request and before any handler runs:
  * route (404/405), vault state (503 while uninitialised or locked), and
@@ -12,9 +12,7 @@
 #pragma once
 #include <sys/types.h>
 #include "vaultd/access/auth.h"
-#include "vaultd/keys/keyring.h"
 #include "vaultd/http/server.h"
-#include "vaultd/store/store.h"
 
 struct api_config {
 	uid_t daemon_uid;
@@ -22,20 +20,16 @@ struct api_config {
 	unsigned session_ttl;           /* seconds a login token lives */
 	unsigned max_failures;          /* failed authentications before 429 ... */
 	unsigned lockout_seconds;       /* ... within and for this long */
-	const char *audit_jsonl_path;   /* NULL: no JSON-lines mirror */
-	bool audit_jsonl_refuse;        /* a failed mirror write refuses the request */
-	unsigned audit_jsonl_timeout_ms;        /* a request waits this long for the mirror; 0: 1000 */
-	unsigned audit_retain_days;     /* 0: keep every audit record */
 	unsigned keep_versions;         /* versions kept per secret */
-	uint64_t kek_max_wraps;         /* automatic KEK rotation threshold */
-	unsigned rotate_batch;          /* rows per rotation transaction */
+	uint64_t kek_max_wraps;         /* a write at this count queues the KEK's rotation */
 };
 
 struct api;
+struct vault;
 
-/* Also starts the rotation worker thread (rotate.h): call it after any fork. */
-int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, struct api **ret);
-void api_free(struct api *a);                  /* NULL-safe; stops the worker */
+/* The HTTP layer over a vault core (core/vault.h), which it borrows. */
+int api_new(const struct api_config *cfg, struct vault *v, struct api **ret);
+void api_free(struct api *a);                  /* NULL-safe */
 int api_handle(void *userdata, const struct server_request *req, json_t **ret_body);
 
 bool api_is_initialized(struct api *a);

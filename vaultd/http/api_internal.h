@@ -13,23 +13,17 @@
 #define PRINCIPAL_ROLES_MAX 16
 
 struct auditor;
+struct vault;
 struct rotator;
 
 struct api {
 	struct api_config cfg;
+	struct vault *v;                /* the core: state, session epoch (core/vault.h) */
+	/* The core's parts, borrowed: the handlers' shorthand. */
 	struct store *store;
 	struct keyring *keyring;
-	struct rotator *rot;            /* the rotation worker (rotate.h) */
-	struct auditor *auditor;        /* the audit recorder and its mirror (recorder.h) */
-	pthread_mutex_t state_mu;       /* serialises init, unlock and lock */
-	bool initialized;
-	/* Session tokens are stored as a hash keyed by the epoch they were
-	 * issued in (token_hash_hex()). A new epoch is drawn at start, at
-	 * every unlock and at every lock, so no token survives any of them,
-	 * even if deleting the rows failed (epoch_mu). */
-	pthread_mutex_t epoch_mu;
-	uint8_t epoch[16];
-	int64_t started_at;
+	struct rotator *rot;
+	struct auditor *auditor;
 };
 
 enum principal_kind {
@@ -128,9 +122,6 @@ int identity_load_roles(struct api *a, struct store_tx *tx, const struct secret 
 const char *identity_unknown_role(struct store_tx *tx, const json_t *arr);
 /* Hex BLAKE2b-256 of a bearer token keyed by a session epoch. */
 void token_hash_hex(const uint8_t epoch[16], const char *token, size_t n, char ret[65]);
-/* The current session epoch; api_epoch_renew() ends every session. */
-void api_epoch_get(struct api *a, uint8_t ret[16]);
-void api_epoch_renew(struct api *a);
 
 /* api_people.c: the handlers of the people-and-access routes. */
 int h_init(struct api *a, struct call *c, json_t **ret_body);

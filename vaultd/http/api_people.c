@@ -18,6 +18,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "vaultd/http/api_internal.h"
+#include "vaultd/core/vault.h"
 #include "vaultd/access/authz.h"
 #include "vaultd/audit/audit.h"
 #include "vaultd/rotate/rotate.h"
@@ -140,8 +141,8 @@ static int init_vault(struct api *a, const char *admin, const struct secret *pas
 		return -ENOMEM;
 	}
 
-	pthread_mutex_lock(&a->state_mu);
-	if (a->initialized) {
+	pthread_mutex_lock(&a->v->state_mu);
+	if (a->v->initialized) {
 		r = -EEXIST;
 		goto out;
 	}
@@ -174,13 +175,13 @@ static int init_vault(struct api *a, const char *admin, const struct secret *pas
 		goto out;
 	if (c)
 		c->audited = true;
-	a->initialized = true;
+	vault_set_initialized(a->v);
 	log_info("vault initialised; admin user '%s' (MFA enrolment pending)", admin);
 	if (ret_enrolment)
 		*ret_enrolment = TAKE_PTR(enrolment);
 out:
 	store_tx_end(tx);
-	pthread_mutex_unlock(&a->state_mu);
+	pthread_mutex_unlock(&a->v->state_mu);
 	json_decref(enrolment);
 	sodium_memzero(hashes, sizeof(hashes));
 	store_user_clear(&u);
@@ -665,13 +666,13 @@ int api_unlock_vault(struct api *a, const char *user, const struct secret *pass)
 	store_user_clear(&u);
 	if (r < 0 || !is_admin)
 		return -EACCES;
-	pthread_mutex_lock(&a->state_mu);
+	pthread_mutex_lock(&a->v->state_mu);
 	r = keyring_unlock(a->keyring, a->store);
 	if (r >= 0 && (r = unlock_check_seal(a, user)) < 0)
 		keyring_lock(a->keyring);
 	if (r >= 0)
-		api_epoch_renew(a);
-	pthread_mutex_unlock(&a->state_mu);
+		vault_epoch_renew(a->v);
+	pthread_mutex_unlock(&a->v->state_mu);
 	if (r >= 0)
 		rotator_kick(a->rot, true);
 	return r;
@@ -697,7 +698,7 @@ int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 		store_user_clear(&u);
 		return reply_error(ret_body, 403, "forbidden", "unlocking needs the admin capability");
 	}
-	pthread_mutex_lock(&a->state_mu);
+	pthread_mutex_lock(&a->v->state_mu);
 	r = keyring_unlock(a->keyring, a->store);
 	/* The rows that let this user unlock could not be checked while
 	 * locked: now they are, or the unlock is undone. */
@@ -705,13 +706,13 @@ int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 		keyring_lock(a->keyring);
 	else if (r >= 0) {
 		/* Recorded before anyone can use it, or undone. */
-		api_epoch_renew(a);
+		vault_epoch_renew(a->v);
 		if ((status = audit_effect(a, c, ret_body))) {
 			keyring_lock(a->keyring);
-			api_epoch_renew(a);
+			vault_epoch_renew(a->v);
 		}
 	}
-	pthread_mutex_unlock(&a->state_mu);
+	pthread_mutex_unlock(&a->v->state_mu);
 	if (r < 0) {
 		store_user_clear(&u);
 		return reply_hsm_error(ret_body, c->req, r, "unlock");
@@ -753,7 +754,7 @@ int h_login(struct api *a, struct call *c, json_t **ret_body)
 
 	/* The epoch of the unlock this login happens under: a lock (or a
 	 * new unlock) while it runs makes the token worthless. */
-	api_epoch_get(a, epoch);
+	vault_epoch_get(a->v, epoch);
 	if ((r = authenticate(a, c, &u, ret_body)))
 		return r;
 #ifdef VAULTD_FAULT_INJECTION
@@ -780,7 +781,7 @@ int h_login(struct api *a, struct call *c, json_t **ret_body)
 	if (r >= 0) {
 		/* Re-checked inside the transaction: a lock that ran since
 		 * purged the tokens before this one would be stored. */
-		api_epoch_get(a, now_epoch);
+		vault_epoch_get(a->v, now_epoch);
 		if (!keyring_is_unlocked(a->keyring) || sodium_memcmp(epoch, now_epoch, sizeof(epoch)) != 0)
 			r = -EACCES;
 	}

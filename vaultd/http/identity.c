@@ -8,6 +8,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "vaultd/http/api_internal.h"
+#include "vaultd/core/vault.h"
 #include "vaultd/access/authz.h"
 #include "vaultd/keys/keyring.h"
 #include "vaultd/store/store.h"
@@ -110,7 +111,7 @@ static int resolve_token(struct api *a, struct call *c, const char *token, size_
 
 	/* A token of an earlier epoch (before a lock, an unlock or a restart)
 	 * hashes to a row that does not exist. */
-	api_epoch_get(a, epoch);
+	vault_epoch_get(a->v, epoch);
 	token_hash_hex(epoch, token, n, c->who.token_hash);
 	sodium_memzero(epoch, sizeof(epoch));
 	r = store_token_get(tx, c->who.token_hash, &t);

@@ -1,4 +1,7 @@
-/* vaultd/http/api.c: see api.h. */
+/* vaultd/http/router.c: see api.h. The route table, the one access
+ * decision, the audit rule ("every request leaves a record"), the shared
+ * reply and input helpers, and (until they move into their own files) the
+ * secrets, lock, metrics and audit handlers. */
 #include <errno.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -14,6 +17,7 @@
 #include "common/log.h"
 #include "common/path.h"
 #include "vaultd/http/api.h"
+#include "vaultd/core/vault.h"
 #include "vaultd/http/api_internal.h"
 #include "vaultd/audit/audit.h"
 #include "vaultd/audit/recorder.h"
@@ -203,119 +207,29 @@ int json_to_secret(const json_t *v, struct secret **ret)
 
 bool api_is_initialized(struct api *a)
 {
-	bool i;
-
-	pthread_mutex_lock(&a->state_mu);
-	i = a->initialized;
-	pthread_mutex_unlock(&a->state_mu);
-	return i;
+	return vault_is_initialized(a->v);
 }
 
-static int record_for_worker(void *userdata, struct store_tx *tx, const char *action, const char *path,
-			     const char *result, const char *detail)
+int api_new(const struct api_config *cfg, struct vault *v, struct api **ret)
 {
-	return audit_system(userdata, tx, action, path, result, detail);
-}
-
-static void prune_for_worker(void *userdata)
-{
-	audit_prune_if_due(userdata);
-}
-
-int api_new(const struct api_config *cfg, struct store *s, struct keyring *k, struct api **ret)
-{
-	struct store_rootkey rk = {0};
-	struct store_tx *tx = NULL;
 	struct api *a;
-	int r;
 
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
 	a->cfg = *cfg;
-	a->store = s;
-	a->keyring = k;
-	a->started_at = time(NULL);
-	pthread_mutex_init(&a->state_mu, NULL);
-	pthread_mutex_init(&a->epoch_mu, NULL);
-	randombytes_buf(a->epoch, sizeof(a->epoch));
-
-	/* No session survives a restart (the epoch is new); their rows go. */
-	r = store_write_begin(s, &tx);
-	if (r >= 0)
-		r = store_token_delete_all(tx);
-	if (r >= 0)
-		r = store_rootkey_get_current(tx, &rk);
-	if (r >= 0 || r == -ENOENT) {
-		int c = store_write_commit(TAKE_PTR(tx));
-		if (c < 0)
-			r = c;
-	}
-	store_tx_end(tx);
-	store_rootkey_clear(&rk);
-	if (r == 0)
-		a->initialized = true;
-	else if (r != -ENOENT) {
-		api_free(a);
-		return r;
-	}
-	{
-		struct auditor_config ac = {
-			.jsonl_path = cfg->audit_jsonl_path,
-			.jsonl_timeout_ms = cfg->audit_jsonl_timeout_ms,
-			.jsonl_refuse = cfg->audit_jsonl_refuse,
-			.retain_days = cfg->audit_retain_days,
-		};
-		r = auditor_new(&ac, s, k, &a->auditor);
-		if (r < 0) {
-			api_free(a);
-			return r;
-		}
-	}
-	{
-		struct rotator_deps d = {
-			.store = s,
-			.keyring = k,
-			.batch_size = a->cfg.rotate_batch,
-			.kek_max_wraps = a->cfg.kek_max_wraps,
-			.record = record_for_worker,
-			.on_idle_unlocked = prune_for_worker,
-			.userdata = a,
-		};
-		r = rotator_start(&d, &a->rot);
-	}
-	if (r < 0) {
-		api_free(a);
-		return r;
-	}
+	a->v = v;
+	a->store = v->store;
+	a->keyring = v->keyring;
+	a->auditor = v->auditor;
+	a->rot = v->rotator;
 	*ret = a;
 	return 0;
 }
 
 void api_free(struct api *a)
 {
-	if (!a)
-		return;
-	rotator_stop(a->rot);
-	auditor_free(a->auditor);       /* after the last writer: the worker's records */
-	pthread_mutex_destroy(&a->state_mu);
-	sodium_memzero(a->epoch, sizeof(a->epoch));
-	pthread_mutex_destroy(&a->epoch_mu);
 	free(a);
-}
-
-void api_epoch_get(struct api *a, uint8_t ret[16])
-{
-	pthread_mutex_lock(&a->epoch_mu);
-	memcpy(ret, a->epoch, sizeof(a->epoch));
-	pthread_mutex_unlock(&a->epoch_mu);
-}
-
-void api_epoch_renew(struct api *a)
-{
-	pthread_mutex_lock(&a->epoch_mu);
-	randombytes_buf(a->epoch, sizeof(a->epoch));
-	pthread_mutex_unlock(&a->epoch_mu);
 }
 
 /* ---- handlers ---- */
@@ -356,10 +270,7 @@ static int h_lock(struct api *a, struct call *c, json_t **ret_body)
 	/* Locking is the emergency brake: it happens whatever the audit log
 	 * can take. Sessions end with the epoch, at once; their rows and the
 	 * record follow, and if they cannot be written the client is told. */
-	pthread_mutex_lock(&a->state_mu);
-	api_epoch_renew(a);
-	keyring_lock(a->keyring);
-	pthread_mutex_unlock(&a->state_mu);
+	vault_lock(a->v);
 	log_info("vault locked by '%s' (uid %u)", c->who.name, (unsigned)req->uid);
 	r = store_write_begin(a->store, &tx);
 	if (r >= 0)
@@ -405,7 +316,7 @@ static int h_metrics(struct api *a, struct call *c, json_t **ret_body)
 		     json_pack("{s:I, s:o, s:I, s:b, s:I}", "audit_mirror_failures", (json_int_t)failures,
 			       "audit_mirror_last_failure", last ? json_time(last) : json_null(),
 			       "rotation_jobs_active", (json_int_t)active, "locked", !keyring_is_unlocked(a->keyring),
-			       "uptime_seconds", (json_int_t)(time(NULL) - a->started_at)));
+			       "uptime_seconds", (json_int_t)(time(NULL) - a->v->started_at)));
 }
 
 static int h_types(struct api *a, struct call *c, json_t **ret_body)

@@ -1,0 +1,65 @@
+/* vaultd/core/vault.h: the vault core. It owns the parts (store, keyring,
+ * audit recorder, rotation worker) and their lifetimes, and the state every
+ * layer above shares: initialised or not, and the session epoch.
+ *
+ * vault_new() opens the store, makes the keyring (locked), the recorder and
+ * starts the rotation worker; vault_free() tears them down in dependency
+ * order: the worker is joined before the keyring is wiped, the recorder is
+ * freed after the last record, the store closes last. Stop the server (no
+ * handler may run) before vault_free().
+ *
+ * The parts are fields for the layers above to use; only vault.c creates,
+ * replaces or frees them. Threads: any, after vault_new() returns.
+ */
+#pragma once
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "vaultd/audit/recorder.h"
+#include "vaultd/keys/keyring.h"
+#include "vaultd/rotate/rotate.h"
+#include "vaultd/store/store.h"
+
+struct vault_config {
+	const char *db_path;
+	unsigned db_readers;            /* 1..16 */
+	struct keyring_hsm hsm;         /* borrowed strings */
+	unsigned kek_cache_max;         /* [keys] kek_cache_max */
+	struct auditor_config audit;
+	unsigned rotate_batch;          /* [rotation] batch_size */
+	uint64_t kek_max_wraps;         /* [keys] kek_max_wraps */
+};
+
+struct vault {
+	struct store *store;
+	struct keyring *keyring;
+	struct auditor *auditor;
+	struct rotator *rotator;
+	/* Serialises init, unlock and lock (and guards 'initialized'). */
+	pthread_mutex_t state_mu;
+	bool initialized;
+	/* Session tokens are stored as a hash keyed by the epoch they were
+	 * issued in. A new epoch is drawn at start, at every unlock and at
+	 * every lock, so no token survives any of them, even if deleting the
+	 * rows failed (epoch_mu). */
+	pthread_mutex_t epoch_mu;
+	uint8_t epoch[16];
+	int64_t started_at;
+};
+
+/* 0; -errno from the store (its error names the file), the keyring or the
+ * recorder. Logs what failed. Deletes the session rows of an earlier run. */
+int vault_new(const struct vault_config *cfg, struct vault **ret);
+void vault_free(struct vault *v);               /* NULL-safe; see above */
+DEFINE_CLEANUP(struct vault *, vault_free)
+
+bool vault_is_initialized(struct vault *v);
+/* init only, with state_mu held, once its transaction committed. */
+void vault_set_initialized(struct vault *v);
+
+/* The current session epoch; vault_epoch_renew() ends every session. */
+void vault_epoch_get(struct vault *v, uint8_t ret[16]);
+void vault_epoch_renew(struct vault *v);
+
+/* Locks: a new epoch (every session ends) and the keys wiped. */
+void vault_lock(struct vault *v);
