@@ -18,12 +18,21 @@ static const char *const vlt_messages[] = {
 	[VLT_E_BLOB_VERSION - VLT_E_FIRST] = "wrapped-key blob has an unsupported format version",
 };
 
+static const char *const vlt_domain_messages[] = {
+	[VLT_E_CAS - VLT_E_DOMAIN_FIRST] = "check-and-set failed: the credential changed",
+	[VLT_E_TYPE - VLT_E_DOMAIN_FIRST] = "a credential's type cannot change",
+	[VLT_E_DELETED - VLT_E_DOMAIN_FIRST] = "the secret is deleted",
+	[VLT_E_VERSIONS - VLT_E_DOMAIN_FIRST] = "the secret has run out of version numbers",
+};
+
 const char *vlt_strerror(int r)
 {
 	int e = r < 0 ? -r : r;
 
 	if (e > VLT_E_FIRST && e < VLT_E_LAST && vlt_messages[e - VLT_E_FIRST])
 		return vlt_messages[e - VLT_E_FIRST];
+	if (e > VLT_E_DOMAIN_FIRST && e < VLT_E_DOMAIN_LAST && vlt_domain_messages[e - VLT_E_DOMAIN_FIRST])
+		return vlt_domain_messages[e - VLT_E_DOMAIN_FIRST];
 	if (e == 0)
 		return "success";
 	if (e < VLT_E_FIRST) {

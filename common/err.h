@@ -25,5 +25,16 @@ enum {
 	VLT_E_LAST,
 };
 
+/* The domain's own conditions (vaultd/secrets/, ...), where errno has no
+ * fitting name. A range apart from the HSM's, which callers test as one. */
+enum {
+	VLT_E_DOMAIN_FIRST = 10100,
+	VLT_E_CAS,              /* check-and-set: the current version is not the one given */
+	VLT_E_TYPE,             /* a credential's type cannot change */
+	VLT_E_DELETED,          /* the secret is soft-deleted */
+	VLT_E_VERSIONS,         /* the secret has run out of version numbers */
+	VLT_E_DOMAIN_LAST,
+};
+
 /* r < 0; returns a static string. Unknown codes give a generic sentence. */
 const char *vlt_strerror(int r);

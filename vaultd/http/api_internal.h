@@ -63,6 +63,12 @@ struct call {
 	bool audit_refused;             /* a record of it failed on the mirror (refuse policy) */
 };
 
+/* A request as a domain callback's userdata. */
+struct api_call {
+	struct api *a;
+	struct call *c;
+};
+
 /* Appends c's audit record for status: in tx when given (the caller's write
  * transaction, committed with the change), else in a transaction of its own.
  * Never fails silently: the caller must refuse the request if this fails. */
@@ -141,6 +147,12 @@ int reply_invalid(json_t **ret_body, json_t *fields, const char *message);
 int reply_internal(json_t **ret_body, const struct server_request *req, int r, const char *what);
 int reply_store_busy_or_internal(json_t **ret_body, const struct server_request *req, int r, const char *what);
 int reply_hsm_error(json_t **ret_body, const struct server_request *req, int r, const char *what);
+/* A domain error as its status, code and message (http/reply.c, the one
+ * table); fmt (may be NULL) names the case better than the table's
+ * sentence. An error the table does not know is a 500, logged with what. */
+_printf_(5, 6) int reply_errno(json_t **ret_body, const struct server_request *req, int r, const char *what,
+			       const char *fmt, ...);
+int reply_audit_unavailable(json_t **ret_body);
 json_t *json_time(int64_t t);
 int parse_body(const struct server_request *req, const char *const *allowed, json_t **ret_obj, json_t **ret_body);
 int check_query(const struct server_request *req, const char *const *allowed, json_t **ret_body);

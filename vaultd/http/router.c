@@ -22,6 +22,7 @@
 #include "vaultd/audit/audit.h"
 #include "vaultd/audit/recorder.h"
 #include "vaultd/rotate/rotate.h"
+#include "vaultd/secrets/secrets.h"
 #include "vaultd/secrets/types.h"
 #include "version.h"
 
@@ -29,68 +30,6 @@
 #define METADATA_MAX 8192
 #define METADATA_KEYS_MAX 32
 #define LIST_MAX 10000
-
-/* ---- replies ---- */
-
-int reply(json_t **ret_body, int status, json_t *body)
-{
-	*ret_body = body;
-	return status;
-}
-
-_printf_(4, 5) int reply_error(json_t **ret_body, int status, const char *code, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return reply(ret_body, status, server_error_json(code, msg));
-}
-
-int reply_invalid(json_t **ret_body, json_t *fields, const char *message)
-{
-	json_t *e = server_error_json("invalid", message);
-
-	json_object_set_new(e, "fields", fields);
-	return reply(ret_body, 400, e);
-}
-
-int reply_internal(json_t **ret_body, const struct server_request *req, int r, const char *what)
-{
-	/* Logged once here, where the failure is decided; the client gets the
-	 * request id to quote, not our internals. */
-	log_error_errno(r, "%s (request %s)", what, req->request_id);
-	return reply_error(ret_body, 500, "internal", "internal error; see the daemon log for request %s",
-			   req->request_id);
-}
-
-int reply_store_busy_or_internal(json_t **ret_body, const struct server_request *req, int r,
-					const char *what)
-{
-	if (r == -EBUSY)
-		return reply_error(ret_body, 503, "busy", "the database is busy; retry");
-	return reply_internal(ret_body, req, r, what);
-}
-
-static int reply_audit_unavailable(json_t **ret_body)
-{
-	return reply_error(ret_body, 503, "audit_unavailable",
-			   "the audit log cannot be written; the request was refused");
-}
-
-json_t *json_time(int64_t t)
-{
-	char buf[32];
-	struct tm tm;
-	time_t tt = (time_t)t;
-
-	if (!gmtime_r(&tt, &tm))
-		return json_null();
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_string(buf);
-}
 
 /* ---- strict input ---- */
 
@@ -247,17 +186,6 @@ static int h_health(struct api *a, struct call *c, json_t **ret_body)
 			       !keyring_is_unlocked(a->keyring), "version", VAULTD_VERSION));
 }
 
-int reply_hsm_error(json_t **ret_body, const struct server_request *req, int r, const char *what)
-{
-	/* HSM trouble is the operator's to fix: say which, without internals. */
-	log_error_errno(r, "%s (request %s)", what, req->request_id);
-	if (r == -VLT_E_HSM_TIMEOUT)
-		return reply_error(ret_body, 503, "hsm_unavailable", "the HSM did not answer in time");
-	if (-r > VLT_E_FIRST && -r < VLT_E_LAST)
-		return reply_error(ret_body, 503, "hsm_unavailable", "%s", vlt_strerror(r));
-	return reply_internal(ret_body, req, r, what);
-}
-
 static int h_lock(struct api *a, struct call *c, json_t **ret_body)
 {
 	const struct server_request *req = c->req;
@@ -400,94 +328,58 @@ static const char *max_age_check(const json_t *m)
 /* Seals 'data' as the next version of path and commits: current, or
  * pending (staged for promotion). cas < 0: no check. Versions beyond
  * [secrets] keep_versions are destroyed in the same transaction. */
+static int commit_request(void *userdata, struct store_tx **tx)
+{
+	struct api_call *ac = userdata;
+
+	return commit_audited(ac->a, ac->c, tx);
+}
+
+/* The write itself is the domain's (secrets.h); this names its errors for
+ * the client. */
 static int write_version(struct api *a, struct call *c, const char *path,
 			 const char *type, const char *metadata, const struct secret *plain,
 			 int64_t cas, uint32_t from_version, bool pending, json_t **ret_body)
 {
+	const struct secrets_env env = { .store = a->store, .keyring = a->keyring, .keep_versions = a->cfg.keep_versions };
+	const struct secret_write w = { .path = path, .type = type, .metadata = metadata, .plain = plain, .cas = cas,
+					.from_version = from_version, .pending = pending };
+	struct api_call ac = { .a = a, .c = c };
+	struct secret_written out = {0};
 	const struct server_request *req = c->req;
-	char tenant[PATH_SEGMENT_MAX + 1];
-	struct store_secret head = {0};
-	struct store_version v = {0};
-	struct store_tx *tx = NULL;
-	uint64_t wraps = 0;
-	uint32_t next;
-	int r, status;
+	int r;
 
-	if (path_tenant(path, tenant) < 0)
+	r = secrets_write(&env, &w, commit_request, &ac, &out);
+	if (r >= 0) {
+		if (out.kek_wraps >= a->cfg.kek_max_wraps)
+			rotator_kick(a->rot, false);
+		return reply(ret_body, 200, json_pack("{s:s, s:i, s:s}", "path", path, "version", (json_int_t)out.version,
+						      "stage", pending ? "pending" : "current"));
+	}
+	switch (r) {
+	case -ENOENT:
+	case -VLT_E_DELETED:
+		if (pending)
+			return reply_errno(ret_body, req, r, "write secret", "no secret at '%s'; a pending version "
+					   "stages a change to an existing secret", path);
+		return r == -ENOENT ? reply_errno(ret_body, req, r, "write secret", "no secret at '%s'", path)
+				    : reply_errno(ret_body, req, r, "write secret", "the secret at '%s' is deleted", path);
+	case -VLT_E_TYPE:
+		return reply_errno(ret_body, req, r, "write secret",
+				   "'%s' holds a %s credential; its type cannot change (destroy it first)", path, out.type);
+	case -VLT_E_CAS:
+		return reply_errno(ret_body, req, r, "write secret",
+				   "check-and-set failed: current version is %" PRIu32 ", not %" PRId64,
+				   out.current_version, cas);
+	case -VLT_E_VERSIONS:
+		return reply_errno(ret_body, req, r, "write secret", "'%s' has run out of version numbers", path);
+	case -EINVAL:
 		return reply_error(ret_body, 400, "bad_path", "invalid path");
-	r = keyring_ensure_kek(a->keyring, a->store, tenant);
-	if (r == -EACCES)
+	case -EACCES:
 		return reply_error(ret_body, 503, "locked", "the vault is locked");
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, req, r, "create tenant key");
-
-	r = store_write_begin(a->store, &tx);
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, req, r, "begin write");
-	r = store_secret_get(tx, path, &head);
-	if (r < 0 && r != -ENOENT) {
-		status = reply_store_busy_or_internal(ret_body, req, r, "read secret");
-		goto out;
+	default:
+		return reply_store_busy_or_internal(ret_body, req, r, "write secret");
 	}
-	if (r == -ENOENT && from_version) {
-		status = reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
-		goto out;
-	}
-	if (r == 0 && from_version && head.deleted_at) {
-		status = reply_error(ret_body, 404, "not_found", "the secret at '%s' is deleted", path);
-		goto out;
-	}
-	if (pending && (r == -ENOENT || head.deleted_at)) {
-		status = reply_error(ret_body, 404, "not_found",
-				     "no secret at '%s'; a pending version stages a change to an existing secret", path);
-		goto out;
-	}
-	if (r == 0 && !streq(head.type, type)) {
-		status = reply_error(ret_body, 409, "type_mismatch",
-				     "'%s' holds a %s credential; its type cannot change (destroy it first)",
-				     path, head.type);
-		goto out;
-	}
-	if (cas >= 0) {
-		int64_t current = (r == 0 && !head.deleted_at) ? head.current_version : 0;
-		if (current != cas) {
-			status = reply_error(ret_body, 409, "conflict",
-					     "check-and-set failed: current version is %" PRId64 ", not %" PRId64,
-					     current, cas);
-			goto out;
-		}
-	}
-	next = r == 0 ? head.latest_version + 1 : 1;
-	if (next == 0) {
-		status = reply_error(ret_body, 409, "conflict", "'%s' has run out of version numbers", path);
-		goto out;
-	}
-
-	r = keyring_seal(a->keyring, tx, path, next, plain, &v, &wraps);
-	if (r == -EACCES) {
-		status = reply_error(ret_body, 503, "locked", "the vault is locked");
-		goto out;
-	}
-	if (r >= 0)
-		r = pending ? store_secret_put_pending(tx, path, metadata, &v)
-			    : store_secret_put_version(tx, path, tenant, type, metadata, &v);
-	if (r >= 0)
-		r = store_secret_prune_versions(tx, path, a->cfg.keep_versions);
-	if (r >= 0)
-		r = commit_audited(a, c, &tx);
-	if (r < 0) {
-		status = reply_store_busy_or_internal(ret_body, req, r, "write secret");
-		goto out;
-	}
-	if (wraps >= a->cfg.kek_max_wraps)
-		rotator_kick(a->rot, false);
-	status = reply(ret_body, 200, json_pack("{s:s, s:i, s:s}", "path", path, "version", (json_int_t)next, "stage",
-					       pending ? "pending" : "current"));
-out:
-	store_tx_end(tx);
-	store_secret_clear(&head);
-	store_version_clear(&v);
-	return status;
 }
 
 static int secret_put(struct api *a, struct call *c, const char *path, json_t **ret_body)

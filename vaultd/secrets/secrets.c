@@ -1,0 +1,72 @@
+/* vaultd/secrets/secrets.c: see secrets.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include "common/err.h"
+#include "common/path.h"
+#include "vaultd/secrets/secrets.h"
+
+int secrets_write(const struct secrets_env *env, const struct secret_write *w, secrets_commit_fn commit,
+		  void *userdata, struct secret_written *ret)
+{
+	char tenant[PATH_SEGMENT_MAX + 1];
+	struct store_secret head = {0};
+	struct store_version v = {0};
+	struct store_tx *tx = NULL;
+	struct secret_written out = {0};
+	bool exists;
+	int r;
+
+	if (path_tenant(w->path, tenant) < 0)
+		return -EINVAL;
+	/* Committed in a transaction of its own before anything is sealed
+	 * under it (keyring.h). */
+	r = keyring_ensure_kek(env->keyring, env->store, tenant);
+	if (r < 0)
+		return r;
+
+	r = store_write_begin(env->store, &tx);
+	if (r < 0)
+		return r;
+	r = store_secret_get(tx, w->path, &head);
+	if (r < 0 && r != -ENOENT)
+		goto out;
+	exists = r == 0;
+	r = 0;
+	if (exists) {
+		out.current_version = head.deleted_at ? 0 : head.current_version;
+		snprintf(out.type, sizeof(out.type), "%s", head.type);
+	}
+	if ((w->from_version || w->pending) && !exists)
+		r = -ENOENT;
+	else if ((w->from_version || w->pending) && head.deleted_at)
+		r = -VLT_E_DELETED;
+	else if (exists && !streq(head.type, w->type))
+		r = -VLT_E_TYPE;
+	else if (w->cas >= 0 && out.current_version != w->cas)
+		r = -VLT_E_CAS;
+	if (r < 0)
+		goto out;
+	out.version = exists ? head.latest_version + 1 : 1;
+	if (out.version == 0) {
+		r = -VLT_E_VERSIONS;
+		goto out;
+	}
+
+	r = keyring_seal(env->keyring, tx, w->path, out.version, w->plain, &v, &out.kek_wraps);
+	if (r >= 0)
+		r = w->pending ? store_secret_put_pending(tx, w->path, w->metadata, &v)
+			       : store_secret_put_version(tx, w->path, tenant, w->type, w->metadata, &v);
+	if (r >= 0)
+		r = store_secret_prune_versions(tx, w->path, env->keep_versions);
+	/* The record commits with the change, or neither does. */
+	if (r >= 0)
+		r = commit(userdata, &tx);
+out:
+	store_tx_end(tx);
+	store_secret_clear(&head);
+	store_version_clear(&v);
+	if (r >= 0 || r == -VLT_E_CAS || r == -VLT_E_TYPE)
+		*ret = out;
+	return r;
+}

@@ -1,0 +1,49 @@
+/* vaultd/secrets/secrets.h: writing credentials, the rules and nothing of
+ * HTTP: check-and-set, versioning, sealing under the tenant's KEK, staging,
+ * pruning old versions. The caller's audit record commits with the write
+ * (commit hook) or neither does.
+ *
+ * Errors (0 or -errno): -EINVAL a path without a tenant; -EACCES the vault
+ * is locked; -ENOENT no secret at the path (a rollback, or staging, needs
+ * one); -VLT_E_DELETED it is soft-deleted (same cases); -VLT_E_TYPE its type
+ * differs; -VLT_E_CAS the current version is not w->cas; -VLT_E_VERSIONS no
+ * version number left; storage and keyring errors pass through, and so does
+ * whatever the commit hook returns. Threads: any.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include "common/secret.h"
+#include "vaultd/keys/keyring.h"
+#include "vaultd/store/store.h"
+
+struct secrets_env {
+	struct store *store;
+	struct keyring *keyring;
+	unsigned keep_versions;         /* [secrets] keep_versions */
+};
+
+struct secret_write {
+	const char *path;               /* validated: "<tenant>/<rest>" */
+	const char *type;               /* a known credential type (types.h) */
+	const char *metadata;           /* JSON object text, or NULL to keep the current */
+	const struct secret *plain;     /* the canonical data, borrowed */
+	int64_t cas;                    /* < 0: no check; else the current version it must be (0: none) */
+	uint32_t from_version;          /* rollback: the version copied (the secret must exist) */
+	bool pending;                   /* staged, not current (the secret must exist) */
+};
+
+struct secret_written {
+	uint32_t version;               /* the version written */
+	uint64_t kek_wraps;             /* the tenant KEK's wrap count after it */
+	/* Also filled for -VLT_E_CAS and -VLT_E_TYPE, to name what is there. */
+	uint32_t current_version;
+	char type[33];
+};
+
+/* Called inside the write transaction, just before it commits: the
+ * request's audit record. < 0 refuses the write. */
+typedef int (*secrets_commit_fn)(void *userdata, struct store_tx **tx);
+
+int secrets_write(const struct secrets_env *env, const struct secret_write *w, secrets_commit_fn commit,
+		  void *userdata, struct secret_written *ret);
