@@ -1,4 +1,4 @@
-/* vaultd/http/api_internal.h: what api.c, api_people.c and identity.c share.
+/* vaultd/http/api_internal.h: what the router, the handlers (h_*.c, api_*.c) and identity.c share.
  * Not a public interface: the route table in api.c is the only caller.
  */
 #pragma once
@@ -104,13 +104,20 @@ int audit_init_record(struct api *a, struct call *c, struct store_tx *tx, const 
  * Worker thread only; needs the vault unlocked. */
 void audit_prune_if_due(struct api *a);
 
-/* api_rotate.c: rotation routes and the job queue. */
+/* h_rotate.c: the rotation routes. */
 json_t *rotation_json(const struct store_rotation *r);
 /* Classifies a /v1/rotate request (capability and path) before access is
  * decided. 0, or writes a 404/405 reply and returns its status. */
 int rotate_classify(struct call *c, unsigned *ret_cap, json_t **ret_body);
 int h_rotate(struct api *a, struct call *c, json_t **ret_body);
-/* api_backup.c */
+/* h_secrets.c: the /v1/secrets routes. secrets_classify() decides the
+ * operation, capability and path before access is decided. */
+int secrets_classify(struct call *c, unsigned *ret_cap, json_t **ret_body);
+int h_secrets(struct api *a, struct call *c, json_t **ret_body);
+/* h_audit.c */
+int h_audit(struct api *a, struct call *c, json_t **ret_body);
+int h_audit_verify(struct api *a, struct call *c, json_t **ret_body);
+/* h_backup.c */
 int h_backup(struct api *a, struct call *c, json_t **ret_body);
 
 /* identity.c */
@@ -129,7 +136,13 @@ const char *identity_unknown_role(struct store_tx *tx, const json_t *arr);
 /* Hex BLAKE2b-256 of a bearer token keyed by a session epoch. */
 void token_hash_hex(const uint8_t epoch[16], const char *token, size_t n, char ret[65]);
 
-/* api_people.c: the handlers of the people-and-access routes. */
+/* h_accounts.c: enrolment and the sealed writes of access rows, shared
+ * with init (h_auth.c). account_seal_*: -EACCES while locked. */
+int account_enrol(struct api *a, struct store_user *u, char (*hashes)[65], json_t **ret_reply);
+int account_seal_user(struct api *a, struct store_user *u);
+int account_seal_role(struct api *a, struct store_role *ro);
+int account_seal_service(struct api *a, struct store_service *sv);
+/* h_auth.c and h_accounts.c: the handlers of the people-and-access routes. */
 int h_init(struct api *a, struct call *c, json_t **ret_body);
 int h_unlock(struct api *a, struct call *c, json_t **ret_body);
 int h_login(struct api *a, struct call *c, json_t **ret_body);

@@ -1,7 +1,7 @@
 /* vaultd/rotate/rotate.h: the rotation worker.
  *
  * Rotations are jobs, rows of the rotations table (store.h), queued by the
- * API (api_rotate.c) or by the worker itself (a tenant KEK near its wrap
+ * API (http/h_rotate.c) or by the worker itself (a tenant KEK near its wrap
  * limit). One thread runs them one at a time, oldest first, in steps: a
  * start step, batches of [rotation] batch_size rows, and a finishing step,
  * each one write transaction that also advances the job row, so a crash

@@ -1,4 +1,4 @@
-/* vaultd/api_backup.c: POST /v1/sys/backup (docs/api.md, "Backup").
+/* vaultd/http/h_backup.c: POST /v1/sys/backup (docs/api.md, "Backup").
  * The copy is made by the store (a consistent snapshot; writers go on); this
  * handler checks the target and describes the copy in a manifest. */
 #include <errno.h>

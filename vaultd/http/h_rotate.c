@@ -1,4 +1,4 @@
-/* vaultd/api_rotate.c: the /v1/rotate routes (docs/api.md, "Rotation").
+/* vaultd/http/h_rotate.c: the /v1/rotate routes (docs/api.md, "Rotation").
  * Requests queue jobs; the worker in rotate.c runs them. */
 #include <errno.h>
 #include <inttypes.h>

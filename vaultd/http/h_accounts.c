@@ -1,0 +1,590 @@
+/* vaultd/http/h_accounts.c: users, roles and services (admin), their MFA
+ * enrolment, and the authorization seal on every row written (authz.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "common/encoding.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "vaultd/access/authz.h"
+#include "vaultd/access/totp.h"
+#include "vaultd/core/vault.h"
+#include "vaultd/http/api_internal.h"
+#include "vaultd/keys/envelope.h"
+#include "vaultd/keys/keyring.h"
+#include "vaultd/store/store.h"
+
+#define ISSUER "vaultd"
+
+/* ---- enrolment ---- */
+
+/* Rows that grant access are written sealed (authz.h): with the MAC under
+ * the current root key's authorization key. -EACCES while locked. */
+int account_seal_user(struct api *a, struct store_user *u)
+{
+	_cleanup_secret_ struct secret *key = NULL;
+	int r = keyring_authz_key(a->keyring, &key);
+
+	if (r >= 0)
+		authz_mac_user(key, u, u->mac);
+	return r;
+}
+
+int account_seal_role(struct api *a, struct store_role *ro)
+{
+	_cleanup_secret_ struct secret *key = NULL;
+	int r = keyring_authz_key(a->keyring, &key);
+
+	if (r >= 0)
+		authz_mac_role(key, ro, ro->mac);
+	return r;
+}
+
+int account_seal_service(struct api *a, struct store_service *sv)
+{
+	_cleanup_secret_ struct secret *key = NULL;
+	int r = keyring_authz_key(a->keyring, &key);
+
+	if (r >= 0)
+		authz_mac_service(key, sv, sv->mac);
+	return r;
+}
+
+/* Draws a new MFA key and TOTP secret for u (state pending) and recovery
+ * codes; fills *ret_reply with what the user must see once. */
+int account_enrol(struct api *a, struct store_user *u, char (*hashes)[65], json_t **ret_reply)
+{
+	_cleanup_secret_ struct secret *mfa_key = NULL, *totp = NULL, *uri = NULL, *codes = NULL;
+	uint8_t *key_blob = NULL, *totp_blob = NULL;
+	size_t key_len = 0, totp_len = 0;
+	char b32[128];
+	json_t *reply, *arr;
+	int r;
+
+	if ((r = secret_random(32, &mfa_key)) < 0 || (r = totp_secret_new(&totp)) < 0 ||
+	    (r = totp_uri(totp, ISSUER, u->name, &uri)) < 0 ||
+	    (r = totp_recovery_generate(TOTP_RECOVERY_CODES, &codes, hashes)) < 0)
+		return r;
+	r = keyring_hsm_wrap_key(a->keyring, mfa_key, &key_blob, &key_len);
+	if (r < 0)
+		return r;
+	r = envelope_seal_totp(mfa_key, u->name, totp, &totp_blob, &totp_len);
+	if (r < 0) {
+		free(key_blob);
+		return r;
+	}
+	r = base32_encode(totp->p, totp->len, 0, b32, sizeof(b32));
+	if (r < 0) {
+		free(key_blob);
+		free(totp_blob);
+		return r;
+	}
+	arr = json_array();
+	for (const char *p = (const char *)codes->p; *p;) {
+		const char *e = strchrnul(p, '\n');
+		json_array_append_new(arr, json_stringn(p, (size_t)(e - p)));
+		p = *e ? e + 1 : e;
+	}
+	reply = json_pack("{s:s%, s:s, s:o}", "totp_uri", (const char *)uri->p, uri->len, "totp_secret", b32,
+			  "recovery_codes", arr);
+	sodium_memzero(b32, sizeof(b32));
+	free(u->mfa_key);
+	free(u->totp_blob);
+	u->mfa_key = key_blob;
+	u->mfa_key_len = key_len;
+	u->totp_blob = totp_blob;
+	u->totp_len = totp_len;
+	u->mfa_state = STORE_MFA_PENDING;
+	u->totp_last_step = 0;
+	*ret_reply = reply;
+	return reply ? 0 : -ENOMEM;
+}
+
+/* ---- management (admin) ---- */
+
+/* The name after "/v1/<kind>/", validated; writes 400 on failure. */
+static int one_name(struct call *c, char *out, size_t n, json_t **ret_body)
+{
+	const char *name = c->rest;
+
+	if (*name == '/')
+		name++;
+	if (!name_valid(name))
+		return reply_error(ret_body, 400, "bad_name",
+				   "names are 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit");
+	snprintf(out, n, "%s", name);
+	return 0;
+}
+
+/* roles must be a non-empty array of distinct, existing role names. */
+static int check_roles(struct store_tx *tx, const json_t *roles, json_t **ret_body)
+{
+	const char *unknown;
+	json_t *v;
+	size_t i;
+
+	if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > PRINCIPAL_ROLES_MAX)
+		return reply_invalid(ret_body, json_pack("{s:s}", "roles", "an array of 1-16 role names"), "invalid roles");
+	json_array_foreach(roles, i, v)
+		if (!json_is_string(v) || !name_valid(json_string_value(v)))
+			return reply_invalid(ret_body, json_pack("{s:s}", "roles", "role names are strings of [A-Za-z0-9._-]"),
+					     "invalid roles");
+	unknown = identity_unknown_role(tx, roles);
+	if (unknown)
+		return reply_invalid(ret_body, json_pack("{s:s}", "roles", "names a role that does not exist"),
+				     "invalid roles");
+	return 0;
+}
+
+/* The end of every management DELETE: r is the delete's result in tx.
+ * Records and commits, then answers. */
+static int finish_delete(struct api *a, struct call *c, struct store_tx *tx, int r, const char *kind,
+			 const char *name, json_t **ret_body)
+{
+	char what[32];
+
+	if (r >= 0)
+		r = commit_audited(a, c, &tx);
+	store_tx_end(tx);
+	if (r == -ENOENT)
+		return reply_error(ret_body, 404, "not_found", "no %s '%s'", kind, name);
+	if (r < 0) {
+		snprintf(what, sizeof(what), "delete %s", kind);
+		return reply_store_busy_or_internal(ret_body, c->req, r, what);
+	}
+	log_info("%s '%s' deleted by '%s'", kind, name, c->who.name);
+	return reply(ret_body, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+}
+
+static json_t *user_json(const struct store_user *u)
+{
+	json_t *roles = json_loads(u->roles, 0, NULL);
+
+	return json_pack("{s:s, s:o, s:s, s:o, s:o}", "name", u->name, "roles", roles ? roles : json_array(),
+			 "mfa", u->mfa_state == STORE_MFA_ACTIVE ? "active" : "pending", "created_at",
+			 json_time(u->created_at), "updated_at", json_time(u->updated_at));
+}
+
+static int user_json_one(const struct store_user *u, void *userdata)
+{
+	return json_array_append_new(userdata, user_json(u)) < 0 ? -ENOMEM : 0;
+}
+
+/* Would the change leave no user with the admin capability? */
+static bool last_admin_lost(struct store_tx *tx, const char *user, const json_t *new_roles)
+{
+	int n = store_user_count_with_role(tx, "admin");
+	bool keeps = false;
+	size_t i;
+	json_t *v;
+
+	if (new_roles)
+		json_array_foreach(new_roles, i, v)
+			if (streq(json_string_value(v), "admin"))
+				keeps = true;
+	if (keeps)
+		return false;
+	/* Only users holding "admin" count: custom roles cannot unlock being
+	 * lost is a risk we refuse to judge here. */
+	{
+		struct store_user u = {0};
+		bool was = false;
+		if (store_user_get(tx, user, &u) == 0) {
+			was = strstr(u.roles, "\"admin\"") != NULL;
+			store_user_clear(&u);
+		}
+		return was && n <= 1;
+	}
+}
+
+int h_users(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const fields[] = { "passphrase", "roles", NULL };
+	const char *m = c->req->method;
+	char name[PATH_SEGMENT_MAX + 1];
+	char hashes[TOTP_RECOVERY_CODES][65];
+	_cleanup_json_ json_t *body = NULL;
+	_cleanup_secret_ struct secret *pass = NULL;
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	json_t *out = NULL, *roles = NULL;
+	bool reset = false;
+	const char *why;
+	int r, status;
+
+	if (streq(c->rest, "") && streq(m, "GET")) {
+		json_t *arr = json_array();
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_user_list(tx, user_json_one, arr);
+		store_tx_end(tx);
+		if (r < 0) {
+			json_decref(arr);
+			return reply_store_busy_or_internal(ret_body, c->req, r, "list users");
+		}
+		return reply(ret_body, 200, json_pack("{s:o}", "users", arr));
+	}
+	if (streq(m, "POST")) {
+		size_t n = strlen(c->rest);
+		static const char sfx[] = "/reset-mfa";
+		if (n <= sizeof(sfx) - 1 || !streq(c->rest + n - (sizeof(sfx) - 1), sfx))
+			return reply_error(ret_body, 405, "method_not_allowed", "POST is only for .../reset-mfa");
+		snprintf(name, sizeof(name), "%.*s", (int)(n - (sizeof(sfx) - 1) - 1), c->rest + 1);
+		if (!name_valid(name))
+			return reply_error(ret_body, 400, "bad_name", "invalid user name");
+		reset = true;
+	} else if ((status = one_name(c, name, sizeof(name), ret_body)))
+		return status;
+
+	if (streq(m, "GET")) {
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_user_get(tx, name, &u);
+		if (r == 0) {
+			out = user_json(&u);
+			json_object_set_new(out, "recovery_codes_left", json_integer(store_recovery_count(tx, name)));
+		}
+		store_tx_end(tx);
+		store_user_clear(&u);
+		if (r == -ENOENT)
+			return reply_error(ret_body, 404, "not_found", "no user '%s'", name);
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "read user");
+		return reply(ret_body, 200, out);
+	}
+	if (streq(m, "DELETE")) {
+		r = store_write_begin(a->store, &tx);
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "begin write");
+		if (last_admin_lost(tx, name, NULL)) {
+			store_tx_end(tx);
+			return reply_error(ret_body, 409, "conflict", "'%s' is the last admin and cannot be deleted", name);
+		}
+		/* Cascades the user's tokens and recovery codes. */
+		r = store_user_delete(tx, name);
+		return finish_delete(a, c, tx, r, "user", name, ret_body);
+	}
+	if (!reset && !streq(m, "PUT"))
+		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on users", m);
+
+	if (!reset) {
+		if ((status = parse_body(c->req, fields, &body, ret_body)))
+			return status;
+		roles = json_object_get(body, "roles");
+		if (json_object_get(body, "passphrase")) {
+			if (!json_is_string(json_object_get(body, "passphrase")) ||
+			    json_to_secret(json_object_get(body, "passphrase"), &pass) < 0)
+				return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", "must be a string"),
+						     "invalid user");
+			if ((why = auth_passphrase_check(pass)))
+				return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", why), "invalid user");
+		}
+	}
+
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "begin write");
+	r = store_user_get(tx, name, &u);
+	if (r < 0 && r != -ENOENT) {
+		status = reply_store_busy_or_internal(ret_body, c->req, r, "read user");
+		goto out;
+	}
+	if (reset) {
+		if (r == -ENOENT) {
+			status = reply_error(ret_body, 404, "not_found", "no user '%s'", name);
+			goto out;
+		}
+	} else if (r == -ENOENT) {
+		/* Create: both fields required. */
+		if (!pass || !roles) {
+			status = reply_invalid(ret_body, json_pack("{s:s, s:s}", "passphrase", "required", "roles", "required"),
+					       "invalid user");
+			goto out;
+		}
+		snprintf(u.name, sizeof(u.name), "%s", name);
+		u.created_at = time(NULL);
+	} else if (!pass && !roles) {
+		status = reply_invalid(ret_body, json_pack("{s:s}", "body", "give roles and/or passphrase"), "invalid user");
+		goto out;
+	}
+	if (roles) {
+		if ((status = check_roles(tx, roles, ret_body)))
+			goto out;
+		if (r == 0 && last_admin_lost(tx, name, roles)) {
+			status = reply_error(ret_body, 409, "conflict", "'%s' is the last admin and cannot be demoted", name);
+			goto out;
+		}
+		free(u.roles);
+		u.roles = json_dumps(roles, JSON_COMPACT);
+		if (u.roles) {
+			/* json_dumps() used the wiping allocator: hand the store a libc copy. */
+			char *copy = strdup(u.roles);
+			json_secure_free(u.roles);
+			u.roles = copy;
+		}
+	}
+	if (pass) {
+		char *phc = NULL;
+		if ((r = auth_hash(&a->cfg.argon2, pass, &phc)) < 0) {
+			status = reply_internal(ret_body, c->req, r, "hash passphrase");
+			goto out;
+		}
+		free(u.phc);
+		u.phc = phc;
+	}
+	if (reset || !u.mfa_key) {
+		r = account_enrol(a, &u, hashes, &out);
+		if (r < 0) {
+			status = reply_hsm_error(ret_body, c->req, r, "enrol MFA");
+			goto out;
+		}
+	}
+	u.updated_at = time(NULL);
+	if (!u.roles || !u.phc) {
+		status = reply_internal(ret_body, c->req, -ENOMEM, "build user");
+		goto out;
+	}
+	r = account_seal_user(a, &u);
+	if (r >= 0)
+		r = store_user_put(tx, &u);
+	/* A new second factor ends every session and replaces the recovery
+	 * codes; the user row must exist first (they reference it). */
+	if (r >= 0 && out)
+		r = store_recovery_set(tx, name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES);
+	/* A new second factor or passphrase ends every session of the user. */
+	if (r >= 0 && (out || pass) && (r = store_token_delete_user(tx, name)) > 0)
+		r = 0;
+	if (r >= 0)
+		r = commit_audited(a, c, &tx);
+	if (r < 0) {
+		status = reply_store_busy_or_internal(ret_body, c->req, r, "write user");
+		goto out;
+	}
+	log_info("user '%s' %s by '%s'", name, reset ? "MFA reset" : "written", c->who.name);
+	if (!out)
+		out = json_object();
+	json_object_set_new(out, "name", json_string(name));
+	json_object_set_new(out, "roles", json_loads(u.roles, 0, NULL));
+	status = reply(ret_body, 200, TAKE_PTR(out));
+out:
+	store_tx_end(tx);
+	store_user_clear(&u);
+	json_decref(out);
+	sodium_memzero(hashes, sizeof(hashes));
+	return status;
+}
+
+static json_t *role_json(const struct store_role *r)
+{
+	json_t *rules = json_loads(r->rules, 0, NULL);
+	json_t *o = json_pack("{s:s, s:b, s:o}", "name", r->name, "builtin", 0, "rules",
+			      json_incref(json_object_get(rules, "rules")));
+
+	json_decref(rules);
+	return o;
+}
+
+static int role_json_one(const struct store_role *r, void *userdata)
+{
+	return json_array_append_new(userdata, role_json(r)) < 0 ? -ENOMEM : 0;
+}
+
+int h_roles(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const fields[] = { "rules", NULL };
+	const char *m = c->req->method;
+	char name[PATH_SEGMENT_MAX + 1];
+	_cleanup_json_ json_t *body = NULL, *errors = NULL;
+	struct store_role row = {0};
+	struct rbac_role parsed = {0};
+	struct store_tx *tx = NULL;
+	int r, status;
+
+	if (streq(c->rest, "") && streq(m, "GET")) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < rbac_builtin_count(); i++)
+			json_array_append_new(arr, rbac_role_to_json(rbac_builtin_at(i)));
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_role_list(tx, role_json_one, arr);
+		store_tx_end(tx);
+		if (r < 0) {
+			json_decref(arr);
+			return reply_store_busy_or_internal(ret_body, c->req, r, "list roles");
+		}
+		return reply(ret_body, 200, json_pack("{s:o}", "roles", arr));
+	}
+	if ((status = one_name(c, name, sizeof(name), ret_body)))
+		return status;
+	if (streq(m, "GET")) {
+		const struct rbac_role *b = rbac_builtin_find(name);
+		if (b)
+			return reply(ret_body, 200, rbac_role_to_json(b));
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_role_get(tx, name, &row);
+		store_tx_end(tx);
+		if (r == -ENOENT)
+			return reply_error(ret_body, 404, "not_found", "no role '%s'", name);
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "read role");
+		status = reply(ret_body, 200, role_json(&row));
+		store_role_clear(&row);
+		return status;
+	}
+	if (rbac_builtin_find(name))
+		return reply_error(ret_body, 409, "conflict", "'%s' is a built-in role and cannot be changed", name);
+	if (streq(m, "DELETE")) {
+		r = store_write_begin(a->store, &tx);
+		if (r >= 0 && (r = store_role_refs(tx, name)) > 0) {
+			store_tx_end(tx);
+			return reply_error(ret_body, 409, "conflict", "role '%s' is used by %d users or services", name, r);
+		}
+		if (r >= 0)
+			r = store_role_delete(tx, name);
+		return finish_delete(a, c, tx, r, "role", name, ret_body);
+	}
+	if (!streq(m, "PUT"))
+		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on roles", m);
+	if ((status = parse_body(c->req, fields, &body, ret_body)))
+		return status;
+	r = rbac_role_from_json(name, body, &parsed, &errors);
+	if (r == -EINVAL)
+		return reply_invalid(ret_body, errors ? TAKE_PTR(errors) : json_object(), "invalid role");
+	if (r < 0)
+		return reply_internal(ret_body, c->req, r, "parse role");
+	snprintf(row.name, sizeof(row.name), "%s", name);
+	row.rules = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+	row.created_at = row.updated_at = time(NULL);
+	r = row.rules ? account_seal_role(a, &row) : -ENOMEM;
+	if (r >= 0)
+		r = store_write_begin(a->store, &tx);
+	if (r >= 0)
+		r = store_role_put(tx, &row);
+	if (r >= 0)
+		r = commit_audited(a, c, &tx);
+	store_tx_end(tx);
+	json_secure_free(row.rules);
+	status = r < 0 ? reply_store_busy_or_internal(ret_body, c->req, r, "write role")
+		       : reply(ret_body, 200, rbac_role_to_json(&parsed));
+	rbac_role_clear(&parsed);
+	if (r >= 0)
+		log_info("role '%s' written by '%s'", name, c->who.name);
+	return status;
+}
+
+static json_t *service_json(const struct store_service *s)
+{
+	json_t *roles = json_loads(s->roles, 0, NULL);
+
+	return json_pack("{s:s, s:i, s:o, s:o, s:o}", "name", s->name, "uid", (json_int_t)s->uid, "roles",
+			 roles ? roles : json_array(), "created_at", json_time(s->created_at), "updated_at",
+			 json_time(s->updated_at));
+}
+
+static int service_json_one(const struct store_service *s, void *userdata)
+{
+	return json_array_append_new(userdata, service_json(s)) < 0 ? -ENOMEM : 0;
+}
+
+int h_services(struct api *a, struct call *c, json_t **ret_body)
+{
+	static const char *const fields[] = { "uid", "roles", NULL };
+	const char *m = c->req->method;
+	char name[PATH_SEGMENT_MAX + 1];
+	_cleanup_json_ json_t *body = NULL;
+	struct store_service svc = {0};
+	struct store_tx *tx = NULL;
+	json_t *uid, *roles, *arr;
+	int r, status;
+
+	if (streq(c->rest, "") && streq(m, "GET")) {
+		arr = json_array();
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_service_list(tx, service_json_one, arr);
+		store_tx_end(tx);
+		if (r < 0) {
+			json_decref(arr);
+			return reply_store_busy_or_internal(ret_body, c->req, r, "list services");
+		}
+		return reply(ret_body, 200, json_pack("{s:o}", "services", arr));
+	}
+	if ((status = one_name(c, name, sizeof(name), ret_body)))
+		return status;
+	if (streq(m, "GET")) {
+		r = store_read_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_service_get(tx, name, &svc);
+		store_tx_end(tx);
+		if (r == -ENOENT)
+			return reply_error(ret_body, 404, "not_found", "no service '%s'", name);
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "read service");
+		status = reply(ret_body, 200, service_json(&svc));
+		store_service_clear(&svc);
+		return status;
+	}
+	if (streq(m, "DELETE")) {
+		r = store_write_begin(a->store, &tx);
+		if (r >= 0)
+			r = store_service_delete(tx, name);
+		return finish_delete(a, c, tx, r, "service", name, ret_body);
+	}
+	if (!streq(m, "PUT"))
+		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on services", m);
+	if ((status = parse_body(c->req, fields, &body, ret_body)))
+		return status;
+	uid = json_object_get(body, "uid");
+	roles = json_object_get(body, "roles");
+	if (!json_is_integer(uid) || json_integer_value(uid) < 0 || json_integer_value(uid) >= UINT32_MAX)
+		return reply_invalid(ret_body, json_pack("{s:s}", "uid", "required: a Unix uid"), "invalid service");
+	r = store_write_begin(a->store, &tx);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "begin write");
+	if ((status = check_roles(tx, roles, ret_body))) {
+		store_tx_end(tx);
+		return status;
+	}
+	snprintf(svc.name, sizeof(svc.name), "%s", name);
+	svc.uid = (uint32_t)json_integer_value(uid);
+	svc.roles = json_dumps(roles, JSON_COMPACT);
+	svc.created_at = svc.updated_at = time(NULL);
+	r = svc.roles ? account_seal_service(a, &svc) : -ENOMEM;
+	if (r >= 0)
+		r = store_service_put(tx, &svc);
+	if (r >= 0)
+		r = commit_audited(a, c, &tx);
+	store_tx_end(tx);
+	json_secure_free(svc.roles);
+	if (r == -EEXIST)
+		return reply_error(ret_body, 409, "conflict", "uid %u is bound to another service", svc.uid);
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "write service");
+	log_info("service '%s' bound to uid %u by '%s'", name, svc.uid, c->who.name);
+	return reply(ret_body, 200, json_pack("{s:s, s:i, s:O}", "name", name, "uid", (json_int_t)svc.uid, "roles", roles));
+}
+
+int api_bind_service(struct api *a, const char *name, uid_t uid, const char *roles_json)
+{
+	struct store_service svc = {0};
+	struct store_tx *tx = NULL;
+	int r;
+
+	snprintf(svc.name, sizeof(svc.name), "%s", name);
+	svc.uid = (uint32_t)uid;
+	svc.roles = (char *)roles_json;
+	svc.created_at = svc.updated_at = time(NULL);
+	r = account_seal_service(a, &svc);
+	if (r >= 0)
+		r = store_write_begin(a->store, &tx);
+	if (r >= 0)
+		r = store_service_put(tx, &svc);
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	return r;
+}
