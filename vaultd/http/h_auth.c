@@ -21,6 +21,7 @@
 #include "vaultd/http/api_internal.h"
 #include "vaultd/core/vault.h"
 #include "vaultd/access/authz.h"
+#include "vaultd/access/login.h"
 #include "vaultd/audit/audit.h"
 #include "vaultd/rotate/rotate.h"
 #include "vaultd/keys/envelope.h"
@@ -154,243 +155,29 @@ int h_init(struct api *a, struct call *c, json_t **ret_body)
 	return reply(ret_body, 200, enrolment);
 }
 
-/* ---- authentication: passphrase + TOTP or recovery code ---- */
+/* ---- authentication: the HTTP side of access/login.h ---- */
 
-/* Brute-force accounting has three counters per attempt:
- *   "user:<name>@uid:<uid>"  the pair: max_failures in a window locks it out;
- *   "uid:<uid>"              the caller: max_failures in a window, over any
- *                            names, locks that uid out;
- *   "user:<name>"            the name alone: never a lockout (anyone on the
- *                            socket could otherwise lock every admin out),
- *                            only a delay that grows past max_failures and
- *                            that a correct attempt waits out and passes.
- * A caller locked out gets 429 before anything is counted or delayed. */
-#define DELAY_FIRST_MS 250
-#define DELAY_MAX_MS 2000
-
-static void failure_keys(char keys[3][96], const char *user, uid_t uid)
+static struct login_env login_env_of(struct api *a)
 {
-	snprintf(keys[0], 96, "user:%s@uid:%u", user, (unsigned)uid);
-	snprintf(keys[1], 96, "uid:%u", (unsigned)uid);
-	snprintf(keys[2], 96, "user:%s", user);
-}
-
-/* The delay for a name with 'count' failures in its window. */
-static unsigned failure_delay_ms(uint32_t count, uint32_t max)
-{
-	unsigned d = DELAY_FIRST_MS;
-
-	if (count <= max)
-		return 0;
-	for (uint32_t i = max + 1; i < count && d < DELAY_MAX_MS; i++)
-		d *= 2;
-	return MIN(d, DELAY_MAX_MS);
-}
-
-/* 429 if the pair or the uid is locked out; 0 otherwise, after the name's
- * delay if it has one. */
-static int check_lockout(struct api *a, struct call *c, const char *user, json_t **ret_body)
-{
-	char keys[3][96];
-	struct store_failure f;
-	struct store_tx *tx = NULL;
-	int64_t now = time(NULL), until = 0;
-	unsigned delay = 0;
-	int r;
-
-	failure_keys(keys, user, c->req->uid);
-	r = store_read_begin(a->store, &tx);
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, c->req, r, "begin read");
-	for (int i = 0; i < 2; i++)
-		if (store_failure_get(tx, keys[i], &f) == 0 && f.locked_until > now && f.locked_until > until)
-			until = f.locked_until;
-	if (store_failure_get(tx, keys[2], &f) == 0 && now - f.window_start < (int64_t)a->cfg.lockout_seconds)
-		delay = failure_delay_ms(f.count, a->cfg.max_failures);
-	store_tx_end(tx);
-	if (until > now) {
-		snprintf(c->detail, sizeof(c->detail), "locked out after repeated failures");
-		log_warning("authentication for '%s' from uid %u refused: locked out for %" PRId64 " s", user,
-			    (unsigned)c->req->uid, until - now);
-		return reply_error(ret_body, 429, "rate_limited",
-				   "too many failed attempts; try again in %" PRId64 " seconds", until - now);
-	}
-	if (delay) {
-		struct timespec ts = { .tv_sec = delay / 1000, .tv_nsec = (long)(delay % 1000) * 1000000L };
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-	}
-	return 0;
-}
-
-static void record_failure(struct api *a, struct call *c, const char *user, const char *why)
-{
-	char keys[3][96];
-	struct store_failure f = {0};
-	struct store_tx *tx = NULL;
-	int64_t now = time(NULL);
-
-	snprintf(c->detail, sizeof(c->detail), "%s", why);
-	log_warning("authentication failed for user '%s' from uid %u pid %d: %s (request %s)", user,
-		    (unsigned)c->req->uid, (int)c->req->pid, why, c->req->request_id);
-	if (store_write_begin(a->store, &tx) < 0)
-		return;
-	/* Unknown names are counted too: otherwise the 429 would tell which
-	 * users exist. */
-	failure_keys(keys, user, c->req->uid);
-	for (int i = 0; i < 3; i++)
-		if (store_failure_record(tx, keys[i], now, a->cfg.lockout_seconds,
-					 i < 2 ? a->cfg.max_failures : UINT32_MAX, a->cfg.lockout_seconds, &f) < 0)
-			goto out;
-	(void)store_write_commit(TAKE_PTR(tx));
-out:
-	store_tx_end(tx);
-}
-
-static void clear_failures(struct api *a, struct call *c, const char *user)
-{
-	char keys[3][96];
-	struct store_tx *tx = NULL;
-
-	failure_keys(keys, user, c->req->uid);
-	if (store_write_begin(a->store, &tx) < 0)
-		return;
-	for (int i = 0; i < 3; i++)
-		(void)store_failure_clear(tx, keys[i]);
-	(void)store_write_commit(TAKE_PTR(tx));
-	store_tx_end(tx);
-}
-
-/* The second factor. 0, -EACCES (wrong or replayed), or another error. */
-/* Checks the second factor and, only if spend, uses it up (the TOTP step,
- * the recovery code). It costs the same whatever the outcome and whether it
- * spends: the HSM unwrap and TOTP check, then a write transaction that
- * commits only when spending, so an answer's timing tells neither whether
- * the passphrase was right nor whether the code was. */
-static int check_second_factor(struct api *a, const struct store_user *u, const json_t *totp, const json_t *rc,
-			       bool spend)
-{
-	_cleanup_secret_ struct secret *mfa_key = NULL, *secret = NULL;
-	struct store_tx *tx = NULL;
-	uint64_t step;
-	char hash[65];
-	int r, w;
-
-	if (rc) {
-		if (totp_recovery_hash(json_string_value(rc), hash) < 0)
-			return -EACCES;
-		r = store_write_begin(a->store, &tx);
-		if (r < 0)
-			return r;
-		r = store_recovery_consume(tx, u->name, hash);
-		if (r >= 0 && spend)
-			r = store_write_commit(TAKE_PTR(tx));
-		store_tx_end(tx);               /* rolls back when not spending */
-		return r == -ENOENT ? -EACCES : r;
-	}
-	if (!u->mfa_key || !u->totp_blob)
-		return -EACCES;
-	r = keyring_hsm_unwrap_key(a->keyring, u->mfa_key, u->mfa_key_len, &mfa_key);
-	if (r < 0)
-		return r;
-	r = envelope_open_totp(mfa_key, u->name, u->totp_blob, u->totp_len, &secret);
-	if (r < 0)
-		return r;
-	step = u->totp_last_step;
-	r = totp_verify(secret, json_string_value(totp), time(NULL), &step);
-	if (r == -EINVAL)
-		r = -EACCES;
-	/* Record the step atomically: two requests racing with one code get
-	 * one success. This also completes a pending enrolment. */
-	w = store_write_begin(a->store, &tx);
-	if (w < 0)
-		return r < 0 ? r : w;
-	if (r >= 0)
-		r = store_user_use_totp_step(tx, u->name, step);
-	if (r >= 0 && spend)
-		r = store_write_commit(TAKE_PTR(tx));
-	store_tx_end(tx);
-	return r;       /* -EALREADY: used before, or by another request first */
-}
-
-static int first_user(const struct store_user *u, void *userdata)
-{
-	char *name = userdata;
-
-	if (!name[0])
-		snprintf(name, sizeof(u->name), "%s", u->name);
-	return 0;
-}
-
-/* A login for a user that does not exist does the second-factor work of one
- * that does (another user's, spending nothing), so that timing tells no
- * more than "wrong". */
-static void second_factor_decoy(struct api *a, const json_t *totp, const json_t *rc)
-{
-	struct store_user u = {0};
-	struct store_tx *tx = NULL;
-	char name[sizeof(u.name)] = "";
-	int r;
-
-	if (store_read_begin(a->store, &tx) < 0)
-		return;
-	r = store_user_list(tx, first_user, name);
-	if (r >= 0 && name[0])
-		r = store_user_get(tx, name, &u);
-	store_tx_end(tx);
-	if (r >= 0 && name[0])
-		(void)check_second_factor(a, &u, totp, rc, /* spend= */ false);
-	store_user_clear(&u);
-}
-
-/* The Argon2 costs in the config changed since this hash was made: redo it
- * now that we hold the passphrase. Best effort: the login succeeds anyway. */
-static void upgrade_hash(struct api *a, const char *name, const struct secret *pass)
-{
-	struct store_user u = {0};
-	struct store_tx *tx = NULL;
-	char *phc = NULL;
-	int r;
-
-	r = auth_hash(&a->cfg.argon2, pass, &phc);
-	if (r >= 0)
-		r = store_write_begin(a->store, &tx);
-	if (r >= 0)
-		r = store_user_get(tx, name, &u);
-	if (r >= 0) {
-		free(u.phc);
-		u.phc = TAKE_PTR(phc);
-		u.updated_at = time(NULL);
-		/* Locked (an unlock in progress): no key to seal it with; the
-		 * next login upgrades it. */
-		r = account_seal_user(a, &u);
-	}
-	if (r >= 0)
-		r = store_user_put(tx, &u);
-	if (r >= 0)
-		r = store_write_commit(TAKE_PTR(tx));
-	store_tx_end(tx);
-	store_user_clear(&u);
-	free(phc);
-	if (r < 0)
-		log_warning_errno(r, "could not upgrade the passphrase hash of '%s'", name);
-	else
-		log_info("upgraded the passphrase hash of '%s' to the configured Argon2id costs", name);
+	return (struct login_env){ .store = a->store, .keyring = a->keyring, .argon2 = a->cfg.argon2,
+				   .max_failures = a->cfg.max_failures, .lockout_seconds = a->cfg.lockout_seconds };
 }
 
 /* Parses {"user", "passphrase", "totp" | "recovery_code"} and checks all
- * three. 0 with *ret_user filled, or writes the reply and returns it. */
+ * three (login_check()). 0 with *ret_user filled, or writes the reply and
+ * returns it. */
 static int authenticate(struct api *a, struct call *c, struct store_user *ret_user, json_t **ret_body)
 {
 	static const char *const fields[] = { "user", "passphrase", "totp", "recovery_code", NULL };
 	static const char *const q[] = { NULL };
 	_cleanup_json_ json_t *body = NULL;
 	_cleanup_secret_ struct secret *pass = NULL;
-	struct store_user u = {0};
-	struct store_tx *tx = NULL;
+	const struct login_env env = login_env_of(a);
+	struct login_refusal why = {0};
+	struct login_attempt at = { .uid = c->req->uid, .pid = c->req->pid, .request_id = c->req->request_id };
 	json_t *user, *pp, *totp, *rc;
 	char name[PATH_SEGMENT_MAX + 1];
-	int r, pr, status;
+	int r;
 
 	if ((r = check_query(c->req, q, ret_body)) || (r = parse_body(c->req, fields, &body, ret_body)))
 		return r;
@@ -412,77 +199,26 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 	/* The claimed name: the record says who was tried, and the result
 	 * whether it was proven. */
 	snprintf(c->principal, sizeof(c->principal), "user:%s", name);
-	if ((status = check_lockout(a, c, name, ret_body)))
-		return status;
-	if (json_to_secret(pp, &pass) < 0 || pass->len > AUTH_PASSPHRASE_MAX) {
-		record_failure(a, c, name, "bad passphrase");
+	(void)json_to_secret(pp, &pass);        /* NULL (empty): login_check() refuses it */
+	at.user = name;
+	at.passphrase = pass;
+	at.totp = totp ? json_string_value(totp) : NULL;
+	at.recovery_code = rc ? json_string_value(rc) : NULL;
+	r = login_check(&env, &at, ret_user, &why);
+	if (r < 0 && why.reason[0])
+		snprintf(c->detail, sizeof(c->detail), "%s", why.reason);
+	if (r == -EUSERS)
+		return reply_error(ret_body, 429, "rate_limited", "too many failed attempts; try again in %" PRId64
+				   " seconds", why.retry_after);
+	if (r == -EACCES || r == -EBADMSG)
 		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
-	}
-
-	r = store_read_begin(a->store, &tx);
+	if (r == -EBUSY)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "authenticate");
 	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, c->req, r, "begin read");
-	r = store_user_get(tx, name, &u);
-	store_tx_end(tx);
-	if (r == -ENOENT) {
-		/* The same Argon2 work as a real check: timing does not tell. */
-		auth_burn(&a->cfg.argon2, pass);
-		second_factor_decoy(a, totp, rc);
-		record_failure(a, c, name, "no such user");
-		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
-	}
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, c->req, r, "read user");
-	/* The second factor is checked even after a wrong passphrase (and
-	 * then not spent): answering sooner would tell the passphrase was
-	 * wrong, a guessing oracle independent of the code. */
-	pr = auth_verify(u.phc, pass);
-	r = pr;
-	if (pr == 0 || pr == -EACCES || pr == -EINVAL)
-		r = check_second_factor(a, &u, totp, rc, /* spend= */ pr == 0);
-	if (pr == -EACCES || pr == -EINVAL) {
-		record_failure(a, c, name, "wrong passphrase");
-		store_user_clear(&u);
-		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
-	}
-	if (pr < 0)
-		r = pr;
-	if (r == -EACCES || r == -EINVAL || r == -EALREADY) {
-		record_failure(a, c, name,
-			       r == -EALREADY ? "TOTP code reused (each code works once)"
-			       : rc	      ? "wrong or used recovery code"
-					      : "wrong TOTP code");
-		store_user_clear(&u);
-		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
-	}
-	if (r < 0) {
-		store_user_clear(&u);
 		return reply_hsm_error(ret_body, c->req, r, "authenticate");
-	}
-	{
-		/* Unlocked (a login): the row must carry its seal. A locked
-		 * unlock checks it once the keys are there. */
-		_cleanup_secret_ struct secret *key = NULL;
-		if (keyring_authz_key(a->keyring, &key) >= 0 && !authz_user_ok(key, &u)) {
-			char what[96];
-			snprintf(what, sizeof(what), "user '%s'", u.name);
-			authz_note_tamper(a->store, what);
-			snprintf(c->detail, sizeof(c->detail), "the user's row fails its authorization seal");
-			store_user_clear(&u);
-			return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
-		}
-	}
-	clear_failures(a, c, name);
-	if (auth_needs_rehash(u.phc, &a->cfg.argon2))
-		upgrade_hash(a, name, pass);
-	if (rc)
-		log_notice("user '%s' used a recovery code (uid %u)", name, (unsigned)c->req->uid);
-	*ret_user = u;
 	return 0;
 }
 
-/* key: the authorization seal's, to check custom roles with; NULL while
- * locked. */
 static bool roles_allow_admin(struct api *a, struct store_tx *tx, const struct secret *key, const char *roles_json)
 {
 	struct principal p = {0};
@@ -782,8 +518,18 @@ int h_passphrase(struct api *a, struct call *c, json_t **ret_body)
 				     "invalid passphrase change");
 	if ((why = auth_passphrase_check(new_pass)))
 		return reply_invalid(ret_body, json_pack("{s:s}", "new", why), "invalid passphrase change");
-	if ((r = check_lockout(a, c, c->who.name, ret_body)))
-		return r;
+	{
+		const struct login_env env = login_env_of(a);
+		int64_t retry = 0;
+		r = login_locked_out(&env, c->who.name, c->req->uid, &retry);
+		if (r == -EUSERS) {
+			snprintf(c->detail, sizeof(c->detail), "locked out after repeated failures");
+			return reply_error(ret_body, 429, "rate_limited",
+					   "too many failed attempts; try again in %" PRId64 " seconds", retry);
+		}
+		if (r < 0)
+			return reply_store_busy_or_internal(ret_body, c->req, r, "check lockout");
+	}
 	r = store_read_begin(a->store, &tx);
 	if (r >= 0) {
 		r = store_user_get(tx, c->who.name, &u);
@@ -794,7 +540,9 @@ int h_passphrase(struct api *a, struct call *c, json_t **ret_body)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "read user");
 	if (auth_verify(u.phc, cur) < 0) {
 		store_user_clear(&u);
-		record_failure(a, c, c->who.name, "wrong current passphrase");
+		const struct login_env env = login_env_of(a);
+		snprintf(c->detail, sizeof(c->detail), "wrong current passphrase");
+		login_failed(&env, c->who.name, c->req->uid, c->req->pid, c->req->request_id, c->detail);
 		return reply_error(ret_body, 401, "unauthorized", "the current passphrase is wrong");
 	}
 	r = auth_hash(&a->cfg.argon2, new_pass, &phc);
