@@ -110,6 +110,11 @@ json_t *rotation_json(const struct store_rotation *r);
  * decided. 0, or writes a 404/405 reply and returns its status. */
 int rotate_classify(struct call *c, unsigned *ret_cap, json_t **ret_body);
 int h_rotate(struct api *a, struct call *c, json_t **ret_body);
+/* router.c: the route table's answer for (method, path) without running
+ * anything: 0 with the row's pattern and action (NULL where the route's
+ * classify function decides it), or 400 (a {name} or {id} capture that is
+ * not valid), 404 or 405. For tests and fuzzing. */
+int router_lookup(const char *method, const char *path, const char **ret_pattern, const char **ret_action);
 /* h_secrets.c: the /v1/secrets routes. secrets_classify() decides the
  * operation, capability and path before access is decided. */
 int secrets_classify(struct call *c, unsigned *ret_cap, json_t **ret_body);

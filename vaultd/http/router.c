@@ -258,80 +258,223 @@ static int h_types(struct api *a, struct call *c, json_t **ret_body)
 /* ---- routing and the access decision ---- */
 
 enum {
-	ROUTE_PREFIX = 1u << 0,         /* path is a prefix: "" or "/..." may follow */
 	ROUTE_WHEN_UNINIT = 1u << 1,    /* answers before init */
 	ROUTE_WHEN_LOCKED = 1u << 2,    /* answers while locked */
 	ROUTE_PUBLIC = 1u << 3,         /* no principal needed (the handler checks credentials) */
 	ROUTE_ANY_PRINCIPAL = 1u << 4,  /* any user or service, no capability */
 	ROUTE_CLASSIFY = 1u << 5,       /* capability and path from the route's classify() */
+	ROUTE_NAME_DETAIL = 1u << 6,    /* the record's detail names the user, role or service */
 };
 
 typedef int (*handler_fn)(struct api *a, struct call *c, json_t **ret_body);
 typedef int (*classify_fn)(struct call *c, unsigned *ret_cap, json_t **ret_body);
 
 
+/* One row per (method, path pattern). A pattern is literal segments and
+ * captures: {name} (one segment, a valid name) and {id} (a decimal number),
+ * both checked here before any handler runs, and {path*} (one or more
+ * segments, the rest of the path but the literal segments after it), which
+ * the route's classify function checks. 'mount' is
+ * the literal prefix the handler's c->rest is relative to. A path that
+ * matches a pattern of another method only answers 405 with the methods it
+ * has; one that matches none, 404. */
 static const struct route {
-	const char *methods;            /* space-separated */
-	const char *path;
+	const char *method;
+	const char *pattern;
+	const char *mount;              /* c->rest = path after this */
 	unsigned flags;
-	unsigned cap;                   /* asked on "*" (no path) unless ROUTE_SECRETS */
+	unsigned cap;                   /* asked on "*" (no path) unless ROUTE_CLASSIFY */
 	handler_fn fn;
-	const char *action;             /* audit action; "<kind>." + verb for management routes */
+	const char *action;             /* audit action (classify may refine it) */
 	classify_fn classify;           /* ROUTE_CLASSIFY: sets c->path (empty: no path), cap, action */
 } routes[] = {
-	{ "GET", "/v1/sys/health", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_health, NULL, NULL },
-	{ "POST", "/v1/sys/init", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_init, "sys.init", NULL },
-	{ "POST", "/v1/sys/unlock", ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_unlock, "sys.unlock", NULL },
-	{ "POST", "/v1/sys/lock", 0, RBAC_ADMIN, h_lock, "sys.lock", NULL },
-	{ "POST", "/v1/sys/backup", 0, RBAC_ADMIN, h_backup, "sys.backup", NULL },
+	{ "GET", "/v1/sys/health", "", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_health, NULL, NULL },
+	{ "POST", "/v1/sys/init", "", ROUTE_WHEN_UNINIT | ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_init, "sys.init", NULL },
+	{ "POST", "/v1/sys/unlock", "", ROUTE_WHEN_LOCKED | ROUTE_PUBLIC, 0, h_unlock, "sys.unlock", NULL },
+	{ "POST", "/v1/sys/lock", "", 0, RBAC_ADMIN, h_lock, "sys.lock", NULL },
+	{ "POST", "/v1/sys/backup", "", 0, RBAC_ADMIN, h_backup, "sys.backup", NULL },
 	/* While locked too: "locked" is what monitoring most wants to see. */
-	{ "GET", "/v1/sys/metrics", ROUTE_WHEN_LOCKED, RBAC_AUDIT, h_metrics, "sys.metrics", NULL },
-	{ "POST", "/v1/auth/login", ROUTE_PUBLIC, 0, h_login, "auth.login", NULL },
-	{ "POST", "/v1/auth/logout", ROUTE_ANY_PRINCIPAL, 0, h_logout, "auth.logout", NULL },
-	{ "GET", "/v1/auth/self", ROUTE_ANY_PRINCIPAL, 0, h_self, "auth.self", NULL },
-	{ "POST", "/v1/auth/passphrase", ROUTE_ANY_PRINCIPAL, 0, h_passphrase, "auth.passphrase", NULL },
-	{ "GET", "/v1/types", ROUTE_ANY_PRINCIPAL, 0, h_types, "types.list", NULL },
-	{ "GET", "/v1/audit/verify", 0, RBAC_AUDIT, h_audit_verify, "audit.verify", NULL },
-	{ "GET", "/v1/audit", 0, RBAC_AUDIT, h_audit, "audit.read", NULL },
-	{ "GET PUT DELETE POST", "/v1/users", ROUTE_PREFIX, RBAC_ADMIN, h_users, "user.", NULL },
-	{ "GET PUT DELETE", "/v1/roles", ROUTE_PREFIX, RBAC_ADMIN, h_roles, "role.", NULL },
-	{ "GET PUT DELETE", "/v1/services", ROUTE_PREFIX, RBAC_ADMIN, h_services, "service.", NULL },
-	/* Status and jobs while locked too (h_rotate refuses the rest). */
-	{ "GET POST", "/v1/rotate", ROUTE_PREFIX | ROUTE_CLASSIFY | ROUTE_WHEN_LOCKED, 0, h_rotate, NULL,
+	{ "GET", "/v1/sys/metrics", "", ROUTE_WHEN_LOCKED, RBAC_AUDIT, h_metrics, "sys.metrics", NULL },
+	{ "POST", "/v1/auth/login", "", ROUTE_PUBLIC, 0, h_login, "auth.login", NULL },
+	{ "POST", "/v1/auth/logout", "", ROUTE_ANY_PRINCIPAL, 0, h_logout, "auth.logout", NULL },
+	{ "GET", "/v1/auth/self", "", ROUTE_ANY_PRINCIPAL, 0, h_self, "auth.self", NULL },
+	{ "POST", "/v1/auth/passphrase", "", ROUTE_ANY_PRINCIPAL, 0, h_passphrase, "auth.passphrase", NULL },
+	{ "GET", "/v1/types", "", ROUTE_ANY_PRINCIPAL, 0, h_types, "types.list", NULL },
+	{ "GET", "/v1/audit/verify", "", 0, RBAC_AUDIT, h_audit_verify, "audit.verify", NULL },
+	{ "GET", "/v1/audit", "", 0, RBAC_AUDIT, h_audit, "audit.read", NULL },
+	{ "GET", "/v1/users", "/v1/users", 0, RBAC_ADMIN, h_users, "user.read", NULL },
+	{ "GET", "/v1/users/{name}", "/v1/users", ROUTE_NAME_DETAIL, RBAC_ADMIN, h_users, "user.read", NULL },
+	{ "PUT", "/v1/users/{name}", "/v1/users", ROUTE_NAME_DETAIL, RBAC_ADMIN, h_users, "user.write", NULL },
+	{ "DELETE", "/v1/users/{name}", "/v1/users", ROUTE_NAME_DETAIL, RBAC_ADMIN, h_users, "user.delete", NULL },
+	{ "POST", "/v1/users/{name}/reset-mfa", "/v1/users", ROUTE_NAME_DETAIL, RBAC_ADMIN, h_users, "user.reset_mfa",
+	  NULL },
+	{ "GET", "/v1/roles", "/v1/roles", 0, RBAC_ADMIN, h_roles, "role.read", NULL },
+	{ "GET", "/v1/roles/{name}", "/v1/roles", ROUTE_NAME_DETAIL, RBAC_ADMIN, h_roles, "role.read", NULL },
+	{ "PUT", "/v1/roles/{name}", "/v1/roles", ROUTE_NAME_DETAIL, RBAC_ADMIN, h_roles, "role.write", NULL },
+	{ "DELETE", "/v1/roles/{name}", "/v1/roles", ROUTE_NAME_DETAIL, RBAC_ADMIN, h_roles, "role.delete", NULL },
+	{ "GET", "/v1/services", "/v1/services", 0, RBAC_ADMIN, h_services, "service.read", NULL },
+	{ "GET", "/v1/services/{name}", "/v1/services", ROUTE_NAME_DETAIL, RBAC_ADMIN, h_services, "service.read",
+	  NULL },
+	{ "PUT", "/v1/services/{name}", "/v1/services", ROUTE_NAME_DETAIL, RBAC_ADMIN, h_services, "service.write",
+	  NULL },
+	{ "DELETE", "/v1/services/{name}", "/v1/services", ROUTE_NAME_DETAIL, RBAC_ADMIN, h_services,
+	  "service.delete", NULL },
+	/* Status and jobs answer while locked too. */
+	{ "GET", "/v1/rotate/status", "/v1/rotate", ROUTE_CLASSIFY | ROUTE_WHEN_LOCKED, 0, h_rotate, "rotate.status",
 	  rotate_classify },
-	{ "GET PUT DELETE POST", SECRETS_PREFIX, ROUTE_PREFIX | ROUTE_CLASSIFY, 0, h_secrets, NULL, secrets_classify },
+	{ "GET", "/v1/rotate/jobs/{id}", "/v1/rotate", ROUTE_CLASSIFY | ROUTE_WHEN_LOCKED, 0, h_rotate, "rotate.job",
+	  rotate_classify },
+	{ "POST", "/v1/rotate/secret", "/v1/rotate", ROUTE_CLASSIFY, 0, h_rotate, "rotate.secret", rotate_classify },
+	{ "POST", "/v1/rotate/secret/{path*}", "/v1/rotate", ROUTE_CLASSIFY, 0, h_rotate, "rotate.secret",
+	  rotate_classify },
+	/* {path*}: classify answers 400 for more than the one segment a tenant is. */
+	{ "POST", "/v1/rotate/kek/{path*}", "/v1/rotate", ROUTE_CLASSIFY, 0, h_rotate, "rotate.kek", rotate_classify },
+	{ "POST", "/v1/rotate/root", "/v1/rotate", ROUTE_CLASSIFY, 0, h_rotate, "rotate.root", rotate_classify },
+	{ "POST", "/v1/rotate/hsm", "/v1/rotate", ROUTE_CLASSIFY, 0, h_rotate, "rotate.hsm", rotate_classify },
+	{ "POST", "/v1/rotate/hsm/retire", "/v1/rotate", ROUTE_CLASSIFY, 0, h_rotate, "rotate.hsm_retire",
+	  rotate_classify },
+	{ "POST", "/v1/rotate/all", "/v1/rotate", ROUTE_CLASSIFY, 0, h_rotate, "rotate.all", rotate_classify },
+	{ "GET", "/v1/secrets", SECRETS_PREFIX, ROUTE_CLASSIFY, 0, h_secrets, NULL, secrets_classify },
+	{ "GET", "/v1/secrets/{path*}", SECRETS_PREFIX, ROUTE_CLASSIFY, 0, h_secrets, NULL, secrets_classify },
+	{ "PUT", "/v1/secrets/{path*}", SECRETS_PREFIX, ROUTE_CLASSIFY, 0, h_secrets, NULL, secrets_classify },
+	{ "DELETE", "/v1/secrets/{path*}", SECRETS_PREFIX, ROUTE_CLASSIFY, 0, h_secrets, NULL, secrets_classify },
+	{ "POST", "/v1/secrets/{path*}/rollback", SECRETS_PREFIX, ROUTE_CLASSIFY, 0, h_secrets, NULL,
+	  secrets_classify },
+	{ "POST", "/v1/secrets/{path*}/promote", SECRETS_PREFIX, ROUTE_CLASSIFY, 0, h_secrets, NULL,
+	  secrets_classify },
 };
 
-static bool method_in(const char *list, const char *m)
-{
-	size_t n = strlen(m);
+#define SEGMENTS_MAX 16
 
-	for (const char *p = list; *p;) {
-		const char *e = strchrnul(p, ' ');
-		if ((size_t)(e - p) == n && strncmp(p, m, n) == 0)
+struct segs {
+	const char *p[SEGMENTS_MAX];
+	size_t n[SEGMENTS_MAX];
+	size_t count;
+};
+
+/* "/a/b/c" -> a, b, c (an empty segment is a segment). false past the max. */
+static bool split(const char *path, struct segs *ret)
+{
+	ret->count = 0;
+	if (*path != '/')
+		return false;
+	for (const char *p = path + 1;; ) {
+		const char *e = strchrnul(p, '/');
+		if (ret->count == SEGMENTS_MAX)
+			return false;
+		ret->p[ret->count] = p;
+		ret->n[ret->count++] = (size_t)(e - p);
+		if (!*e)
 			return true;
-		p = *e ? e + 1 : e;
+		p = e + 1;
 	}
-	return false;
 }
 
-static const struct route *route_find(const char *path, const char **ret_rest)
+static bool seg_is(const struct segs *s, size_t i, const char *lit, size_t n)
 {
+	return s->n[i] == n && strncmp(s->p[i], lit, n) == 0;
+}
+
+/* Does path (split) match the pattern? *ret_bad_capture names a {name} or
+ * {id} capture that matched structurally but is not valid. */
+static bool match(const char *pattern, const struct segs *path, const char **ret_bad_capture)
+{
+	struct segs pat;
+	size_t star = SIZE_MAX, tail, i, j;
+
+	if (!split(pattern, &pat))
+		return false;
+	for (i = 0; i < pat.count; i++)
+		if (seg_is(&pat, i, "{path*}", 7))
+			star = i;
+	if (star == SIZE_MAX ? path->count != pat.count : path->count < pat.count)
+		return false;
+	tail = star == SIZE_MAX ? 0 : pat.count - star - 1;
+	for (i = 0; i < pat.count; i++) {
+		if (i == star)
+			continue;
+		j = star != SIZE_MAX && i > star ? path->count - tail + (i - star - 1) : i;
+		if (pat.p[i][0] != '{') {
+			if (!seg_is(path, j, pat.p[i], pat.n[i]))
+				return false;
+			continue;
+		}
+		if (path->n[j] == 0)
+			return false;
+	}
+	/* Structure matches: now the captures' syntax. */
+	*ret_bad_capture = NULL;
+	for (i = 0; i < pat.count; i++) {
+		char seg[PATH_SEGMENT_MAX + 2];
+		j = star != SIZE_MAX && i > star ? path->count - tail + (i - star - 1) : i;
+		if (i == star || pat.p[i][0] != '{')
+			continue;
+		snprintf(seg, sizeof(seg), "%.*s", (int)MIN(path->n[j], sizeof(seg) - 1), path->p[j]);
+		if (seg_is(&pat, i, "{name}", 6) && (path->n[j] > PATH_SEGMENT_MAX || !name_valid(seg)))
+			*ret_bad_capture = "name";
+		else if (seg_is(&pat, i, "{id}", 4) &&
+			 (path->n[j] > 18 || strspn(path->p[j], "0123456789") < path->n[j]))
+			*ret_bad_capture = "id";
+	}
+	return true;
+}
+
+/* The row for (method, path): 0; or writes 404 (no pattern matches), 405
+ * (only patterns of other methods; *ret_known set to one of them, for the
+ * record) or 400 (a capture is not valid; *ret is the row) and returns it. */
+static int route_find(const char *method, const char *path, const struct route **ret, const struct route **ret_known,
+		      json_t **ret_body)
+{
+	char allowed[64] = "";
+	const char *bad = NULL;
+	struct segs s;
+
+	*ret = *ret_known = NULL;
+	if (!split(path, &s))
+		return reply_error(ret_body, 404, "not_found", "no such API route");
 	for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
 		const struct route *rt = &routes[i];
-		size_t n = strlen(rt->path);
+		const char *b = NULL;
 
-		if (rt->flags & ROUTE_PREFIX) {
-			if (strncmp(path, rt->path, n) == 0 && (path[n] == '\0' || path[n] == '/')) {
-				*ret_rest = path + n;
-				return rt;
-			}
-		} else if (streq(path, rt->path)) {
-			*ret_rest = path + n;
-			return rt;
+		if (!match(rt->pattern, &s, &b))
+			continue;
+		if (!streq(rt->method, method)) {
+			if (!*ret_known)
+				*ret_known = rt;
+			if (!strstr(allowed, rt->method) && strlen(allowed) + strlen(rt->method) + 2 < sizeof(allowed))
+				snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s",
+					 allowed[0] ? " " : "", rt->method);
+			continue;
 		}
+		*ret = rt;
+		bad = b;
+		break;
 	}
-	return NULL;
+	if (*ret && bad)
+		return reply_error(ret_body, 400, streq(bad, "name") ? "bad_name" : "bad_request",
+				   "invalid %s in the path: %s", bad,
+				   streq(bad, "name") ? "1-64 characters of [A-Za-z0-9._-], starting with a letter or digit"
+						      : "a decimal number");
+	if (*ret)
+		return 0;
+	if (*ret_known)
+		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed here; allowed: %s", method,
+				   allowed);
+	return reply_error(ret_body, 404, "not_found", "no such API route");
+}
+
+int router_lookup(const char *method, const char *path, const char **ret_pattern, const char **ret_action)
+{
+	const struct route *rt = NULL, *known = NULL;
+	json_t *body = NULL;
+	int status = route_find(method, path, &rt, &known, &body);
+
+	json_decref(body);
+	if (status == 0) {
+		*ret_pattern = rt->pattern;
+		*ret_action = rt->action;
+	}
+	return status;
 }
 
 /* The one access decision, before any handler or lookup runs: a forbidden
@@ -364,23 +507,6 @@ static int authorize(const struct route *rt, struct call *c, unsigned cap, json_
 				   w->kind == PRINCIPAL_USER ? "user" : "service", w->name, rbac_cap_name(cap));
 	}
 	return 0;
-}
-
-/* "user." + the verb the method means. */
-static const char *management_action(const struct route *rt, const struct server_request *req)
-{
-	static const char *const users[] = { "user.read", "user.write", "user.delete", "user.reset_mfa" };
-	static const char *const roles[] = { "role.read", "role.write", "role.delete", "role.write" };
-	static const char *const services[] = { "service.read", "service.write", "service.delete", "service.write" };
-	const char *const *t = rt->fn == h_users ? users : rt->fn == h_roles ? roles : services;
-
-	if (streq(req->method, "GET"))
-		return t[0];
-	if (streq(req->method, "PUT"))
-		return t[1];
-	if (streq(req->method, "DELETE"))
-		return t[2];
-	return t[3];
 }
 
 int audit_effect(struct api *a, struct call *c, json_t **ret_body)
@@ -479,9 +605,6 @@ static int dispatch(struct api *a, struct call *c, const struct route *rt, json_
 	unsigned cap;
 	int status;
 
-	if (!method_in(rt->methods, req->method))
-		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
-				   req->method, rt->methods);
 	if (!(rt->flags & ROUTE_WHEN_UNINIT) && !api_is_initialized(a))
 		return reply_error(ret_body, 503, "uninitialized", "the vault is not initialized; run 'vaultctl init'");
 	/* Locking revoked every session token: one presented now says the
@@ -610,26 +733,27 @@ static int record_suppressed(struct api *a, const struct call *c, uint64_t n, in
 int api_handle(void *userdata, const struct server_request *req, json_t **ret_body)
 {
 	struct api *a = userdata;
-	const struct route *rt;
+	const struct route *rt = NULL, *known = NULL;
 	struct call c = { .req = req };
 	int status, r;
 
-	rt = route_find(req->path, &c.rest);
-	if (!rt) {
+	status = route_find(req->method, req->path, &rt, &known, ret_body);
+	if (status == 0) {
+		c.rest = req->path + strlen(rt->mount);
+		c.action = rt->action;
+		if ((rt->flags & ROUTE_NAME_DETAIL) && *c.rest)
+			/* which user, role or service: a name, never a secret */
+			snprintf(c.detail, sizeof(c.detail), "%s%.70s", rt->mount + 4, c.rest);
+		status = dispatch(a, &c, rt, ret_body);
+	} else {
 		json_t *ignored = NULL;
-		/* Only for the record: who asked for a route that does not exist. */
+		/* Only for the record: who asked for what. */
+		if (rt || known)
+			c.action = (rt ? rt : known)->action;
 		if (identity_resolve(a, &c, &ignored))
 			json_decref(ignored);
-		status = reply_error(ret_body, 404, "not_found", "no such API route");
-	}
-	else {
-		c.action = rt->action;
-		if (rt->action && rt->action[strlen(rt->action) - 1] == '.') {
-			c.action = management_action(rt, req);
-			if (*c.rest)    /* which user, role or service: a name, never a secret */
-				snprintf(c.detail, sizeof(c.detail), "%s%.64s", rt->path + 4, c.rest);
-		}
-		status = dispatch(a, &c, rt, ret_body);
+		if (!rt && known && known->fn == h_health)
+			rt = known;     /* health leaves no record, whatever the method */
 	}
 	/* Every request but health leaves a record; one that cannot be
 	 * recorded is refused (fail closed), whatever it would have answered. */
