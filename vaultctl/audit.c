@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <time.h>
 #include "common/json.h"
+#include "vaultctl/audit.h"
+#include "vaultctl/cli.h"
 #include "vaultctl/client.h"
+#include "vaultctl/msg.h"
 #include "vaultctl/output.h"
 
 #define PAGE_MAX 1000           /* the API's largest limit */

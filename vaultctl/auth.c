@@ -1,8 +1,11 @@
 /* vaultctl/auth.c: login, logout and the credentials that unlock and login share. */
 #include <stdio.h>
 #include "common/json.h"
+#include "vaultctl/auth.h"
+#include "vaultctl/cli.h"
 #include "vaultctl/client.h"
 #include "vaultctl/input.h"
+#include "vaultctl/msg.h"
 #include "vaultctl/output.h"
 #include "vaultctl/token.h"
 

@@ -10,7 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "common/json.h"
+#include "vaultctl/backup.h"
+#include "vaultctl/cli.h"
 #include "vaultctl/client.h"
+#include "vaultctl/msg.h"
 #include "vaultctl/output.h"
 
 /* FILE against the working directory (not resolved further: the file does

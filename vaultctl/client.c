@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "common/json.h"
 #include "vaultctl/client.h"
+#include "vaultctl/msg.h"
 #include "vaultctl/output.h"
 #include "vaultctl/token.h"
 

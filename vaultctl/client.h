@@ -6,7 +6,7 @@
  */
 #pragma once
 #include <jansson.h>
-#include "vaultctl/vaultctl.h"
+#include "vaultctl/ctx.h"
 
 enum {
 	API_AUTH = 1 << 0,      /* send the bearer token, if there is one */

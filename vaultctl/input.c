@@ -6,6 +6,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include "vaultctl/input.h"
+#include "vaultctl/msg.h"
 
 void field_clear(struct field *f)
 {

@@ -4,7 +4,7 @@
  * Every value lands in a struct secret, NUL-terminated (len excludes the NUL).
  */
 #pragma once
-#include "vaultctl/vaultctl.h"
+#include "vaultctl/ctx.h"
 
 #define VALUE_MAX (256u * 1024)         /* the daemon's limit on a secret's data */
 #define PASSPHRASE_MAX 1024

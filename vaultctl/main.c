@@ -2,13 +2,20 @@
  * vaultctl is a pure client of vaultd's socket API: it never opens the
  * database or the HSM. Each command lives in the file of its group.
  */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <unistd.h>
 #include "version.h"
+#include "vaultctl/audit.h"
+#include "vaultctl/auth.h"
+#include "vaultctl/backup.h"
+#include "vaultctl/cli.h"
 #include "vaultctl/client.h"
-#include "vaultctl/output.h"
+#include "vaultctl/msg.h"
+#include "vaultctl/roles.h"
+#include "vaultctl/rotate.h"
+#include "vaultctl/secrets.h"
+#include "vaultctl/services.h"
+#include "vaultctl/sys.h"
+#include "vaultctl/users.h"
 
 struct command {
 	const char *name;
@@ -77,109 +84,6 @@ static void print_main_help(FILE *f)
 	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fputs(main_help_tail, f);
-}
-
-bool progress_drawn;
-
-void progress_wipe(void)
-{
-	if (!progress_drawn)
-		return;
-	fputs("\r\033[K", stderr);
-	fflush(stderr);
-	progress_drawn = false;
-}
-
-/* Messages quote server text (error messages, reasons, names) and the
- * command line: out_vfprintf() escapes them (output.h). */
-int error(const char *fmt, ...)
-{
-	int saved = errno;
-	va_list ap;
-
-	progress_wipe();
-	fputs("vaultctl: ", stderr);
-	va_start(ap, fmt);
-	errno = saved;  /* for %m */
-	out_vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return EXIT_ERROR;
-}
-
-void warning(const char *fmt, ...)
-{
-	va_list ap;
-
-	progress_wipe();
-	fputs("vaultctl: warning: ", stderr);
-	va_start(ap, fmt);
-	out_vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-int usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-
-	progress_wipe();
-	fputs("vaultctl: ", stderr);
-	va_start(ap, fmt);
-	out_vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	if (cmd)
-		fprintf(stderr, " (see 'vaultctl %s --help')\n", cmd);
-	else
-		fputs(" (see 'vaultctl --help')\n", stderr);
-	return EXIT_USAGE;
-}
-
-int common_option(struct ctx *ctx, int c, const char *help)
-{
-	switch (c) {
-	case OPT_JSON:
-		ctx->json = true;
-		return OPT_CONTINUE;
-	case 's':
-		ctx->socket = optarg;
-		return OPT_CONTINUE;
-	case 'h':
-		fputs(help, stdout);
-		return EXIT_OK;
-	default:
-		/* getopt already named the bad option. */
-		fputs("vaultctl: see --help for the options\n", stderr);
-		return EXIT_USAGE;
-	}
-}
-
-int run_subcommand(struct ctx *ctx, const char *group, const struct subcommand *table, const char *help,
-		   int argc, char **argv)
-{
-	if (argc < 2 || streq(argv[1], "-h") || streq(argv[1], "--help")) {
-		fputs(help, argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	for (const struct subcommand *s = table; s->name; s++)
-		if (streq(argv[1], s->name))
-			return s->run(ctx, argc - 1, argv + 1);
-	return usage_error(group, "unknown command '%s %s'", group, argv[1]);
-}
-
-int parse_uint(const char *s, unsigned long max, unsigned long *ret)
-{
-	char *end;
-	unsigned long v;
-
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*ret = v;
-	return 0;
 }
 
 int main(int argc, char **argv)

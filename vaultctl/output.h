@@ -9,7 +9,7 @@
  * printed it to the auditor's terminal). So every human-readable printer here
  * escapes what it prints (out_escape() says how): table cells, kv() keys and
  * values, out_line() and out_fline(), and vaultctl's error(), warning() and
- * usage_error(). The rule for callers: a line that carries anything but
+ * usage_error() (msg.h). The rule for callers: a line that carries anything but
  * literal text and numbers is printed through one of those, never with
  * printf(). --json output is JSON with every non-ASCII character escaped
  * (\u00XX), so it holds no control character either. The one raw output is
@@ -19,9 +19,10 @@
  */
 #pragma once
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <jansson.h>
-#include "vaultctl/vaultctl.h"
+#include "common/util.h"
 
 #define MASK "********"
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <unistd.h>
 #include "vaultctl/output.h"
+#include "vaultctl/qr.h"
 
 #define QUIET 2
 

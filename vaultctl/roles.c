@@ -1,8 +1,11 @@
 /* vaultctl/roles.c: role set, get, list, del. */
 #include <stdio.h>
 #include "common/json.h"
+#include "vaultctl/cli.h"
 #include "vaultctl/client.h"
+#include "vaultctl/msg.h"
 #include "vaultctl/output.h"
+#include "vaultctl/roles.h"
 
 static char *role_url(const char *name)
 {

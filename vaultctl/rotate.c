@@ -11,9 +11,12 @@
 #include <unistd.h>
 #include "common/duration.h"
 #include "common/json.h"
+#include "vaultctl/cli.h"
 #include "vaultctl/client.h"
 #include "vaultctl/input.h"
+#include "vaultctl/msg.h"
 #include "vaultctl/output.h"
+#include "vaultctl/rotate.h"
 
 /* Every poll is an audited read in vaultd: start quick (most jobs are
  * short), then back off, so an hour-long rotation watched from a terminal

@@ -5,9 +5,12 @@
 #include <stdio.h>
 #include <unistd.h>
 #include "common/json.h"
+#include "vaultctl/cli.h"
 #include "vaultctl/client.h"
 #include "vaultctl/input.h"
+#include "vaultctl/msg.h"
 #include "vaultctl/output.h"
+#include "vaultctl/secrets.h"
 
 #define VERSION_MAX 2147483647ul
 

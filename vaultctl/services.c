@@ -3,8 +3,11 @@
 #include <pwd.h>
 #include <stdio.h>
 #include "common/json.h"
+#include "vaultctl/cli.h"
 #include "vaultctl/client.h"
+#include "vaultctl/msg.h"
 #include "vaultctl/output.h"
+#include "vaultctl/services.h"
 
 static char *service_url(const char *name)
 {

@@ -2,9 +2,14 @@
 #include <stdio.h>
 #include <unistd.h>
 #include "common/json.h"
+#include "vaultctl/auth.h"
+#include "vaultctl/cli.h"
 #include "vaultctl/client.h"
 #include "vaultctl/input.h"
+#include "vaultctl/msg.h"
 #include "vaultctl/output.h"
+#include "vaultctl/qr.h"
+#include "vaultctl/sys.h"
 
 static const char status_help[] =
 	"Usage: vaultctl status [--json]\n"

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "vaultctl/msg.h"
 #include "vaultctl/token.h"
 
 #define TOKEN_MAX 512

@@ -5,7 +5,7 @@
  * someone else may already have read the token.
  */
 #pragma once
-#include "vaultctl/vaultctl.h"
+#include "vaultctl/ctx.h"
 
 /* Loads the token into ctx->token once (NULL when there is none). EXIT_OK, or
  * EXIT_ERROR after saying why a token file was refused. */

@@ -1,9 +1,13 @@
 /* vaultctl/users.c: user add, list, get, passwd, roles, reset-mfa, del. */
 #include <stdio.h>
 #include "common/json.h"
+#include "vaultctl/cli.h"
 #include "vaultctl/client.h"
 #include "vaultctl/input.h"
+#include "vaultctl/msg.h"
 #include "vaultctl/output.h"
+#include "vaultctl/qr.h"
+#include "vaultctl/users.h"
 
 static char *user_url(const char *name, const char *suffix)
 {
