@@ -289,9 +289,14 @@ int main(int argc, char **argv)
 	}
 
 	if (dev_dir) {
-		if (!api_is_initialized(api)) {
+		if (!vault_is_initialized(vault)) {
+			const struct auth_params argon2 = {
+				.iterations = cfg.auth.argon2_iterations,
+				.memory_kib = cfg.auth.argon2_memory_kib,
+				.parallelism = cfg.auth.argon2_parallelism,
+			};
 			json_t *enrolment = NULL;
-			r = api_init_vault_mfa(api, DEV_ADMIN, dev.passphrase, &enrolment);
+			r = vault_init(vault, &argon2, DEV_ADMIN, dev.passphrase, /* record= */ NULL, NULL, &enrolment);
 			if (r >= 0)
 				r = dev_save_enrolment(&dev, json_string_value(json_object_get(enrolment, "totp_secret")),
 						       json_object_get(enrolment, "recovery_codes"));
@@ -303,12 +308,12 @@ int main(int argc, char **argv)
 		}
 		r = api_unlock_vault(api, DEV_ADMIN, dev.passphrase);
 		if (r >= 0)
-			r = api_bind_service(api, "dev", getuid(), "[\"admin\"]");
+			r = vault_bind_service(vault, "dev", getuid(), "[\"admin\"]");
 		if (r < 0) {
 			log_error_errno(r, "cannot unlock the dev vault");
 			goto out;
 		}
-	} else if (api_is_initialized(api)) {
+	} else if (vault_is_initialized(vault)) {
 		/* Find HSM trouble at start, not at the first unlock. Not fatal:
 		 * the HSM may come back, and health must answer meanwhile. */
 		r = keyring_check_hsm(vault->keyring, vault->store);

@@ -4,7 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <unistd.h>
 #include "common/log.h"
+#include "common/path.h"
+#include "vaultd/access/accounts.h"
+#include "vaultd/access/authz.h"
 #include "vaultd/core/vault.h"
 
 static int record_for_worker(void *userdata, struct store_tx *tx, const char *action, const char *path,
@@ -139,4 +145,111 @@ void vault_lock(struct vault *v)
 	vault_epoch_renew(v);
 	keyring_lock(v->keyring);
 	pthread_mutex_unlock(&v->state_mu);
+}
+
+/* The daemon's own record of an init (vaultd --dev), the chain's first. */
+static int record_own_init(struct vault *v, struct store_tx *tx, const struct secret *audit_key)
+{
+	struct audit_entry e = {
+		.principal = AUDIT_SYSTEM_PRINCIPAL, .uid = getuid(), .pid = getpid(), .action = "sys.init",
+		.capability = "", .result = "allowed", .status = 200, .detail = "vaultd --dev",
+		.request_id = "00000000000000000000000000000000",
+	};
+
+	return auditor_record_genesis(v->auditor, tx, &e, audit_key, NULL);
+}
+
+int vault_init(struct vault *v, const struct auth_params *argon2, const char *admin, const struct secret *pass,
+	       vault_record_fn record, void *userdata, json_t **ret_enrolment)
+{
+	_cleanup_secret_ struct secret *audit_key = NULL, *authz_key = NULL;
+	char hashes[TOTP_RECOVERY_CODES][65];
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	json_t *enrolment = NULL;
+	char now[32];
+	int r;
+
+	if (!name_valid(admin) || auth_passphrase_check(pass))
+		return -EINVAL;
+	snprintf(u.name, sizeof(u.name), "%s", admin);
+	/* Hash before taking the state lock: Argon2 is the slow part. */
+	r = auth_hash(argon2, pass, &u.phc);
+	if (r < 0)
+		return r;
+	u.roles = strdup("[\"admin\"]");
+	if (!u.roles) {
+		store_user_clear(&u);
+		return -ENOMEM;
+	}
+
+	pthread_mutex_lock(&v->state_mu);
+	if (v->initialized) {
+		r = -EEXIST;
+		goto out;
+	}
+	r = store_write_begin(v->store, &tx);
+	if (r < 0)
+		goto out;
+	r = keyring_init_keys(v->keyring, tx, &audit_key, &authz_key);
+	if (r < 0)
+		goto out;
+	r = accounts_enrol(v->keyring, &u, hashes, &enrolment);
+	if (r < 0)
+		goto out;
+	u.created_at = u.updated_at = time(NULL);
+	/* A new vault is sealed from its first row; the genesis anchor
+	 * below binds the flag. */
+	authz_mac_user(authz_key, &u, u.mac);
+	if ((r = store_meta_set(tx, AUDIT_AUTHZ_SEALED_KEY, "1")) < 0 || (r = store_user_put(tx, &u)) < 0 ||
+	    (r = store_recovery_set(tx, u.name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES)) < 0)
+		goto out;
+	snprintf(now, sizeof(now), "%" PRId64, (int64_t)u.created_at);
+	r = store_meta_set(tx, "initialized_at", now);
+	if (r < 0)
+		goto out;
+	/* The record commits with the vault, or neither does. */
+	r = record ? record(userdata, tx, audit_key) : record_own_init(v, tx, audit_key);
+	if (r < 0)
+		goto out;
+	r = store_write_commit(TAKE_PTR(tx));
+	if (r < 0)
+		goto out;
+	v->initialized = true;
+	log_info("vault initialised; admin user '%s' (MFA enrolment pending)", admin);
+	if (ret_enrolment)
+		*ret_enrolment = TAKE_PTR(enrolment);
+out:
+	store_tx_end(tx);
+	pthread_mutex_unlock(&v->state_mu);
+	json_decref(enrolment);
+	sodium_memzero(hashes, sizeof(hashes));
+	store_user_clear(&u);
+	return r;
+}
+
+int vault_bind_service(struct vault *v, const char *name, uid_t uid, const char *roles_json)
+{
+	_cleanup_secret_ struct secret *key = NULL;
+	struct store_service svc = {0};
+	struct store_tx *tx = NULL;
+	int r;
+
+	if (!name_valid(name))
+		return -EINVAL;
+	snprintf(svc.name, sizeof(svc.name), "%s", name);
+	svc.uid = (uint32_t)uid;
+	svc.roles = (char *)roles_json;
+	svc.created_at = svc.updated_at = time(NULL);
+	r = keyring_authz_key(v->keyring, &key);
+	if (r < 0)
+		return r;
+	authz_mac_service(key, &svc, svc.mac);
+	r = store_write_begin(v->store, &tx);
+	if (r >= 0)
+		r = store_service_put(tx, &svc);
+	if (r >= 0)
+		r = store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	return r;
 }

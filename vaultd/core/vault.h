@@ -15,6 +15,9 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include "common/json.h"
+#include "vaultd/access/auth.h"
 #include "vaultd/audit/recorder.h"
 #include "vaultd/keys/keyring.h"
 #include "vaultd/rotate/rotate.h"
@@ -63,3 +66,23 @@ void vault_epoch_renew(struct vault *v);
 
 /* Locks: a new epoch (every session ends) and the keys wiped. */
 void vault_lock(struct vault *v);
+
+/* init's audit record, in init's transaction, anchored under the new root
+ * key's audit key (auditor_record_genesis()). */
+typedef int (*vault_record_fn)(void *userdata, struct store_tx *tx, const struct secret *audit_key);
+
+/* Makes the vault: the HSM key (found or generated), the root key, the
+ * admin user (Argon2id at argon2's costs, MFA enrolment pending, the row
+ * sealed), recovery codes, the seal flag and the first anchor, in one
+ * transaction with the record: record's (the request's), or the daemon's
+ * own "sys.init" when record is NULL (vaultd --dev). Leaves it locked.
+ * *ret_enrolment (may be NULL): what the admin must see once. 0; -EEXIST
+ * already initialised; -EINVAL bad name or passphrase; HSM and storage
+ * errors otherwise. */
+int vault_init(struct vault *v, const struct auth_params *argon2, const char *admin, const struct secret *pass,
+	       vault_record_fn record, void *userdata, json_t **ret_enrolment);
+
+/* Binds uid as service name with roles (JSON array text), sealed: the
+ * vault must be unlocked (-EACCES). -EEXIST if the uid is bound to another
+ * service; -EINVAL for a bad name. */
+int vault_bind_service(struct vault *v, const char *name, uid_t uid, const char *roles_json);

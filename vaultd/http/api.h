@@ -33,16 +33,8 @@ void api_free(struct api *a);                  /* NULL-safe */
 int api_handle(void *userdata, const struct server_request *req, json_t **ret_body);
 
 bool api_is_initialized(struct api *a);
-/* The init and unlock flows, shared by the HTTP handlers and vaultd --dev.
- * 0; -EEXIST already initialised; -EINVAL bad name/passphrase; -EACCES wrong
- * user or passphrase; HSM and storage errors otherwise. */
-int api_init_vault(struct api *a, const char *admin, const struct secret *pass);
 /* vaultd --dev only: unlock with the passphrase alone (the dev process holds
- * the TOTP secret too, so a second factor would prove nothing). */
+ * the TOTP secret too, so a second factor would prove nothing). 0; -EACCES
+ * wrong user or passphrase, or no admin; HSM and storage errors otherwise.
+ * (vault_init() and vault_bind_service() in core/vault.h do the rest.) */
 int api_unlock_vault(struct api *a, const char *user, const struct secret *pass);
-/* Init that also returns the admin's MFA enrolment ({"totp_uri",
- * "totp_secret", "recovery_codes"}) when ret_enrolment is non-NULL. */
-/* Binds uid as service name with the given roles (JSON array text); used by
- * vaultd --dev. -EEXIST if the uid is bound to another service. */
-int api_bind_service(struct api *a, const char *name, uid_t uid, const char *roles_json);
-int api_init_vault_mfa(struct api *a, const char *admin, const struct secret *pass, json_t **ret_enrolment);

@@ -32,87 +32,24 @@
 #define TOKEN_BYTES 32
 #define AUTH_FAILED "wrong user, passphrase or code"
 
-/* c: the request, whose audit record commits with the new vault; NULL for
- * vaultd --dev, which records a record of the daemon's own instead. */
+/* init's record is the request's: it commits with the new vault. */
+static int record_init(void *userdata, struct store_tx *tx, const struct secret *audit_key)
+{
+	struct api_call *ac = userdata;
+
+	return audit_init_record(ac->a, ac->c, tx, audit_key);
+}
+
 static int init_vault(struct api *a, const char *admin, const struct secret *pass, json_t **ret_enrolment,
 		      struct call *c)
 {
-	_cleanup_secret_ struct secret *audit_key = NULL, *authz_key = NULL;
-	char hashes[TOTP_RECOVERY_CODES][65];
-	struct store_user u = {0};
-	struct store_tx *tx = NULL;
-	json_t *enrolment = NULL;
-	char now[32];
+	struct api_call ac = { .a = a, .c = c };
 	int r;
 
-	if (!name_valid(admin) || auth_passphrase_check(pass))
-		return -EINVAL;
-	snprintf(u.name, sizeof(u.name), "%s", admin);
-	/* Hash before taking the state lock: Argon2 is the slow part. */
-	r = auth_hash(&a->cfg.argon2, pass, &u.phc);
-	if (r < 0)
-		return r;
-	u.roles = strdup("[\"admin\"]");
-	if (!u.roles) {
-		store_user_clear(&u);
-		return -ENOMEM;
-	}
-
-	pthread_mutex_lock(&a->v->state_mu);
-	if (a->v->initialized) {
-		r = -EEXIST;
-		goto out;
-	}
-	r = store_write_begin(a->store, &tx);
-	if (r < 0)
-		goto out;
-	r = keyring_init_keys(a->keyring, tx, &audit_key, &authz_key);
-	if (r < 0)
-		goto out;
-	r = account_enrol(a, &u, hashes, &enrolment);
-	if (r < 0)
-		goto out;
-	u.created_at = u.updated_at = time(NULL);
-	/* A new vault is sealed from its first row; the genesis anchor
-	 * below binds the flag. */
-	authz_mac_user(authz_key, &u, u.mac);
-	if ((r = store_meta_set(tx, AUDIT_AUTHZ_SEALED_KEY, "1")) < 0 || (r = store_user_put(tx, &u)) < 0 ||
-	    (r = store_recovery_set(tx, u.name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES)) < 0)
-		goto out;
-	snprintf(now, sizeof(now), "%" PRId64, (int64_t)u.created_at);
-	r = store_meta_set(tx, "initialized_at", now);
-	if (r < 0)
-		goto out;
-	/* The record commits with the vault, or neither does. */
-	r = audit_init_record(a, c, tx, audit_key);
-	if (r < 0)
-		goto out;
-	r = store_write_commit(TAKE_PTR(tx));
-	if (r < 0)
-		goto out;
-	if (c)
+	r = vault_init(a->v, &a->cfg.argon2, admin, pass, c ? record_init : NULL, &ac, ret_enrolment);
+	if (r >= 0 && c)
 		c->audited = true;
-	vault_set_initialized(a->v);
-	log_info("vault initialised; admin user '%s' (MFA enrolment pending)", admin);
-	if (ret_enrolment)
-		*ret_enrolment = TAKE_PTR(enrolment);
-out:
-	store_tx_end(tx);
-	pthread_mutex_unlock(&a->v->state_mu);
-	json_decref(enrolment);
-	sodium_memzero(hashes, sizeof(hashes));
-	store_user_clear(&u);
 	return r;
-}
-
-int api_init_vault(struct api *a, const char *admin, const struct secret *pass)
-{
-	return init_vault(a, admin, pass, NULL, NULL);
-}
-
-int api_init_vault_mfa(struct api *a, const char *admin, const struct secret *pass, json_t **ret_enrolment)
-{
-	return init_vault(a, admin, pass, ret_enrolment, NULL);
 }
 
 int h_init(struct api *a, struct call *c, json_t **ret_body)

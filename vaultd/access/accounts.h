@@ -1,0 +1,21 @@
+/* vaultd/access/accounts.h: what a user account is made of.
+ *
+ * MFA scheme: each user has a random 32-byte MFA key, wrapped by the HSM key
+ * (like the root key), and a TOTP secret sealed under it (envelope kind
+ * TOTP). Unlock needs the TOTP secret while the vault is locked, and the HSM
+ * is usable then; a stolen database without the token yields neither. An
+ * MFA reset draws a new key and secret, shown once, and leaves the user
+ * pending until a first valid code. Threads: any.
+ */
+#pragma once
+#include "common/json.h"
+#include "vaultd/access/totp.h"
+#include "vaultd/keys/keyring.h"
+#include "vaultd/store/store.h"
+
+/* Draws a new MFA key (wrapped by the HSM key) and TOTP secret for u (state
+ * pending, blobs replaced) and TOTP_RECOVERY_CODES recovery codes (their
+ * hashes in hashes[], for store_recovery_set()); *ret_reply holds what the
+ * user must see once: {"totp_uri", "totp_secret", "recovery_codes"}.
+ * HSM errors as in keyprov.h. */
+int accounts_enrol(struct keyring *k, struct store_user *u, char (*hashes)[65], json_t **ret_reply);
