@@ -234,29 +234,36 @@ static int secret_put(struct api *a, struct call *c, const char *path, json_t **
 }
 
 /* Loads and opens one version. Writes the reply on failure (returns > 0). */
-static int load_version(struct api *a, const struct server_request *req, struct store_tx *tx,
-			const struct store_secret *head, uint32_t version, struct secret **ret_plain,
-			int64_t *ret_created, json_t **ret_body)
+static struct secrets_env env_of(struct api *a)
 {
-	struct store_version v = {0};
-	int r;
+	return (struct secrets_env){ .store = a->store, .keyring = a->keyring, .keep_versions = a->cfg.keep_versions };
+}
 
-	r = store_version_get(tx, head->path, version, &v);
+static int commit_request(void *userdata, struct store_tx **tx);
+
+/* A read that did not find what it was asked for, said precisely. */
+static int reply_read_error(json_t **ret_body, const struct server_request *req, int r, const char *path,
+			    const struct secret_read *rd, const char *stage)
+{
 	if (r == -ENOENT)
-		return reply_error(ret_body, 404, "not_found", "'%s' has no version %u", head->path, version);
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, req, r, "read version");
-	r = keyring_open(a->keyring, tx, head->path, &v, ret_plain);
-	*ret_created = v.created_at;
-	store_version_clear(&v);
-	if (r == -ENOENT)
-		return reply_error(ret_body, 404, "not_found", "version %u of '%s' was destroyed", version, head->path);
+		switch (rd->missing) {
+		case SECRET_MISSING_STAGE:
+			return reply_error(ret_body, 404, "not_found", "'%s' has no %s version", path,
+					   stage ? stage : "current");
+		case SECRET_MISSING_VERSION:
+			return reply_error(ret_body, 404, "not_found", "'%s' has no version %u", path, rd->version);
+		case SECRET_MISSING_DESTROYED:
+			return reply_error(ret_body, 404, "not_found", "version %u of '%s' was destroyed", rd->version,
+					   path);
+		default:
+			return reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
+		}
 	if (r == -EACCES)
 		return reply_error(ret_body, 503, "locked", "the vault is locked");
-	if (r < 0)
-		/* -EBADMSG here means the row was tampered with or moved. */
-		return reply_internal(ret_body, req, r, "open secret");
-	return 0;
+	if (r == -EBUSY)
+		return reply_store_busy_or_internal(ret_body, req, r, "read secret");
+	/* -EBADMSG here means the row was tampered with or moved. */
+	return reply_internal(ret_body, req, r, "open secret");
 }
 
 static const char *stage_of(const struct store_secret *h, uint32_t version)
@@ -278,9 +285,10 @@ static json_t *json_version_or_null(uint32_t v)
 static int secret_get(struct api *a, const struct server_request *req, const char *path, json_t **ret_body)
 {
 	static const char *const q[] = { "version", "stage", NULL };
+	const struct secrets_env env = env_of(a);
 	_cleanup_secret_ struct secret *plain = NULL;
+	struct secret_read rd = {0};
 	struct store_secret head = {0};
-	struct store_tx *tx = NULL;
 	json_t *data, *out;
 	int64_t created = 0;
 	uint32_t version = 0;
@@ -298,31 +306,13 @@ static int secret_get(struct api *a, const struct server_request *req, const cha
 	if (vs && stage)
 		return reply_error(ret_body, 400, "bad_request", "ask for a version or a stage, not both");
 
-	r = store_read_begin(a->store, &tx);
+	r = secrets_read(&env, path, version, stage, &rd);
 	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, req, r, "begin read");
-	r = store_secret_get(tx, path, &head);
-	if (r == -ENOENT || (r == 0 && head.deleted_at)) {
-		status = reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
-		goto out;
-	}
-	if (r < 0) {
-		status = reply_store_busy_or_internal(ret_body, req, r, "read secret");
-		goto out;
-	}
-	if (stage && streq(stage, "pending"))
-		version = head.pending_version;
-	else if (stage && streq(stage, "previous"))
-		version = head.previous_version;
-	else if (!vs)
-		version = head.current_version;
-	if (!version) {
-		status = reply_error(ret_body, 404, "not_found", "'%s' has no %s version", path, stage);
-		goto out;
-	}
-	status = load_version(a, req, tx, &head, version, &plain, &created, ret_body);
-	if (status)
-		goto out;
+		return reply_read_error(ret_body, req, r, path, &rd, stage);
+	plain = TAKE_PTR(rd.plain);
+	head = rd.head;
+	version = rd.version;
+	created = rd.version_created_at;
 
 	data = json_loadb((const char *)plain->p, plain->len, 0, NULL);
 	if (!data) {
@@ -340,7 +330,6 @@ static int secret_get(struct api *a, const struct server_request *req, const cha
 	json_object_set_new(out, "version_created_at", json_time(created));
 	status = reply(ret_body, 200, out);
 out:
-	store_tx_end(tx);
 	store_secret_clear(&head);
 	return status;
 }
@@ -446,37 +435,21 @@ static int secret_delete(struct api *a, struct call *c, const char *path, json_t
 {
 	const struct server_request *req = c->req;
 	static const char *const q[] = { "destroy", NULL };
-	struct store_tx *tx = NULL;
+	const struct secrets_env env = env_of(a);
+	struct api_call ac = { .a = a, .c = c };
 	bool destroy;
 	int r;
 
 	if ((r = check_query(req, q, ret_body)))
 		return r;
 	destroy = flag_set(req, "destroy");
-	r = store_write_begin(a->store, &tx);
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, req, r, "begin write");
 	if (destroy)
-		r = store_secret_destroy(tx, path);
-	else
-		r = store_secret_soft_delete(tx, path, time(NULL));
-	if (r >= 0 && destroy)
 		c->action = "secret.destroy";
-	if (r >= 0)
-		r = commit_audited(a, c, &tx);
-	store_tx_end(tx);
+	r = secrets_delete(&env, path, destroy, commit_request, &ac);
 	if (r == -ENOENT)
 		return reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
 	if (r < 0)
 		return reply_store_busy_or_internal(ret_body, req, r, destroy ? "destroy secret" : "delete secret");
-	if (destroy) {
-		/* Move the freed pages out of the WAL too, so the wrapped DEKs are
-		 * gone from disk, not just unreferenced. */
-		r = store_checkpoint(a->store);
-		if (r < 0)
-			log_warning_errno(r, "checkpoint after destroying '%s'", path);
-		log_info("destroyed '%s'", path);
-	}
 	return reply(ret_body, 200, json_pack("{s:s, s:b, s:b}", "path", path, "deleted", 1, "destroyed", destroy));
 }
 
@@ -488,10 +461,9 @@ static int secret_rollback(struct api *a, struct call *c, const char *path, json
 	_cleanup_json_ json_t *body = NULL;
 	_cleanup_secret_ struct secret *plain = NULL;
 	_cleanup_free_ char *type = NULL;
-	struct store_secret head = {0};
-	struct store_tx *tx = NULL;
+	const struct secrets_env env = env_of(a);
+	struct secret_read rd = {0};
 	json_t *ver, *cas;
-	int64_t created;
 	int r, status;
 
 	if ((r = check_query(req, q, ret_body)) || (r = parse_body(req, fields, &body, ret_body)))
@@ -507,34 +479,18 @@ static int secret_rollback(struct api *a, struct call *c, const char *path, json
 
 	/* Read the old version in a snapshot, then write it as a new version;
 	 * check-and-set (optional) guards against a write in between. */
-	r = store_read_begin(a->store, &tx);
+	r = secrets_read(&env, path, (uint32_t)json_integer_value(ver), NULL, &rd);
 	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, req, r, "begin read");
-	r = store_secret_get(tx, path, &head);
-	if (r == -ENOENT || (r == 0 && head.deleted_at)) {
-		status = reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
-		goto out;
-	}
-	if (r < 0) {
-		status = reply_store_busy_or_internal(ret_body, req, r, "read secret");
-		goto out;
-	}
-	status = load_version(a, req, tx, &head, (uint32_t)json_integer_value(ver), &plain, &created, ret_body);
-	if (status)
-		goto out;
-	type = strdup(head.type);
-	store_tx_end(TAKE_PTR(tx));
-	if (!type) {
-		status = reply_internal(ret_body, req, -ENOMEM, "rollback");
-		goto out;
-	}
+		return reply_read_error(ret_body, req, r, path, &rd, NULL);
+	plain = TAKE_PTR(rd.plain);
+	type = strdup(rd.head.type);
+	secret_read_clear(&rd);
+	if (!type)
+		return reply_internal(ret_body, req, -ENOMEM, "rollback");
 	status = write_version(a, c, path, type, NULL, plain, cas ? json_integer_value(cas) : -1,
 			       (uint32_t)json_integer_value(ver), false, ret_body);
 	if (status == 200)
 		json_object_set_new(*ret_body, "rolled_back_from", json_integer(json_integer_value(ver)));
-out:
-	store_tx_end(tx);
-	store_secret_clear(&head);
 	return status;
 }
 
@@ -544,8 +500,9 @@ static int secret_promote(struct api *a, struct call *c, const char *path, json_
 	static const char *const fields[] = { "version", NULL };
 	static const char *const q[] = { NULL };
 	_cleanup_json_ json_t *body = NULL;
+	const struct secrets_env env = env_of(a);
+	struct api_call ac = { .a = a, .c = c };
 	struct store_secret head = {0};
-	struct store_tx *tx = NULL;
 	uint32_t want = 0;
 	json_t *ver;
 	int r;
@@ -562,15 +519,7 @@ static int secret_promote(struct api *a, struct call *c, const char *path, json_
 					     "invalid promotion");
 		want = ver ? (uint32_t)json_integer_value(ver) : 0;
 	}
-	r = store_write_begin(a->store, &tx);
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, req, r, "begin write");
-	r = store_secret_promote(tx, path, want, time(NULL));
-	if (r >= 0)
-		r = store_secret_get(tx, path, &head);
-	if (r >= 0)
-		r = commit_audited(a, c, &tx);
-	store_tx_end(tx);
+	r = secrets_promote(&env, path, want, commit_request, &ac, &head);
 	if (r == -ENOENT)
 		return reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
 	if (r == -ESRCH) {

@@ -47,3 +47,44 @@ typedef int (*secrets_commit_fn)(void *userdata, struct store_tx **tx);
 
 int secrets_write(const struct secrets_env *env, const struct secret_write *w, secrets_commit_fn commit,
 		  void *userdata, struct secret_written *ret);
+
+/* ---- reading ---- */
+
+enum secret_missing {
+	SECRET_MISSING_NONE = 0,
+	SECRET_MISSING_SECRET,          /* no live secret at the path */
+	SECRET_MISSING_STAGE,           /* it has no version in the stage asked */
+	SECRET_MISSING_VERSION,         /* it has no such version */
+	SECRET_MISSING_DESTROYED,       /* the version was destroyed */
+};
+
+struct secret_read {
+	struct store_secret head;       /* the secret's head row */
+	uint32_t version;               /* the version read */
+	int64_t version_created_at;
+	struct secret *plain;           /* its data (guarded memory) */
+	enum secret_missing missing;    /* why, for -ENOENT */
+};
+void secret_read_clear(struct secret_read *r);
+
+/* Reads one version of path in a snapshot: 'version' (> 0), or else the
+ * one in 'stage' ("current", "pending", "previous"; NULL: current). 0 with
+ * *ret filled (the caller clears it); -ENOENT with ret->missing saying
+ * what; -EACCES locked; -EBADMSG a row that fails authentication (tampered
+ * with or moved); storage errors. */
+int secrets_read(const struct secrets_env *env, const char *path, uint32_t version, const char *stage,
+		 struct secret_read *ret);
+
+/* ---- deleting, promoting ---- */
+
+/* Soft-deletes path (its versions stay for rollback and destroy), or with
+ * destroy deletes the head and every version row and checkpoints the WAL
+ * so the wrapped keys are gone from disk too. -ENOENT if absent. */
+int secrets_delete(const struct secrets_env *env, const char *path, bool destroy, secrets_commit_fn commit,
+		   void *userdata);
+
+/* Makes the pending version (or, version > 0, that pending version)
+ * current. -ENOENT no live secret; -ESRCH no such pending version.
+ * *ret_head: the head after it (caller clears it). */
+int secrets_promote(const struct secrets_env *env, const char *path, uint32_t version, secrets_commit_fn commit,
+		    void *userdata, struct store_secret *ret_head);
