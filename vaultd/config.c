@@ -21,6 +21,7 @@
 #include <syslog.h>
 #include <unistd.h>
 #include "common/err.h"
+#include "common/number.h"
 #include "common/util.h"
 #include "vaultd/config.h"
 
@@ -88,14 +89,9 @@ static bool has_control(const char *s)
 static int parse_uint(const struct config_key *k, const char *value, void *field, char *why,
 		      size_t why_size)
 {
-	unsigned long long v;
-	char *end;
+	uint64_t v;
 
-	if (value[0] < '0' || value[0] > '9')
-		goto bad;
-	errno = 0;
-	v = strtoull(value, &end, 10);
-	if (errno != 0 || *end != '\0' || v < k->min || v > k->max)
+	if (number_parse_u64(value, k->min, k->max, &v) < 0)
 		goto bad;
 	*(unsigned *)field = (unsigned)v;
 	return 0;

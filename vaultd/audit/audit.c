@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include "common/log.h"
+#include "common/number.h"
 #include "vaultd/audit/audit.h"
 
 #define HEAD_KEY "audit_head"
@@ -67,22 +68,21 @@ void audit_record_hash(const uint8_t prev[32], const struct store_audit *a, uint
 
 /* ---- the formats: one parser each (anchor, checkpoint) ---- */
 
-/* Strict decimal id in [1, INT64_MAX] ending at 'stop' (which it skips). */
+/* Strict decimal id in [1, INT64_MAX], no leading zero, ending at 'stop'
+ * (which it skips). */
 static int parse_id(const char **p, char stop, int64_t *ret)
 {
 	const char *s = *p;
-	int64_t v = 0;
-	size_t n = 0;
+	size_t n = strspn(s, "0123456789");
+	uint64_t v;
+	int r;
 
-	for (; s[n] >= '0' && s[n] <= '9'; n++) {
-		if (v > (INT64_MAX - (s[n] - '0')) / 10)
-			return -ERANGE;
-		v = v * 10 + (s[n] - '0');
-	}
-	if (n == 0 || v < 1 || s[n] != stop || (n > 1 && s[0] == '0'))
+	if (n == 0 || s[n] != stop || (n > 1 && s[0] == '0'))
 		return -EINVAL;
+	if ((r = number_parse_u64n(s, n, 1, INT64_MAX, &v)) < 0)
+		return r;
 	*p = s + n + (stop ? 1 : 0);
-	*ret = v;
+	*ret = (int64_t)v;
 	return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include "common/json.h"
 #include "common/log.h"
+#include "common/number.h"
 #include "vaultd/audit/audit.h"
 #include "vaultd/audit/recorder.h"
 #include "vaultd/http/api_internal.h"
@@ -11,16 +12,11 @@
 
 static int parse_i64_param(const char *s, int64_t *ret)
 {
-	char *end;
-	long long v;
+	uint64_t v;
 
-	if (!s || !*s || *s == '-')
+	if (number_parse_u64(s, 0, INT64_MAX, &v) < 0)
 		return -EINVAL;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || *end)
-		return -EINVAL;
-	*ret = v;
+	*ret = (int64_t)v;
 	return 0;
 }
 

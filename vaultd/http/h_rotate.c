@@ -9,6 +9,7 @@
 #include "common/duration.h"
 #include "common/keyprov.h"
 #include "common/log.h"
+#include "common/number.h"
 #include "common/path.h"
 #include "vaultd/http/api_internal.h"
 #include "vaultd/rotate/rotate.h"
@@ -244,11 +245,13 @@ static int job_get(struct api *a, struct call *c, json_t **ret_body)
 	const char *id_text = strrchr(c->rest, '/') + 1;
 	struct store_rotation j = {0};
 	struct store_tx *tx = NULL;
-	int64_t id = strtoll(id_text, NULL, 10);
+	uint64_t id = 0;
 	int r;
 
 	if ((r = check_query(c->req, q, ret_body)))
 		return r;
+	if (number_parse_u64(id_text, 1, INT64_MAX, &id) < 0)
+		return reply_error(ret_body, 404, "not_found", "no such API route; use /v1/rotate/jobs/<id>");
 	r = store_read_begin(a->store, &tx);
 	if (r < 0)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "begin read");

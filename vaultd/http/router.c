@@ -15,6 +15,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/number.h"
 #include "common/path.h"
 #include "vaultd/http/api.h"
 #include "vaultd/core/vault.h"
@@ -109,17 +110,7 @@ int check_query(const struct server_request *req, const char *const *allowed, js
 /* Strict decimal in [min, max]. */
 int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
 {
-	char *end;
-	unsigned long long v;
-
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return -EINVAL;
-	*ret = (uint32_t)v;
-	return 0;
+	return number_parse_u32(s, min, max, ret) < 0 ? -EINVAL : 0;
 }
 
 bool flag_set(const struct server_request *req, const char *key)

@@ -44,6 +44,7 @@
 #include <unistd.h>
 #include "common/json.h"
 #include "common/log.h"
+#include "common/number.h"
 #include "vaultd/http/server.h"
 
 #define BODY_FIRST_CAP 4096             /* chunked bodies start here and double */
@@ -757,15 +758,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 static int parse_content_length(const char *s, size_t *ret)
 {
-	unsigned long long v;
-	char *end;
+	uint64_t v;
+	int r = number_parse_u64(s, 0, UINT64_MAX, &v);
 
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || *end != '\0')
-		return errno == ERANGE ? -ERANGE : -EINVAL;
+	if (r < 0)
+		return r;
 	*ret = v > SIZE_MAX ? SIZE_MAX : (size_t)v;
 	return 0;
 }

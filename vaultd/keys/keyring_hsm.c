@@ -13,6 +13,7 @@
 #include <string.h>
 #include "common/err.h"
 #include "common/log.h"
+#include "common/number.h"
 #include "common/path.h"
 #include "common/util.h"
 #include "vaultd/keys/keyring.h"
@@ -35,8 +36,7 @@ static int retire_parse(const char *text, struct hsm_ref *refs, size_t *n)
 	*n = 0;
 	for (const char *p = text; *p;) {
 		const char *e = strchrnul(p, ' '), *colon = memchr(p, ':', (size_t)(e - p));
-		unsigned long v;
-		char *end;
+		uint64_t v;
 
 		if (e == p) {
 			p++;
@@ -44,9 +44,7 @@ static int retire_parse(const char *text, struct hsm_ref *refs, size_t *n)
 		}
 		if (!colon || colon == p || (size_t)(colon - p) > KEYPROV_LABEL_MAX || *n == RETIRE_MAX)
 			return -EINVAL;
-		errno = 0;
-		v = strtoul(colon + 1, &end, 10);
-		if (errno || end != e || v == 0 || v > UINT32_MAX)
+		if (number_parse_u64n(colon + 1, (size_t)(e - colon - 1), 1, UINT32_MAX, &v) < 0)
 			return -EINVAL;
 		snprintf(refs[*n].label, sizeof(refs[*n].label), "%.*s", (int)(colon - p), p);
 		refs[*n].version = (uint32_t)v;
