@@ -306,7 +306,7 @@ int main(int argc, char **argv)
 				goto out;
 			}
 		}
-		r = api_unlock_vault(api, DEV_ADMIN, dev.passphrase);
+		r = vault_unlock_with_passphrase(vault, DEV_ADMIN, dev.passphrase);
 		if (r >= 0)
 			r = vault_bind_service(vault, "dev", getuid(), "[\"admin\"]");
 		if (r < 0) {

@@ -11,6 +11,7 @@
 #include "common/path.h"
 #include "vaultd/access/accounts.h"
 #include "vaultd/access/authz.h"
+#include "vaultd/access/principal.h"
 #include "vaultd/core/vault.h"
 
 static int record_for_worker(void *userdata, struct store_tx *tx, const char *action, const char *path,
@@ -252,4 +253,144 @@ int vault_bind_service(struct vault *v, const char *name, uid_t uid, const char 
 		r = store_write_commit(TAKE_PTR(tx));
 	store_tx_end(tx);
 	return r;
+}
+
+/* key: the authorization seal's, to check custom roles with; NULL while
+ * locked. */
+static bool roles_allow_admin(struct vault *v, struct store_tx *tx, const struct secret *key, const char *roles_json)
+{
+	struct principal p = {0};
+	bool ok = false;
+
+	if (principal_load_roles(v->store, tx, key, roles_json, &p) >= 0)
+		ok = rbac_allowed(p.roles, p.n_roles, NULL, RBAC_ADMIN);
+	principal_clear(&p);
+	return ok;
+}
+
+bool vault_user_may_unlock(struct vault *v, const struct store_user *u)
+{
+	struct store_tx *tx = NULL;
+	bool ok = false;
+
+	if (store_read_begin(v->store, &tx) >= 0) {
+		ok = roles_allow_admin(v, tx, NULL, u->roles);
+		store_tx_end(tx);
+	}
+	return ok;
+}
+
+/* Right after the keyring unlocked (state_mu held): an older vault's rows
+ * are sealed now (once: the flag goes into the audit anchor), then the
+ * user who unlocked must hold a sealed row with admin. 0; -EBADMSG if the
+ * seal says the rows were changed outside vaultd (reported); -EACCES if
+ * the user is no admin after all; storage errors. */
+static int unlock_check_seal(struct vault *v, const char *user)
+{
+	_cleanup_secret_ struct secret *key = NULL, *audit_key = NULL;
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	int64_t rows = 0;
+	char detail[96], what[96] = "";
+	int r, sealed;
+
+	if ((r = keyring_authz_key(v->keyring, &key)) < 0 || (r = keyring_audit_key(v->keyring, &audit_key)) < 0)
+		return r;
+	r = store_write_begin(v->store, &tx);
+	if (r < 0)
+		return r;
+	sealed = audit_authz_sealed(tx);
+	if (sealed == 0) {
+		/* Only a vault whose anchor says it was never sealed is sealed
+		 * now: the anchor binds the flag, so a seal stripped behind
+		 * vaultd's back shows as tampering here, and a log found
+		 * tampered with proves nothing about these rows. They stay
+		 * unsealed (and refused) until someone restores. */
+		r = audit_check_anchor(tx, audit_key);
+		if (r > 0) {
+			log_error("not sealing the authorization rows of this vault: its audit log shows tampering");
+			r = -EBADMSG;
+		} else if (r == 0)
+			r = authz_seal_all(tx, NULL, key, &rows);
+		if (r >= 0)
+			r = audit_seal_authz(tx, audit_key);
+		snprintf(detail, sizeof(detail), "sealed the %" PRId64 " authorization rows of a vault made before the seal",
+			 rows);
+		if (r >= 0)
+			r = auditor_record_system(v->auditor, tx, "authz.seal", NULL, "allowed", detail);
+		if (r >= 0) {
+			r = store_write_commit(TAKE_PTR(tx));
+			if (r >= 0)
+				log_notice("%s", detail);
+		}
+	} else
+		r = sealed;
+	store_tx_end(tx);
+	if (r < 0)
+		return r;
+
+	r = store_read_begin(v->store, &tx);
+	if (r < 0)
+		return r;
+	r = store_user_get(tx, user, &u);
+	if (r >= 0 && !authz_user_ok(key, &u)) {
+		snprintf(what, sizeof(what), "user '%s'", u.name);
+		r = -EBADMSG;
+	} else if (r >= 0 && !roles_allow_admin(v, tx, key, u.roles))
+		r = -EACCES;
+	store_tx_end(tx);
+	store_user_clear(&u);
+	if (r == -EBADMSG && what[0])
+		authz_note_tamper(v->store, what);
+	return r;
+}
+
+int vault_unlock(struct vault *v, const char *user, vault_unlock_record_fn record, void *userdata)
+{
+	int r;
+
+	pthread_mutex_lock(&v->state_mu);
+	r = keyring_unlock(v->keyring, v->store);
+	/* The rows that let this user unlock could not be checked while
+	 * locked: now they are, or the unlock is undone. */
+	if (r >= 0 && (r = unlock_check_seal(v, user)) < 0)
+		keyring_lock(v->keyring);
+	if (r >= 0) {
+		vault_epoch_renew(v);
+		/* Recorded before anyone can use it, or undone. */
+		if (record && record(userdata) < 0) {
+			keyring_lock(v->keyring);
+			vault_epoch_renew(v);
+			r = -ECANCELED;
+		}
+	}
+	pthread_mutex_unlock(&v->state_mu);
+	if (r >= 0)
+		/* Resumes interrupted rotations, retires proven-obsolete HSM keys. */
+		rotator_kick(v->rotator, true);
+	return r;
+}
+
+int vault_unlock_with_passphrase(struct vault *v, const char *user, const struct secret *pass)
+{
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	bool is_admin;
+	int r;
+
+	if (!vault_is_initialized(v))
+		return -ENOENT;
+	r = store_read_begin(v->store, &tx);
+	if (r < 0)
+		return r;
+	r = store_user_get(tx, user, &u);
+	is_admin = r == 0 && roles_allow_admin(v, tx, NULL, u.roles);
+	store_tx_end(tx);
+	if (r < 0)
+		return r == -ENOENT ? -EACCES : r;
+	r = auth_verify(u.phc, pass);
+	store_user_clear(&u);
+	if (r < 0 || !is_admin)
+		return -EACCES;
+	return vault_unlock(v, user, NULL, NULL);
 }

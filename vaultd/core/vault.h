@@ -86,3 +86,26 @@ int vault_init(struct vault *v, const struct auth_params *argon2, const char *ad
  * vault must be unlocked (-EACCES). -EEXIST if the uid is bound to another
  * service; -EINVAL for a bad name. */
 int vault_bind_service(struct vault *v, const char *name, uid_t uid, const char *roles_json);
+
+/* Whether u's roles grant admin, the capability unlocking needs (custom
+ * roles unchecked while locked; vault_unlock() checks them again). */
+bool vault_user_may_unlock(struct vault *v, const struct store_user *u);
+
+/* The unlock's record, once the keys are unwrapped and before anyone can
+ * use them. < 0 undoes the unlock. */
+typedef int (*vault_unlock_record_fn)(void *userdata);
+
+/* Unlocks for user, whom the caller has authenticated: unwraps the keys
+ * through the HSM, seals an older vault's authorization rows (once), checks
+ * the user's row and admin role under the seal, draws a new session epoch
+ * (every session ends), and has record() (may be NULL) write the unlock's
+ * record. A failure after the keys were unwrapped locks again. Kicks the
+ * rotation worker on success. 0; -EBADMSG the rows fail their seal
+ * (reported); -EACCES no sealed admin role; -ECANCELED record() failed; HSM
+ * and storage errors otherwise. */
+int vault_unlock(struct vault *v, const char *user, vault_unlock_record_fn record, void *userdata);
+
+/* vaultd --dev only: unlock with the passphrase alone (the dev process holds
+ * the TOTP secret too, so a second factor would prove nothing). -ENOENT
+ * not initialised; -EACCES wrong user or passphrase, or no admin. */
+int vault_unlock_with_passphrase(struct vault *v, const char *user, const struct secret *pass);

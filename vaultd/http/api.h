@@ -33,8 +33,3 @@ void api_free(struct api *a);                  /* NULL-safe */
 int api_handle(void *userdata, const struct server_request *req, json_t **ret_body);
 
 bool api_is_initialized(struct api *a);
-/* vaultd --dev only: unlock with the passphrase alone (the dev process holds
- * the TOTP secret too, so a second factor would prove nothing). 0; -EACCES
- * wrong user or passphrase, or no admin; HSM and storage errors otherwise.
- * (vault_init() and vault_bind_service() in core/vault.h do the rest.) */
-int api_unlock_vault(struct api *a, const char *user, const struct secret *pass);

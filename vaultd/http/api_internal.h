@@ -7,10 +7,10 @@
 #include "common/path.h"
 #include "common/secret.h"
 #include "vaultd/http/api.h"
+#include "vaultd/access/principal.h"
 #include "vaultd/access/rbac.h"
 #include "vaultd/store/store.h"
 
-#define PRINCIPAL_ROLES_MAX 16
 
 struct auditor;
 struct vault;
@@ -25,25 +25,6 @@ struct api {
 	struct rotator *rot;
 	struct auditor *auditor;
 };
-
-enum principal_kind {
-	PRINCIPAL_NONE = 0,             /* unbound uid, no token */
-	PRINCIPAL_USER,                 /* a person, by bearer token */
-	PRINCIPAL_SERVICE,              /* a bound uid */
-};
-
-/* Who is calling, and what their roles allow. */
-struct principal {
-	enum principal_kind kind;
-	char name[PATH_SEGMENT_MAX + 1];
-	char token_hash[65];            /* users: the hash of the token presented */
-	const struct rbac_role *roles[PRINCIPAL_ROLES_MAX];
-	size_t n_roles;
-	struct rbac_role owned[PRINCIPAL_ROLES_MAX];    /* custom roles loaded for this call */
-	size_t n_owned;
-	json_t *role_names;             /* JSON array of the role names */
-};
-void principal_clear(struct principal *p);
 
 /* One request as the route table sees it. */
 struct call {
@@ -129,12 +110,6 @@ int h_backup(struct api *a, struct call *c, json_t **ret_body);
 /* Fills c->who from the bearer token or the uid's service binding. 0 (kind
  * may be NONE), or writes a 401/5xx reply and returns its status. */
 int identity_resolve(struct api *a, struct call *c, json_t **ret_body);
-/* Loads the roles named by a JSON array text into p (built-ins by reference,
- * custom roles from the store). Unknown names are skipped (default deny),
- * and so is a custom role failing the authorization seal under key (when
- * key is non-NULL: while unlocked), which is reported (authz.h). */
-int identity_load_roles(struct api *a, struct store_tx *tx, const struct secret *key, const char *roles_json,
-			struct principal *p);
 /* Every role name in arr exists (built-in or custom): NULL, or the first
  * unknown name (borrowed from arr). -EINVAL shape errors via *ret_bad. */
 const char *identity_unknown_role(struct store_tx *tx, const json_t *arr);

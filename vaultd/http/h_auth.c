@@ -156,178 +156,58 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 	return 0;
 }
 
-static bool roles_allow_admin(struct api *a, struct store_tx *tx, const struct secret *key, const char *roles_json)
+struct unlock_record {
+	struct api *a;
+	struct call *c;
+	json_t **ret_body;
+	int status;
+};
+
+/* The unlock's record, before anyone can use the keys (vault_unlock()). */
+static int record_unlock(void *userdata)
 {
-	struct principal p = {0};
-	bool ok = false;
+	struct unlock_record *u = userdata;
 
-	if (identity_load_roles(a, tx, key, roles_json, &p) >= 0)
-		ok = rbac_allowed(p.roles, p.n_roles, NULL, RBAC_ADMIN);
-	principal_clear(&p);
-	return ok;
-}
-
-/* Right after the keyring unlocked (state_mu held): an older vault's rows
- * are sealed now (once: the flag goes into the audit anchor), then the
- * user who unlocked must hold a sealed row with admin. 0; -EBADMSG if the
- * seal says the rows were changed outside vaultd (reported); -EACCES if
- * the user is no admin after all; storage errors. */
-static int unlock_check_seal(struct api *a, const char *user)
-{
-	_cleanup_secret_ struct secret *key = NULL, *audit_key = NULL;
-	struct store_user u = {0};
-	struct store_tx *tx = NULL;
-	int64_t rows = 0;
-	char detail[96], what[96] = "";
-	int r, sealed;
-
-	if ((r = keyring_authz_key(a->keyring, &key)) < 0 || (r = keyring_audit_key(a->keyring, &audit_key)) < 0)
-		return r;
-	r = store_write_begin(a->store, &tx);
-	if (r < 0)
-		return r;
-	sealed = audit_authz_sealed(tx);
-	if (sealed == 0) {
-		/* Only a vault whose anchor says it was never sealed is sealed
-		 * now: the anchor binds the flag, so a seal stripped behind
-		 * vaultd's back shows as tampering here, and a log found
-		 * tampered with proves nothing about these rows. They stay
-		 * unsealed (and refused) until someone restores. */
-		r = audit_check_anchor(tx, audit_key);
-		if (r > 0) {
-			log_error("not sealing the authorization rows of this vault: its audit log shows tampering");
-			r = -EBADMSG;
-		} else if (r == 0)
-			r = authz_seal_all(tx, NULL, key, &rows);
-		if (r >= 0)
-			r = audit_seal_authz(tx, audit_key);
-		snprintf(detail, sizeof(detail), "sealed the %" PRId64 " authorization rows of a vault made before the seal",
-			 rows);
-		if (r >= 0)
-			r = audit_system(a, tx, "authz.seal", NULL, "allowed", detail);
-		if (r >= 0) {
-			r = store_write_commit(TAKE_PTR(tx));
-			if (r >= 0)
-				log_notice("%s", detail);
-		}
-	} else
-		r = sealed;
-	store_tx_end(tx);
-	if (r < 0)
-		return r;
-
-	r = store_read_begin(a->store, &tx);
-	if (r < 0)
-		return r;
-	r = store_user_get(tx, user, &u);
-	if (r >= 0 && !authz_user_ok(key, &u)) {
-		snprintf(what, sizeof(what), "user '%s'", u.name);
-		r = -EBADMSG;
-	} else if (r >= 0 && !roles_allow_admin(a, tx, key, u.roles))
-		r = -EACCES;
-	store_tx_end(tx);
-	store_user_clear(&u);
-	if (r == -EBADMSG && what[0])
-		authz_note_tamper(a->store, what);
-	return r;
-}
-
-int api_unlock_vault(struct api *a, const char *user, const struct secret *pass)
-{
-	struct store_user u = {0};
-	struct store_tx *tx = NULL;
-	bool is_admin;
-	int r;
-
-	/* vaultd --dev only: the dev process holds the passphrase and the TOTP
-	 * secret anyway, so it unlocks with the passphrase alone. */
-	if (!api_is_initialized(a))
-		return -ENOENT;
-	r = store_read_begin(a->store, &tx);
-	if (r < 0)
-		return r;
-	r = store_user_get(tx, user, &u);
-	is_admin = r == 0 && roles_allow_admin(a, tx, NULL, u.roles);
-	store_tx_end(tx);
-	if (r < 0)
-		return r == -ENOENT ? -EACCES : r;
-	r = auth_verify(u.phc, pass);
-	store_user_clear(&u);
-	if (r < 0 || !is_admin)
-		return -EACCES;
-	pthread_mutex_lock(&a->v->state_mu);
-	r = keyring_unlock(a->keyring, a->store);
-	if (r >= 0 && (r = unlock_check_seal(a, user)) < 0)
-		keyring_lock(a->keyring);
-	if (r >= 0)
-		vault_epoch_renew(a->v);
-	pthread_mutex_unlock(&a->v->state_mu);
-	if (r >= 0)
-		rotator_kick(a->rot, true);
-	return r;
+	u->status = audit_effect(u->a, u->c, u->ret_body);
+	return u->status ? -EIO : 0;
 }
 
 int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 {
+	struct unlock_record rec = { .a = a, .c = c, .ret_body = ret_body };
 	struct store_user u = {0};
-	struct store_tx *tx = NULL;
-	bool is_admin = false;
-	int r, status = 0, seal = 0;
+	int r;
 
 	if (!api_is_initialized(a))
 		return reply_error(ret_body, 503, "uninitialized", "the vault is not initialized; run 'vaultctl init'");
 	if ((r = authenticate(a, c, &u, ret_body)))
 		return r;
-	if (store_read_begin(a->store, &tx) >= 0) {
-		is_admin = roles_allow_admin(a, tx, NULL, u.roles);
-		store_tx_end(tx);
-	}
-	if (!is_admin) {
+	if (!vault_user_may_unlock(a->v, &u)) {
 		log_warning("unlock refused: user '%s' lacks the admin capability", u.name);
 		store_user_clear(&u);
 		return reply_error(ret_body, 403, "forbidden", "unlocking needs the admin capability");
 	}
-	pthread_mutex_lock(&a->v->state_mu);
-	r = keyring_unlock(a->keyring, a->store);
-	/* The rows that let this user unlock could not be checked while
-	 * locked: now they are, or the unlock is undone. */
-	if (r >= 0 && (seal = unlock_check_seal(a, u.name)) < 0)
-		keyring_lock(a->keyring);
-	else if (r >= 0) {
-		/* Recorded before anyone can use it, or undone. */
-		vault_epoch_renew(a->v);
-		if ((status = audit_effect(a, c, ret_body))) {
-			keyring_lock(a->keyring);
-			vault_epoch_renew(a->v);
-		}
-	}
-	pthread_mutex_unlock(&a->v->state_mu);
-	if (r < 0) {
-		store_user_clear(&u);
-		return reply_hsm_error(ret_body, c->req, r, "unlock");
-	}
-	if (seal < 0) {
-		store_user_clear(&u);
-		if (seal == -EBADMSG) {
-			snprintf(c->detail, sizeof(c->detail), "authorization rows fail their seal");
-			return reply_error(ret_body, 401, "unauthorized", "the user's authorization rows fail their seal "
-					   "(changed outside vaultd); the vault stays locked; see the daemon log");
-		}
-		if (seal == -EACCES) {
-			snprintf(c->detail, sizeof(c->detail), "no sealed admin role");
-			return reply_error(ret_body, 403, "forbidden", "unlocking needs the admin capability");
-		}
-		return reply_store_busy_or_internal(ret_body, c->req, seal, "check the authorization seal");
-	}
-	if (status) {
+	r = vault_unlock(a->v, u.name, record_unlock, &rec);
+	if (r == -ECANCELED) {
 		log_warning("unlock by '%s' undone: its audit record could not be written", u.name);
 		store_user_clear(&u);
-		return status;
+		return rec.status;
 	}
-	log_info("vault unlocked by '%s' (uid %u)", u.name, (unsigned)c->req->uid);
-	/* Resumes interrupted rotations and retires proven-obsolete HSM keys. */
-	rotator_kick(a->rot, true);
 	store_user_clear(&u);
+	if (r == -EBADMSG) {
+		snprintf(c->detail, sizeof(c->detail), "authorization rows fail their seal");
+		return reply_error(ret_body, 401, "unauthorized", "the user's authorization rows fail their seal "
+				   "(changed outside vaultd); the vault stays locked; see the daemon log");
+	}
+	if (r == -EACCES) {
+		snprintf(c->detail, sizeof(c->detail), "no sealed admin role");
+		return reply_error(ret_body, 403, "forbidden", "unlocking needs the admin capability");
+	}
+	if (r == -EBUSY)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "check the authorization seal");
+	if (r < 0)
+		return reply_hsm_error(ret_body, c->req, r, "unlock");
+	log_info("vault unlocked by '%s' (uid %u)", u.name, (unsigned)c->req->uid);
 	return reply(ret_body, 200, json_pack("{s:b}", "locked", 0));
 }
 

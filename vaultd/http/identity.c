@@ -15,15 +15,6 @@
 
 #define BEARER "Bearer "
 
-void principal_clear(struct principal *p)
-{
-	for (size_t i = 0; i < p->n_owned; i++)
-		rbac_role_clear(&p->owned[i]);
-	json_decref(p->role_names);
-	sodium_memzero(p->token_hash, sizeof(p->token_hash));
-	*p = (struct principal){0};
-}
-
 void token_hash_hex(const uint8_t epoch[16], const char *token, size_t n, char ret[65])
 {
 	uint8_t h[32];
@@ -31,56 +22,6 @@ void token_hash_hex(const uint8_t epoch[16], const char *token, size_t n, char r
 	crypto_generichash(h, sizeof(h), (const uint8_t *)token, n, epoch, 16);
 	sodium_bin2hex(ret, 65, h, sizeof(h));
 	sodium_memzero(h, sizeof(h));
-}
-
-int identity_load_roles(struct api *a, struct store_tx *tx, const struct secret *key, const char *roles_json,
-			struct principal *p)
-{
-	_cleanup_json_ json_t *arr = json_loads(roles_json, 0, NULL);
-	json_t *v;
-	size_t i;
-
-	if (!json_is_array(arr))
-		return -EBADMSG;
-	json_array_foreach(arr, i, v) {
-		const struct rbac_role *b;
-		struct store_role row = {0};
-		const char *name = json_string_value(v);
-		json_t *rules;
-		int r;
-
-		if (!name || p->n_roles >= PRINCIPAL_ROLES_MAX)
-			continue;
-		b = rbac_builtin_find(name);
-		if (b) {
-			p->roles[p->n_roles++] = b;
-			continue;
-		}
-		r = store_role_get(tx, name, &row);
-		if (r == -ENOENT)
-			continue;       /* deleted role: grants nothing */
-		if (r < 0)
-			return r;
-		if (key && !authz_role_ok(key, &row)) {
-			/* Changed outside vaultd: grants nothing, and is reported. */
-			char what[96];
-			snprintf(what, sizeof(what), "role '%s'", row.name);
-			store_role_clear(&row);
-			authz_note_tamper(a->store, what);
-			continue;
-		}
-		rules = json_loads(row.rules, 0, NULL);
-		store_role_clear(&row);
-		if (!rules)
-			return -EBADMSG;
-		r = rbac_role_from_json(name, rules, &p->owned[p->n_owned], NULL);
-		json_decref(rules);
-		if (r < 0)
-			return r == -ENOMEM ? r : -EBADMSG;
-		p->roles[p->n_roles++] = &p->owned[p->n_owned++];
-	}
-	p->role_names = TAKE_PTR(arr);
-	return 0;
 }
 
 const char *identity_unknown_role(struct store_tx *tx, const json_t *arr)
@@ -140,7 +81,7 @@ static int resolve_token(struct api *a, struct call *c, const char *token, size_
 	}
 	c->who.kind = PRINCIPAL_USER;
 	snprintf(c->who.name, sizeof(c->who.name), "%s", u.name);
-	r = identity_load_roles(a, tx, key, u.roles, &c->who);
+	r = principal_load_roles(a->store, tx, key, u.roles, &c->who);
 	store_user_clear(&u);
 	if (r < 0)
 		return reply_internal(ret_body, c->req, r, "load roles");
@@ -188,7 +129,7 @@ int identity_resolve(struct api *a, struct call *c, json_t **ret_body)
 	}
 	c->who.kind = PRINCIPAL_SERVICE;
 	snprintf(c->who.name, sizeof(c->who.name), "%s", svc.name);
-	r = identity_load_roles(a, tx, key, svc.roles, &c->who);
+	r = principal_load_roles(a->store, tx, key, svc.roles, &c->who);
 	store_service_clear(&svc);
 	if (r < 0)
 		status = reply_internal(ret_body, c->req, r, "load roles");
