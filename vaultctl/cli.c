@@ -1,6 +1,7 @@
 /* vaultctl/cli.c: see cli.h. */
 #include <errno.h>
 #include <stdio.h>
+#include "common/number.h"
 #include "vaultctl/cli.h"
 #include "vaultctl/msg.h"
 
@@ -38,15 +39,10 @@ int run_subcommand(struct ctx *ctx, const char *group, const struct subcommand *
 
 int parse_uint(const char *s, unsigned long max, unsigned long *ret)
 {
-	char *end;
-	unsigned long v;
+	uint64_t v;
 
-	if (!s || *s < '0' || *s > '9')
+	if (number_parse_u64(s, 0, max, &v) < 0)
 		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*ret = v;
+	*ret = (unsigned long)v;
 	return 0;
 }
