@@ -7,6 +7,7 @@
 #include "common/path.h"
 #include "common/secret.h"
 #include "vaultd/http/api.h"
+#include "vaultd/access/identity.h"
 #include "vaultd/access/principal.h"
 #include "vaultd/access/rbac.h"
 #include "vaultd/store/store.h"
@@ -113,8 +114,6 @@ int identity_resolve(struct api *a, struct call *c, json_t **ret_body);
 /* Every role name in arr exists (built-in or custom): NULL, or the first
  * unknown name (borrowed from arr). -EINVAL shape errors via *ret_bad. */
 const char *identity_unknown_role(struct store_tx *tx, const json_t *arr);
-/* Hex BLAKE2b-256 of a bearer token keyed by a session epoch. */
-void token_hash_hex(const uint8_t epoch[16], const char *token, size_t n, char ret[65]);
 
 /* h_accounts.c: enrolment and the sealed writes of access rows, shared
  * with init (h_auth.c). account_seal_*: -EACCES while locked. */
