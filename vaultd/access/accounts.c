@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/encoding.h"
+#include "common/path.h"
+#include "vaultd/access/principal.h"
+#include "vaultd/access/rbac.h"
 #include "vaultd/access/accounts.h"
 #include "vaultd/access/totp.h"
 #include "vaultd/keys/envelope.h"
@@ -60,3 +63,67 @@ int accounts_enrol(struct keyring *k, struct store_user *u, char (*hashes)[65], 
 	return reply ? 0 : -ENOMEM;
 }
 
+
+int accounts_roles_check(struct store_tx *tx, const json_t *roles, const char **ret_why)
+{
+	json_t *v;
+	size_t i;
+
+	if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > PRINCIPAL_ROLES_MAX) {
+		*ret_why = "an array of 1-16 role names";
+		return -EINVAL;
+	}
+	json_array_foreach(roles, i, v)
+		if (!json_is_string(v) || !name_valid(json_string_value(v))) {
+			*ret_why = "role names are strings of [A-Za-z0-9._-]";
+			return -EINVAL;
+		}
+	json_array_foreach(roles, i, v) {
+		struct store_role row = {0};
+		int r;
+
+		if (rbac_builtin_find(json_string_value(v)))
+			continue;
+		r = store_role_get(tx, json_string_value(v), &row);
+		store_role_clear(&row);
+		if (r == -ENOENT) {
+			*ret_why = "names a role that does not exist";
+			return -EINVAL;
+		}
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static bool roles_name_admin(const char *roles_json)
+{
+	_cleanup_json_ json_t *arr = json_loads(roles_json, 0, NULL);
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(arr, i, v)
+		if (json_is_string(v) && streq(json_string_value(v), "admin"))
+			return true;
+	return false;
+}
+
+bool accounts_last_admin_lost(struct store_tx *tx, const char *user, const json_t *new_roles)
+{
+	struct store_user u = {0};
+	bool was = false;
+	json_t *v;
+	size_t i;
+
+	if (new_roles)
+		json_array_foreach(new_roles, i, v)
+			if (json_is_string(v) && streq(json_string_value(v), "admin"))
+				return false;           /* keeps it */
+	if (store_user_get(tx, user, &u) == 0) {
+		was = roles_name_admin(u.roles);
+		store_user_clear(&u);
+	}
+	/* Only users holding "admin" count: whether custom roles would still
+	 * let someone unlock is not judged here. */
+	return was && store_user_count_with_role(tx, "admin") <= 1;
+}

@@ -8,6 +8,7 @@
  * pending until a first valid code. Threads: any.
  */
 #pragma once
+#include <stdbool.h>
 #include "common/json.h"
 #include "vaultd/access/totp.h"
 #include "vaultd/keys/keyring.h"
@@ -19,3 +20,13 @@
  * user must see once: {"totp_uri", "totp_secret", "recovery_codes"}.
  * HSM errors as in keyprov.h. */
 int accounts_enrol(struct keyring *k, struct store_user *u, char (*hashes)[65], json_t **ret_reply);
+
+/* A roles array for a user or service: 1-16 valid names, each a built-in
+ * or an existing custom role. 0; -EINVAL with *ret_why (one sentence);
+ * storage errors. */
+int accounts_roles_check(struct store_tx *tx, const json_t *roles, const char **ret_why);
+
+/* Last-admin protection: would deleting user (new_roles NULL) or giving it
+ * new_roles leave no user holding the built-in "admin" role? The vault
+ * could then never be unlocked again. */
+bool accounts_last_admin_lost(struct store_tx *tx, const char *user, const json_t *new_roles);

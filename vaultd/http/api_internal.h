@@ -111,9 +111,6 @@ int h_backup(struct api *a, struct call *c, json_t **ret_body);
 /* Fills c->who from the bearer token or the uid's service binding. 0 (kind
  * may be NONE), or writes a 401/5xx reply and returns its status. */
 int identity_resolve(struct api *a, struct call *c, json_t **ret_body);
-/* Every role name in arr exists (built-in or custom): NULL, or the first
- * unknown name (borrowed from arr). -EINVAL shape errors via *ret_bad. */
-const char *identity_unknown_role(struct store_tx *tx, const json_t *arr);
 
 /* h_accounts.c: enrolment and the sealed writes of access rows, shared
  * with init (h_auth.c). account_seal_*: -EACCES while locked. */

@@ -74,22 +74,15 @@ static int one_name(struct call *c, char *out, size_t n, json_t **ret_body)
 }
 
 /* roles must be a non-empty array of distinct, existing role names. */
-static int check_roles(struct store_tx *tx, const json_t *roles, json_t **ret_body)
+static int check_roles(const struct server_request *req, struct store_tx *tx, const json_t *roles, json_t **ret_body)
 {
-	const char *unknown;
-	json_t *v;
-	size_t i;
+	const char *why = NULL;
+	int r = accounts_roles_check(tx, roles, &why);
 
-	if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > PRINCIPAL_ROLES_MAX)
-		return reply_invalid(ret_body, json_pack("{s:s}", "roles", "an array of 1-16 role names"), "invalid roles");
-	json_array_foreach(roles, i, v)
-		if (!json_is_string(v) || !name_valid(json_string_value(v)))
-			return reply_invalid(ret_body, json_pack("{s:s}", "roles", "role names are strings of [A-Za-z0-9._-]"),
-					     "invalid roles");
-	unknown = identity_unknown_role(tx, roles);
-	if (unknown)
-		return reply_invalid(ret_body, json_pack("{s:s}", "roles", "names a role that does not exist"),
-				     "invalid roles");
+	if (r == -EINVAL)
+		return reply_invalid(ret_body, json_pack("{s:s}", "roles", why), "invalid roles");
+	if (r < 0)
+		return reply_store_busy_or_internal(ret_body, req, r, "check roles");
 	return 0;
 }
 
@@ -128,31 +121,6 @@ static int user_json_one(const struct store_user *u, void *userdata)
 }
 
 /* Would the change leave no user with the admin capability? */
-static bool last_admin_lost(struct store_tx *tx, const char *user, const json_t *new_roles)
-{
-	int n = store_user_count_with_role(tx, "admin");
-	bool keeps = false;
-	size_t i;
-	json_t *v;
-
-	if (new_roles)
-		json_array_foreach(new_roles, i, v)
-			if (streq(json_string_value(v), "admin"))
-				keeps = true;
-	if (keeps)
-		return false;
-	/* Only users holding "admin" count: custom roles cannot unlock being
-	 * lost is a risk we refuse to judge here. */
-	{
-		struct store_user u = {0};
-		bool was = false;
-		if (store_user_get(tx, user, &u) == 0) {
-			was = strstr(u.roles, "\"admin\"") != NULL;
-			store_user_clear(&u);
-		}
-		return was && n <= 1;
-	}
-}
 
 int h_users(struct api *a, struct call *c, json_t **ret_body)
 {
@@ -213,7 +181,7 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 		r = store_write_begin(a->store, &tx);
 		if (r < 0)
 			return reply_store_busy_or_internal(ret_body, c->req, r, "begin write");
-		if (last_admin_lost(tx, name, NULL)) {
+		if (accounts_last_admin_lost(tx, name, NULL)) {
 			store_tx_end(tx);
 			return reply_error(ret_body, 409, "conflict", "'%s' is the last admin and cannot be deleted", name);
 		}
@@ -265,9 +233,9 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 		goto out;
 	}
 	if (roles) {
-		if ((status = check_roles(tx, roles, ret_body)))
+		if ((status = check_roles(c->req, tx, roles, ret_body)))
 			goto out;
-		if (r == 0 && last_admin_lost(tx, name, roles)) {
+		if (r == 0 && accounts_last_admin_lost(tx, name, roles)) {
 			status = reply_error(ret_body, 409, "conflict", "'%s' is the last admin and cannot be demoted", name);
 			goto out;
 		}
@@ -499,7 +467,7 @@ int h_services(struct api *a, struct call *c, json_t **ret_body)
 	r = store_write_begin(a->store, &tx);
 	if (r < 0)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "begin write");
-	if ((status = check_roles(tx, roles, ret_body))) {
+	if ((status = check_roles(c->req, tx, roles, ret_body))) {
 		store_tx_end(tx);
 		return status;
 	}

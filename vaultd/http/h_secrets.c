@@ -353,18 +353,14 @@ static int secret_list(struct api *a, struct call *c, const char *prefix, json_t
 {
 	static const char *const q[] = { "list", NULL };
 	const struct server_request *req = c->req;
+	const struct secrets_env env = env_of(a);
 	struct list_ctx l = { .who = &c->who };
-	struct store_tx *tx = NULL;
 	int r;
 
 	if ((r = check_query(req, q, ret_body)))
 		return r;
-	r = store_read_begin(a->store, &tx);
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, req, r, "begin read");
 	l.arr = json_array();
-	r = store_secret_list(tx, prefix, LIST_MAX, list_one, &l);
-	store_tx_end(tx);
+	r = secrets_list(&env, prefix, LIST_MAX, list_one, &l);
 	if (r < 0) {
 		json_decref(l.arr);
 		return reply_store_busy_or_internal(ret_body, req, r, "list secrets");
@@ -393,40 +389,27 @@ static int versions_one(const struct store_version *v, void *userdata)
 static int secret_versions(struct api *a, const struct server_request *req, const char *path, json_t **ret_body)
 {
 	static const char *const q[] = { "versions", NULL };
+	const struct secrets_env env = env_of(a);
 	struct store_secret head = {0};
-	struct store_tx *tx = NULL;
 	struct versions_ctx c = {0};
 	int r, status;
 
 	if ((r = check_query(req, q, ret_body)))
 		return r;
-	r = store_read_begin(a->store, &tx);
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, req, r, "begin read");
-	r = store_secret_get(tx, path, &head);
-	if (r == -ENOENT) {
-		status = reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
-		goto out;
-	}
-	if (r < 0) {
-		status = reply_store_busy_or_internal(ret_body, req, r, "read secret");
-		goto out;
-	}
 	c.arr = json_array();
 	c.head = &head;
-	r = store_version_list(tx, path, versions_one, &c);
+	r = secrets_versions(&env, path, &head, versions_one, &c);
 	if (r < 0) {
 		json_decref(c.arr);
-		status = reply_store_busy_or_internal(ret_body, req, r, "list versions");
-		goto out;
+		if (r == -ENOENT)
+			return reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
+		return reply_store_busy_or_internal(ret_body, req, r, "list versions");
 	}
 	status = reply(ret_body, 200, json_pack("{s:s, s:i, s:o, s:o, s:b, s:o}", "path", path, "current_version",
 					       (json_int_t)head.current_version, "pending_version",
 					       json_version_or_null(head.pending_version), "previous_version",
 					       json_version_or_null(head.previous_version), "deleted", head.deleted_at != 0,
 					       "versions", c.arr));
-out:
-	store_tx_end(tx);
 	store_secret_clear(&head);
 	return status;
 }

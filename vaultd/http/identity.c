@@ -16,24 +16,6 @@
 
 #define BEARER "Bearer "
 
-const char *identity_unknown_role(struct store_tx *tx, const json_t *arr)
-{
-	json_t *v;
-	size_t i;
-
-	json_array_foreach(arr, i, v) {
-		struct store_role row = {0};
-		const char *name = json_string_value(v);
-
-		if (rbac_builtin_find(name))
-			continue;
-		if (store_role_get(tx, name, &row) < 0)
-			return name;
-		store_role_clear(&row);
-	}
-	return NULL;
-}
-
 int identity_resolve(struct api *a, struct call *c, json_t **ret_body)
 {
 	_cleanup_secret_ struct secret *key = NULL;

@@ -178,3 +178,43 @@ int secrets_promote(const struct secrets_env *env, const char *path, uint32_t ve
 	*ret_head = head;
 	return 0;
 }
+
+int secrets_list(const struct secrets_env *env, const char *prefix, unsigned limit,
+		 int (*cb)(const struct store_secret *s, void *userdata), void *userdata)
+{
+	struct store_tx *tx = NULL;
+	int r;
+
+	r = store_read_begin(env->store, &tx);
+	if (r < 0)
+		return r;
+	r = store_secret_list(tx, prefix, limit, cb, userdata);
+	store_tx_end(tx);
+	return r;
+}
+
+int secrets_versions(const struct secrets_env *env, const char *path, struct store_secret *ret_head,
+		     int (*cb)(const struct store_version *v, void *userdata), void *userdata)
+{
+	struct store_secret head = {0};
+	struct store_tx *tx = NULL;
+	int r;
+
+	r = store_read_begin(env->store, &tx);
+	if (r < 0)
+		return r;
+	r = store_secret_get(tx, path, &head);
+	if (r >= 0) {
+		/* The callback may look at the head (its stage names). */
+		*ret_head = head;
+		head = (struct store_secret){0};
+		r = store_version_list(tx, path, cb, userdata);
+		if (r < 0) {
+			store_secret_clear(ret_head);
+			*ret_head = (struct store_secret){0};
+		}
+	}
+	store_tx_end(tx);
+	store_secret_clear(&head);
+	return r;
+}

@@ -88,3 +88,17 @@ int secrets_delete(const struct secrets_env *env, const char *path, bool destroy
  * *ret_head: the head after it (caller clears it). */
 int secrets_promote(const struct secrets_env *env, const char *path, uint32_t version, secrets_commit_fn commit,
 		    void *userdata, struct store_secret *ret_head);
+
+/* ---- listing ---- */
+
+/* Live secrets under prefix ("" is every one), ordered by path, at most
+ * limit, each handed to cb (borrowed for the call; the caller filters what
+ * the principal may see). Returns the count or -errno. */
+int secrets_list(const struct secrets_env *env, const char *prefix, unsigned limit,
+		 int (*cb)(const struct store_secret *s, void *userdata), void *userdata);
+
+/* The head of path (soft-deleted too) into *ret_head (caller clears it), then
+ * each version row, ascending, to cb (no blobs; lengths 0 once destroyed).
+ * -ENOENT if the path was never written or was destroyed. */
+int secrets_versions(const struct secrets_env *env, const char *path, struct store_secret *ret_head,
+		     int (*cb)(const struct store_version *v, void *userdata), void *userdata);
