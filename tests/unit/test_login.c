@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "softhsm_token.h"
 #include "common/keyprov.h"
 #include "common/secret.h"
 #include "vaultd/access/authz.h"
@@ -28,13 +29,10 @@
 #include "vaultd/keys/keyring.h"
 #include "vaultd/store/store.h"
 
-extern char **environ;
-
 #define PIN "4711-login"
 #define TOKEN "vt-login"
 #define PASS "correct horse battery staple"
 
-static char tmpdir[] = "/tmp/vaultd-test-login-XXXXXX";
 static char pin_file[300];
 static const char *module_path;
 static unsigned db_counter;
@@ -49,54 +47,20 @@ struct fixture {
 	char codes[3][TOTP_RECOVERY_CHARS + 8];
 };
 
-static void write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	assert_int_equal(close(fd), 0);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st, (void)type, (void)ftw;
-	return remove(path);
-}
-
 static int group_setup(void **state)
 {
-	char *argv[] = { "softhsm2-util", "--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin",
-			 "so-" PIN, NULL };
-	char conf[320], text[400];
-	pid_t pid;
-	int st;
 	(void)state;
-
 	assert_int_equal(secret_library_init(), 0);
 	assert_int_equal(totp_library_init(), 0);
-	module_path = getenv("VAULTD_SOFTHSM_MODULE");
-	if (!module_path || !*module_path)
-		module_path = "/usr/lib/softhsm/libsofthsm2.so";
-	assert_non_null(mkdtemp(tmpdir));
-	snprintf(conf, sizeof(conf), "%s/tokens", tmpdir);
-	assert_int_equal(mkdir(conf, 0700), 0);
-	snprintf(text, sizeof(text), "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", conf);
-	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", tmpdir);
-	write_file(conf, text);
-	assert_int_equal(setenv("SOFTHSM2_CONF", conf, 1), 0);
-	snprintf(pin_file, sizeof(pin_file), "%s/pin", tmpdir);
-	write_file(pin_file, PIN "\n");
-	assert_int_equal(posix_spawnp(&pid, "softhsm2-util", NULL, NULL, argv, environ), 0);
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	module_path = softhsm_token_make(TOKEN, PIN);
+	snprintf(pin_file, sizeof(pin_file), "%s", softhsm_token_pin_file());
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	(void)nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	softhsm_token_remove();
 	return 0;
 }
 
@@ -146,7 +110,7 @@ static int setup(void **state)
 	struct store_tx *tx;
 
 	assert_non_null(f);
-	snprintf(f->path, sizeof(f->path), "%s/vault-%u.db", tmpdir, db_counter++);
+	snprintf(f->path, sizeof(f->path), "%s/vault-%u.db", softhsm_token_dir(), db_counter++);
 	f->hsm = (struct keyring_hsm){
 		.prov = { .module_path = module_path, .token_label = TOKEN, .pin_file = pin_file, .timeout_ms = 60000 },
 		.key_label = "login-key", .mech = KEYPROV_MECH_OAEP_HOST, .hash = KEYPROV_HASH_SHA256,
