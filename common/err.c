@@ -23,6 +23,7 @@ static const char *const vlt_domain_messages[] = {
 	[VLT_E_TYPE - VLT_E_DOMAIN_FIRST] = "a credential's type cannot change",
 	[VLT_E_DELETED - VLT_E_DOMAIN_FIRST] = "the secret is deleted",
 	[VLT_E_VERSIONS - VLT_E_DOMAIN_FIRST] = "the secret has run out of version numbers",
+	[VLT_E_LAST_ADMIN - VLT_E_DOMAIN_FIRST] = "the last user holding admin can be neither deleted nor demoted",
 };
 
 const char *vlt_strerror(int r)

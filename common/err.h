@@ -33,6 +33,7 @@ enum {
 	VLT_E_TYPE,             /* a credential's type cannot change */
 	VLT_E_DELETED,          /* the secret is soft-deleted */
 	VLT_E_VERSIONS,         /* the secret has run out of version numbers */
+	VLT_E_LAST_ADMIN,       /* the change would leave no user holding admin */
 	VLT_E_DOMAIN_LAST,
 };
 

@@ -3,6 +3,9 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include "common/err.h"
+#include "vaultd/access/authz.h"
 #include "common/encoding.h"
 #include "common/path.h"
 #include "vaultd/access/principal.h"
@@ -126,4 +129,147 @@ bool accounts_last_admin_lost(struct store_tx *tx, const char *user, const json_
 	/* Only users holding "admin" count: whether custom roles would still
 	 * let someone unlock is not judged here. */
 	return was && store_user_count_with_role(tx, "admin") <= 1;
+}
+
+void account_user_written_clear(struct account_user_written *w)
+{
+	if (!w)
+		return;
+	json_decref(w->enrolment);
+	free(w->roles);
+	*w = (struct account_user_written){0};
+}
+
+/* A JSON array as the store keeps it: compact text in ordinary heap. */
+static char *roles_text(const json_t *roles)
+{
+	char *t = json_dumps(roles, JSON_COMPACT), *copy;
+
+	if (!t)
+		return NULL;
+	/* json_dumps() used the wiping allocator: hand the store a libc copy. */
+	copy = strdup(t);
+	json_secure_free(t);
+	return copy;
+}
+
+int accounts_user_write(const struct accounts_env *env, const struct account_user_write *w,
+			accounts_commit_fn commit, void *userdata, struct account_user_written *ret)
+{
+	_cleanup_secret_ struct secret *key = NULL;
+	char hashes[TOTP_RECOVERY_CODES][65];
+	struct account_user_written out = {0};
+	struct store_user u = {0};
+	struct store_tx *tx = NULL;
+	const char *why;
+	int r;
+
+	if (w->passphrase && (why = auth_passphrase_check(w->passphrase))) {
+		ret->field = "passphrase";
+		ret->why = why;
+		return -EINVAL;
+	}
+	r = keyring_authz_key(env->keyring, &key);
+	if (r < 0)
+		return r;
+	r = store_write_begin(env->store, &tx);
+	if (r < 0)
+		return r;
+	r = store_user_get(tx, w->name, &u);
+	if (r < 0 && r != -ENOENT)
+		goto out;
+	if (w->reset_mfa) {
+		if (r == -ENOENT)
+			goto out;
+	} else if (r == -ENOENT) {
+		/* Create: both fields required. */
+		if (!w->passphrase || !w->roles) {
+			out.field = !w->passphrase ? "passphrase" : "roles";
+			out.why = "required";
+			r = -EINVAL;
+			goto out;
+		}
+		snprintf(u.name, sizeof(u.name), "%s", w->name);
+		u.created_at = time(NULL);
+		out.created = true;
+	} else if (!w->passphrase && !w->roles) {
+		out.field = "body";
+		out.why = "give roles and/or passphrase";
+		r = -EINVAL;
+		goto out;
+	}
+	if (w->roles) {
+		if ((r = accounts_roles_check(tx, w->roles, &out.why)) < 0) {
+			out.field = "roles";
+			goto out;
+		}
+		if (!out.created && accounts_last_admin_lost(tx, w->name, w->roles)) {
+			r = -VLT_E_LAST_ADMIN;
+			goto out;
+		}
+		free(u.roles);
+		u.roles = roles_text(w->roles);
+	}
+	if (w->passphrase) {
+		char *phc = NULL;
+		if ((r = auth_hash(&env->argon2, w->passphrase, &phc)) < 0)
+			goto out;
+		free(u.phc);
+		u.phc = phc;
+	}
+	if (w->reset_mfa || !u.mfa_key) {
+		r = accounts_enrol(env->keyring, &u, hashes, &out.enrolment);
+		if (r < 0)
+			goto out;
+	}
+	u.updated_at = time(NULL);
+	if (!u.roles || !u.phc) {
+		r = -ENOMEM;
+		goto out;
+	}
+	authz_mac_user(key, &u, u.mac);
+	r = store_user_put(tx, &u);
+	/* A new second factor replaces the recovery codes; the user row must
+	 * exist first (they reference it). */
+	if (r >= 0 && out.enrolment)
+		r = store_recovery_set(tx, w->name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES);
+	/* A new second factor or passphrase ends every session of the user. */
+	if (r >= 0 && (out.enrolment || w->passphrase) && (r = store_token_delete_user(tx, w->name)) > 0)
+		r = 0;
+	if (r >= 0)
+		r = commit(userdata, &tx);
+	if (r >= 0 && !(out.roles = strdup(u.roles)))
+		r = -ENOMEM;
+out:
+	store_tx_end(tx);
+	store_user_clear(&u);
+	sodium_memzero(hashes, sizeof(hashes));
+	if (r < 0) {
+		ret->field = out.field;
+		ret->why = out.why;
+		account_user_written_clear(&out);
+		return r;
+	}
+	*ret = out;
+	return 0;
+}
+
+int accounts_user_delete(const struct accounts_env *env, const char *name, accounts_commit_fn commit,
+			 void *userdata)
+{
+	struct store_tx *tx = NULL;
+	int r;
+
+	r = store_write_begin(env->store, &tx);
+	if (r < 0)
+		return r;
+	if (accounts_last_admin_lost(tx, name, NULL))
+		r = -VLT_E_LAST_ADMIN;
+	else
+		/* Cascades the user's tokens and recovery codes. */
+		r = store_user_delete(tx, name);
+	if (r >= 0)
+		r = commit(userdata, &tx);
+	store_tx_end(tx);
+	return r;
 }

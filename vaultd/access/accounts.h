@@ -10,6 +10,8 @@
 #pragma once
 #include <stdbool.h>
 #include "common/json.h"
+#include "common/secret.h"
+#include "vaultd/access/auth.h"
 #include "vaultd/access/totp.h"
 #include "vaultd/keys/keyring.h"
 #include "vaultd/store/store.h"
@@ -30,3 +32,45 @@ int accounts_roles_check(struct store_tx *tx, const json_t *roles, const char **
  * new_roles leave no user holding the built-in "admin" role? The vault
  * could then never be unlocked again. */
 bool accounts_last_admin_lost(struct store_tx *tx, const char *user, const json_t *new_roles);
+
+/* ---- users ---- */
+
+struct accounts_env {
+	struct store *store;
+	struct keyring *keyring;
+	struct auth_params argon2;      /* the configured costs */
+};
+
+/* Called inside the write transaction, just before it commits: the
+ * request's audit record. < 0 refuses the change. */
+typedef int (*accounts_commit_fn)(void *userdata, struct store_tx **tx);
+
+struct account_user_write {
+	const char *name;               /* a valid name */
+	const struct secret *passphrase;        /* checked by auth_passphrase_check(); NULL: keep */
+	const json_t *roles;            /* NULL: keep; both are required to create */
+	bool reset_mfa;                 /* a new second factor (the user must exist) */
+};
+
+struct account_user_written {
+	bool created;
+	json_t *enrolment;              /* a new second factor: what the user sees once; caller frees */
+	char *roles;                    /* the user's roles (JSON text); caller frees */
+	/* -EINVAL: which field, and why (one sentence each). */
+	const char *field, *why;
+};
+
+/* Creates, changes or resets a user, the row sealed (-EACCES while locked):
+ * a new second factor replaces the recovery codes and, with a new
+ * passphrase, ends every session of the user. 0; -ENOENT no such user (a
+ * reset); -EINVAL a missing or bad field (ret->field, ret->why);
+ * -VLT_E_LAST_ADMIN the last admin would be demoted; HSM and storage errors,
+ * and the commit hook's. */
+int accounts_user_write(const struct accounts_env *env, const struct account_user_write *w,
+			accounts_commit_fn commit, void *userdata, struct account_user_written *ret);
+void account_user_written_clear(struct account_user_written *w);
+
+/* Deletes a user, its sessions and recovery codes. 0; -ENOENT;
+ * -VLT_E_LAST_ADMIN the last admin. */
+int accounts_user_delete(const struct accounts_env *env, const char *name, accounts_commit_fn commit,
+			 void *userdata);

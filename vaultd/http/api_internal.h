@@ -51,6 +51,10 @@ struct api_call {
 	struct call *c;
 };
 
+/* A domain commit hook (secrets.h, accounts.h): commit_audited() for the
+ * request in userdata (a struct api_call). */
+int api_call_commit(void *userdata, struct store_tx **tx);
+
 /* Appends c's audit record for status: in tx when given (the caller's write
  * transaction, committed with the change), else in a transaction of its own.
  * Never fails silently: the caller must refuse the request if this fails. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include "common/encoding.h"
+#include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "vaultd/access/accounts.h"
@@ -88,14 +89,12 @@ static int check_roles(const struct server_request *req, struct store_tx *tx, co
 
 /* The end of every management DELETE: r is the delete's result in tx.
  * Records and commits, then answers. */
-static int finish_delete(struct api *a, struct call *c, struct store_tx *tx, int r, const char *kind,
-			 const char *name, json_t **ret_body)
+/* The reply to a deletion that has run (r: its outcome). */
+static int reply_deleted(struct api *a, struct call *c, int r, const char *kind, const char *name, json_t **ret_body)
 {
 	char what[32];
 
-	if (r >= 0)
-		r = commit_audited(a, c, &tx);
-	store_tx_end(tx);
+	(void)a;
 	if (r == -ENOENT)
 		return reply_error(ret_body, 404, "not_found", "no %s '%s'", kind, name);
 	if (r < 0) {
@@ -104,6 +103,15 @@ static int finish_delete(struct api *a, struct call *c, struct store_tx *tx, int
 	}
 	log_info("%s '%s' deleted by '%s'", kind, name, c->who.name);
 	return reply(ret_body, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+}
+
+static int finish_delete(struct api *a, struct call *c, struct store_tx *tx, int r, const char *kind,
+			 const char *name, json_t **ret_body)
+{
+	if (r >= 0)
+		r = commit_audited(a, c, &tx);
+	store_tx_end(tx);
+	return reply_deleted(a, c, r, kind, name, ret_body);
 }
 
 static json_t *user_json(const struct store_user *u)
@@ -126,15 +134,17 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 {
 	static const char *const fields[] = { "passphrase", "roles", NULL };
 	const char *m = c->req->method;
+	const struct accounts_env env = { .store = a->store, .keyring = a->keyring, .argon2 = a->cfg.argon2 };
+	struct api_call ac = { .a = a, .c = c };
+	struct account_user_write w = {0};
+	struct account_user_written done = {0};
 	char name[PATH_SEGMENT_MAX + 1];
-	char hashes[TOTP_RECOVERY_CODES][65];
 	_cleanup_json_ json_t *body = NULL;
 	_cleanup_secret_ struct secret *pass = NULL;
 	struct store_user u = {0};
 	struct store_tx *tx = NULL;
-	json_t *out = NULL, *roles = NULL;
+	json_t *out = NULL;
 	bool reset = false;
-	const char *why;
 	int r, status;
 
 	if (streq(c->rest, "") && streq(m, "GET")) {
@@ -178,16 +188,10 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 		return reply(ret_body, 200, out);
 	}
 	if (streq(m, "DELETE")) {
-		r = store_write_begin(a->store, &tx);
-		if (r < 0)
-			return reply_store_busy_or_internal(ret_body, c->req, r, "begin write");
-		if (accounts_last_admin_lost(tx, name, NULL)) {
-			store_tx_end(tx);
+		r = accounts_user_delete(&env, name, api_call_commit, &ac);
+		if (r == -VLT_E_LAST_ADMIN)
 			return reply_error(ret_body, 409, "conflict", "'%s' is the last admin and cannot be deleted", name);
-		}
-		/* Cascades the user's tokens and recovery codes. */
-		r = store_user_delete(tx, name);
-		return finish_delete(a, c, tx, r, "user", name, ret_body);
+		return reply_deleted(a, c, r, "user", name, ret_body);
 	}
 	if (!reset && !streq(m, "PUT"))
 		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on users", m);
@@ -195,108 +199,35 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 	if (!reset) {
 		if ((status = parse_body(c->req, fields, &body, ret_body)))
 			return status;
-		roles = json_object_get(body, "roles");
+		w.roles = json_object_get(body, "roles");
 		if (json_object_get(body, "passphrase")) {
 			if (!json_is_string(json_object_get(body, "passphrase")) ||
 			    json_to_secret(json_object_get(body, "passphrase"), &pass) < 0)
 				return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", "must be a string"),
 						     "invalid user");
-			if ((why = auth_passphrase_check(pass)))
-				return reply_invalid(ret_body, json_pack("{s:s}", "passphrase", why), "invalid user");
+			w.passphrase = pass;
 		}
 	}
-
-	r = store_write_begin(a->store, &tx);
+	w.name = name;
+	w.reset_mfa = reset;
+	r = accounts_user_write(&env, &w, api_call_commit, &ac, &done);
+	if (r == -ENOENT)
+		return reply_error(ret_body, 404, "not_found", "no user '%s'", name);
+	if (r == -EINVAL)
+		return reply_invalid(ret_body, json_pack("{s:s}", done.field, done.why),
+				     streq(done.field, "roles") ? "invalid roles" : "invalid user");
+	if (r == -VLT_E_LAST_ADMIN)
+		return reply_error(ret_body, 409, "conflict", "'%s' is the last admin and cannot be demoted", name);
+	if (r == -EBUSY || r == -EIO || r == -ENOMEM || r == -EEXIST)
+		return reply_store_busy_or_internal(ret_body, c->req, r, "write user");
 	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, c->req, r, "begin write");
-	r = store_user_get(tx, name, &u);
-	if (r < 0 && r != -ENOENT) {
-		status = reply_store_busy_or_internal(ret_body, c->req, r, "read user");
-		goto out;
-	}
-	if (reset) {
-		if (r == -ENOENT) {
-			status = reply_error(ret_body, 404, "not_found", "no user '%s'", name);
-			goto out;
-		}
-	} else if (r == -ENOENT) {
-		/* Create: both fields required. */
-		if (!pass || !roles) {
-			status = reply_invalid(ret_body, json_pack("{s:s, s:s}", "passphrase", "required", "roles", "required"),
-					       "invalid user");
-			goto out;
-		}
-		snprintf(u.name, sizeof(u.name), "%s", name);
-		u.created_at = time(NULL);
-	} else if (!pass && !roles) {
-		status = reply_invalid(ret_body, json_pack("{s:s}", "body", "give roles and/or passphrase"), "invalid user");
-		goto out;
-	}
-	if (roles) {
-		if ((status = check_roles(c->req, tx, roles, ret_body)))
-			goto out;
-		if (r == 0 && accounts_last_admin_lost(tx, name, roles)) {
-			status = reply_error(ret_body, 409, "conflict", "'%s' is the last admin and cannot be demoted", name);
-			goto out;
-		}
-		free(u.roles);
-		u.roles = json_dumps(roles, JSON_COMPACT);
-		if (u.roles) {
-			/* json_dumps() used the wiping allocator: hand the store a libc copy. */
-			char *copy = strdup(u.roles);
-			json_secure_free(u.roles);
-			u.roles = copy;
-		}
-	}
-	if (pass) {
-		char *phc = NULL;
-		if ((r = auth_hash(&a->cfg.argon2, pass, &phc)) < 0) {
-			status = reply_internal(ret_body, c->req, r, "hash passphrase");
-			goto out;
-		}
-		free(u.phc);
-		u.phc = phc;
-	}
-	if (reset || !u.mfa_key) {
-		r = account_enrol(a, &u, hashes, &out);
-		if (r < 0) {
-			status = reply_hsm_error(ret_body, c->req, r, "enrol MFA");
-			goto out;
-		}
-	}
-	u.updated_at = time(NULL);
-	if (!u.roles || !u.phc) {
-		status = reply_internal(ret_body, c->req, -ENOMEM, "build user");
-		goto out;
-	}
-	r = account_seal_user(a, &u);
-	if (r >= 0)
-		r = store_user_put(tx, &u);
-	/* A new second factor ends every session and replaces the recovery
-	 * codes; the user row must exist first (they reference it). */
-	if (r >= 0 && out)
-		r = store_recovery_set(tx, name, (const char(*)[65])hashes, TOTP_RECOVERY_CODES);
-	/* A new second factor or passphrase ends every session of the user. */
-	if (r >= 0 && (out || pass) && (r = store_token_delete_user(tx, name)) > 0)
-		r = 0;
-	if (r >= 0)
-		r = commit_audited(a, c, &tx);
-	if (r < 0) {
-		status = reply_store_busy_or_internal(ret_body, c->req, r, "write user");
-		goto out;
-	}
+		return reply_hsm_error(ret_body, c->req, r, "write user");
 	log_info("user '%s' %s by '%s'", name, reset ? "MFA reset" : "written", c->who.name);
-	if (!out)
-		out = json_object();
+	out = done.enrolment ? TAKE_PTR(done.enrolment) : json_object();
 	json_object_set_new(out, "name", json_string(name));
-	json_object_set_new(out, "roles", json_loads(u.roles, 0, NULL));
-	status = reply(ret_body, 200, TAKE_PTR(out));
-out:
-	store_tx_end(tx);
-	store_user_clear(&u);
-	json_decref(out);
-	sodium_memzero(hashes, sizeof(hashes));
-	return status;
+	json_object_set_new(out, "roles", json_loads(done.roles, 0, NULL));
+	account_user_written_clear(&done);
+	return reply(ret_body, 200, out);
 }
 
 static json_t *role_json(const struct store_role *r)

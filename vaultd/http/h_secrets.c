@@ -93,12 +93,6 @@ static const char *max_age_check(const json_t *m)
 /* Seals 'data' as the next version of path and commits: current, or
  * pending (staged for promotion). cas < 0: no check. Versions beyond
  * [secrets] keep_versions are destroyed in the same transaction. */
-static int commit_request(void *userdata, struct store_tx **tx)
-{
-	struct api_call *ac = userdata;
-
-	return commit_audited(ac->a, ac->c, tx);
-}
 
 /* The write itself is the domain's (secrets.h); this names its errors for
  * the client. */
@@ -114,7 +108,7 @@ static int write_version(struct api *a, struct call *c, const char *path,
 	const struct server_request *req = c->req;
 	int r;
 
-	r = secrets_write(&env, &w, commit_request, &ac, &out);
+	r = secrets_write(&env, &w, api_call_commit, &ac, &out);
 	if (r >= 0) {
 		if (out.kek_wraps >= a->cfg.kek_max_wraps)
 			rotator_kick(a->rot, false);
@@ -239,7 +233,6 @@ static struct secrets_env env_of(struct api *a)
 	return (struct secrets_env){ .store = a->store, .keyring = a->keyring, .keep_versions = a->cfg.keep_versions };
 }
 
-static int commit_request(void *userdata, struct store_tx **tx);
 
 /* A read that did not find what it was asked for, said precisely. */
 static int reply_read_error(json_t **ret_body, const struct server_request *req, int r, const char *path,
@@ -428,7 +421,7 @@ static int secret_delete(struct api *a, struct call *c, const char *path, json_t
 	destroy = flag_set(req, "destroy");
 	if (destroy)
 		c->action = "secret.destroy";
-	r = secrets_delete(&env, path, destroy, commit_request, &ac);
+	r = secrets_delete(&env, path, destroy, api_call_commit, &ac);
 	if (r == -ENOENT)
 		return reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
 	if (r < 0)
@@ -502,7 +495,7 @@ static int secret_promote(struct api *a, struct call *c, const char *path, json_
 					     "invalid promotion");
 		want = ver ? (uint32_t)json_integer_value(ver) : 0;
 	}
-	r = secrets_promote(&env, path, want, commit_request, &ac, &head);
+	r = secrets_promote(&env, path, want, api_call_commit, &ac, &head);
 	if (r == -ENOENT)
 		return reply_error(ret_body, 404, "not_found", "no secret at '%s'", path);
 	if (r == -ESRCH) {

@@ -510,6 +510,13 @@ int audit_effect(struct api *a, struct call *c, json_t **ret_body)
 	return reply_audit_unavailable(ret_body);
 }
 
+int api_call_commit(void *userdata, struct store_tx **tx)
+{
+	struct api_call *ac = userdata;
+
+	return commit_audited(ac->a, ac->c, tx);
+}
+
 int commit_audited(struct api *a, struct call *c, struct store_tx **tx)
 {
 	/* The record commits with the change, or neither does. */
