@@ -24,6 +24,8 @@ static const char *const vlt_domain_messages[] = {
 	[VLT_E_DELETED - VLT_E_DOMAIN_FIRST] = "the secret is deleted",
 	[VLT_E_VERSIONS - VLT_E_DOMAIN_FIRST] = "the secret has run out of version numbers",
 	[VLT_E_LAST_ADMIN - VLT_E_DOMAIN_FIRST] = "the last user holding admin can be neither deleted nor demoted",
+	[VLT_E_BUILTIN - VLT_E_DOMAIN_FIRST] = "a built-in role cannot be changed",
+	[VLT_E_IN_USE - VLT_E_DOMAIN_FIRST] = "the role is held by users or services",
 };
 
 const char *vlt_strerror(int r)

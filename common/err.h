@@ -34,6 +34,8 @@ enum {
 	VLT_E_DELETED,          /* the secret is soft-deleted */
 	VLT_E_VERSIONS,         /* the secret has run out of version numbers */
 	VLT_E_LAST_ADMIN,       /* the change would leave no user holding admin */
+	VLT_E_BUILTIN,          /* a built-in role cannot be changed */
+	VLT_E_IN_USE,           /* a role that users or services still hold */
 	VLT_E_DOMAIN_LAST,
 };
 

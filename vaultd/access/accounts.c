@@ -273,3 +273,122 @@ int accounts_user_delete(const struct accounts_env *env, const char *name, accou
 	store_tx_end(tx);
 	return r;
 }
+
+/* One write transaction: fn's change, then the hook's record, committed. */
+static int write_with(const struct accounts_env *env, int (*fn)(struct store_tx *tx, void *u), void *u,
+		      accounts_commit_fn commit, void *userdata)
+{
+	struct store_tx *tx = NULL;
+	int r;
+
+	r = store_write_begin(env->store, &tx);
+	if (r < 0)
+		return r;
+	r = fn(tx, u);
+	if (r >= 0)
+		r = commit(userdata, &tx);
+	store_tx_end(tx);
+	return r;
+}
+
+static int put_role(struct store_tx *tx, void *u)
+{
+	return store_role_put(tx, u);
+}
+
+int accounts_role_write(const struct accounts_env *env, const char *name, const json_t *body,
+			accounts_commit_fn commit, void *userdata, struct rbac_role *ret_parsed, json_t **ret_errors)
+{
+	_cleanup_secret_ struct secret *key = NULL;
+	struct rbac_role parsed = {0};
+	struct store_role row = {0};
+	int r;
+
+	if (rbac_builtin_find(name))
+		return -VLT_E_BUILTIN;
+	r = rbac_role_from_json(name, body, &parsed, ret_errors);
+	if (r < 0)
+		return r;
+	r = keyring_authz_key(env->keyring, &key);
+	snprintf(row.name, sizeof(row.name), "%s", name);
+	row.rules = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+	row.created_at = row.updated_at = time(NULL);
+	if (r >= 0 && !row.rules)
+		r = -ENOMEM;
+	if (r >= 0) {
+		authz_mac_role(key, &row, row.mac);
+		r = write_with(env, put_role, &row, commit, userdata);
+	}
+	json_secure_free(row.rules);
+	if (r < 0) {
+		rbac_role_clear(&parsed);
+		return r;
+	}
+	*ret_parsed = parsed;
+	return 0;
+}
+
+int accounts_role_delete(const struct accounts_env *env, const char *name, accounts_commit_fn commit,
+			 void *userdata, int *ret_refs)
+{
+	struct store_tx *tx = NULL;
+	int r;
+
+	if (rbac_builtin_find(name))
+		return -VLT_E_BUILTIN;
+	r = store_write_begin(env->store, &tx);
+	if (r < 0)
+		return r;
+	r = store_role_refs(tx, name);
+	if (r > 0) {
+		*ret_refs = r;
+		r = -VLT_E_IN_USE;
+	} else if (r >= 0)
+		r = store_role_delete(tx, name);
+	if (r >= 0)
+		r = commit(userdata, &tx);
+	store_tx_end(tx);
+	return r;
+}
+
+int accounts_service_write(const struct accounts_env *env, const char *name, uint32_t uid, const json_t *roles,
+			   accounts_commit_fn commit, void *userdata, const char **ret_why)
+{
+	_cleanup_secret_ struct secret *key = NULL;
+	struct store_service svc = {0};
+	struct store_tx *tx = NULL;
+	int r;
+
+	r = keyring_authz_key(env->keyring, &key);
+	if (r < 0)
+		return r;
+	r = store_write_begin(env->store, &tx);
+	if (r < 0)
+		return r;
+	r = accounts_roles_check(tx, roles, ret_why);
+	snprintf(svc.name, sizeof(svc.name), "%s", name);
+	svc.uid = uid;
+	svc.created_at = svc.updated_at = time(NULL);
+	if (r >= 0 && !(svc.roles = roles_text(roles)))
+		r = -ENOMEM;
+	if (r >= 0) {
+		authz_mac_service(key, &svc, svc.mac);
+		r = store_service_put(tx, &svc);        /* uid taken: -EEXIST */
+	}
+	if (r >= 0)
+		r = commit(userdata, &tx);
+	store_tx_end(tx);
+	free(svc.roles);
+	return r;
+}
+
+static int delete_service(struct store_tx *tx, void *u)
+{
+	return store_service_delete(tx, u);
+}
+
+int accounts_service_delete(const struct accounts_env *env, const char *name, accounts_commit_fn commit,
+			    void *userdata)
+{
+	return write_with(env, delete_service, (void *)name, commit, userdata);
+}

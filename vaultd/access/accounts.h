@@ -12,6 +12,7 @@
 #include "common/json.h"
 #include "common/secret.h"
 #include "vaultd/access/auth.h"
+#include "vaultd/access/rbac.h"
 #include "vaultd/access/totp.h"
 #include "vaultd/keys/keyring.h"
 #include "vaultd/store/store.h"
@@ -74,3 +75,25 @@ void account_user_written_clear(struct account_user_written *w);
  * -VLT_E_LAST_ADMIN the last admin. */
 int accounts_user_delete(const struct accounts_env *env, const char *name, accounts_commit_fn commit,
 			 void *userdata);
+
+/* ---- roles and services ---- */
+
+/* Writes custom role name with body {"rules": [...]}, sealed; *ret_parsed
+ * (caller clears it) is the role as it now grants. 0; -VLT_E_BUILTIN a
+ * built-in name; -EINVAL with *ret_errors (caller frees: field -> why);
+ * storage errors and the hook's. */
+int accounts_role_write(const struct accounts_env *env, const char *name, const json_t *body,
+			accounts_commit_fn commit, void *userdata, struct rbac_role *ret_parsed, json_t **ret_errors);
+/* 0; -ENOENT; -VLT_E_BUILTIN; -VLT_E_IN_USE (*ret_refs users and services
+ * hold it). */
+int accounts_role_delete(const struct accounts_env *env, const char *name, accounts_commit_fn commit,
+			 void *userdata, int *ret_refs);
+
+/* Binds uid as service name with roles, sealed. 0; -EINVAL with *ret_why
+ * (the roles); -EEXIST the uid is bound to another service; storage errors
+ * and the hook's. */
+int accounts_service_write(const struct accounts_env *env, const char *name, uint32_t uid, const json_t *roles,
+			   accounts_commit_fn commit, void *userdata, const char **ret_why);
+/* 0; -ENOENT. */
+int accounts_service_delete(const struct accounts_env *env, const char *name, accounts_commit_fn commit,
+			    void *userdata);

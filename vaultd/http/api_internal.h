@@ -116,12 +116,9 @@ int h_backup(struct api *a, struct call *c, json_t **ret_body);
  * may be NONE), or writes a 401/5xx reply and returns its status. */
 int identity_resolve(struct api *a, struct call *c, json_t **ret_body);
 
-/* h_accounts.c: enrolment and the sealed writes of access rows, shared
- * with init (h_auth.c). account_seal_*: -EACCES while locked. */
-int account_enrol(struct api *a, struct store_user *u, char (*hashes)[65], json_t **ret_reply);
+/* h_accounts.c: a user row sealed for a write (the passphrase change in
+ * h_auth.c). -EACCES while locked. */
 int account_seal_user(struct api *a, struct store_user *u);
-int account_seal_role(struct api *a, struct store_role *ro);
-int account_seal_service(struct api *a, struct store_service *sv);
 /* h_auth.c and h_accounts.c: the handlers of the people-and-access routes. */
 int h_init(struct api *a, struct call *c, json_t **ret_body);
 int h_unlock(struct api *a, struct call *c, json_t **ret_body);

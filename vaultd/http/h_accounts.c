@@ -19,7 +19,7 @@
 #include "vaultd/keys/keyring.h"
 #include "vaultd/store/store.h"
 
-/* ---- enrolment ---- */
+/* ---- the seal on a user row (h_auth.c's passphrase change) ---- */
 
 /* Rows that grant access are written sealed (authz.h): with the MAC under
  * the current root key's authorization key. -EACCES while locked. */
@@ -31,31 +31,6 @@ int account_seal_user(struct api *a, struct store_user *u)
 	if (r >= 0)
 		authz_mac_user(key, u, u->mac);
 	return r;
-}
-
-int account_seal_role(struct api *a, struct store_role *ro)
-{
-	_cleanup_secret_ struct secret *key = NULL;
-	int r = keyring_authz_key(a->keyring, &key);
-
-	if (r >= 0)
-		authz_mac_role(key, ro, ro->mac);
-	return r;
-}
-
-int account_seal_service(struct api *a, struct store_service *sv)
-{
-	_cleanup_secret_ struct secret *key = NULL;
-	int r = keyring_authz_key(a->keyring, &key);
-
-	if (r >= 0)
-		authz_mac_service(key, sv, sv->mac);
-	return r;
-}
-
-int account_enrol(struct api *a, struct store_user *u, char (*hashes)[65], json_t **ret_reply)
-{
-	return accounts_enrol(a->keyring, u, hashes, ret_reply);
 }
 
 /* ---- management (admin) ---- */
@@ -75,18 +50,6 @@ static int one_name(struct call *c, char *out, size_t n, json_t **ret_body)
 }
 
 /* roles must be a non-empty array of distinct, existing role names. */
-static int check_roles(const struct server_request *req, struct store_tx *tx, const json_t *roles, json_t **ret_body)
-{
-	const char *why = NULL;
-	int r = accounts_roles_check(tx, roles, &why);
-
-	if (r == -EINVAL)
-		return reply_invalid(ret_body, json_pack("{s:s}", "roles", why), "invalid roles");
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, req, r, "check roles");
-	return 0;
-}
-
 /* The end of every management DELETE: r is the delete's result in tx.
  * Records and commits, then answers. */
 /* The reply to a deletion that has run (r: its outcome). */
@@ -103,15 +66,6 @@ static int reply_deleted(struct api *a, struct call *c, int r, const char *kind,
 	}
 	log_info("%s '%s' deleted by '%s'", kind, name, c->who.name);
 	return reply(ret_body, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
-}
-
-static int finish_delete(struct api *a, struct call *c, struct store_tx *tx, int r, const char *kind,
-			 const char *name, json_t **ret_body)
-{
-	if (r >= 0)
-		r = commit_audited(a, c, &tx);
-	store_tx_end(tx);
-	return reply_deleted(a, c, r, kind, name, ret_body);
 }
 
 static json_t *user_json(const struct store_user *u)
@@ -249,6 +203,8 @@ int h_roles(struct api *a, struct call *c, json_t **ret_body)
 {
 	static const char *const fields[] = { "rules", NULL };
 	const char *m = c->req->method;
+	const struct accounts_env env = { .store = a->store, .keyring = a->keyring, .argon2 = a->cfg.argon2 };
+	struct api_call ac = { .a = a, .c = c };
 	char name[PATH_SEGMENT_MAX + 1];
 	_cleanup_json_ json_t *body = NULL, *errors = NULL;
 	struct store_role row = {0};
@@ -288,44 +244,29 @@ int h_roles(struct api *a, struct call *c, json_t **ret_body)
 		store_role_clear(&row);
 		return status;
 	}
-	if (rbac_builtin_find(name))
-		return reply_error(ret_body, 409, "conflict", "'%s' is a built-in role and cannot be changed", name);
 	if (streq(m, "DELETE")) {
-		r = store_write_begin(a->store, &tx);
-		if (r >= 0 && (r = store_role_refs(tx, name)) > 0) {
-			store_tx_end(tx);
-			return reply_error(ret_body, 409, "conflict", "role '%s' is used by %d users or services", name, r);
-		}
-		if (r >= 0)
-			r = store_role_delete(tx, name);
-		return finish_delete(a, c, tx, r, "role", name, ret_body);
+		int refs = 0;
+		r = accounts_role_delete(&env, name, api_call_commit, &ac, &refs);
+		if (r == -VLT_E_BUILTIN)
+			return reply_error(ret_body, 409, "conflict", "'%s' is a built-in role and cannot be changed", name);
+		if (r == -VLT_E_IN_USE)
+			return reply_error(ret_body, 409, "conflict", "role '%s' is used by %d users or services", name, refs);
+		return reply_deleted(a, c, r, "role", name, ret_body);
 	}
 	if (!streq(m, "PUT"))
 		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on roles", m);
+	if (rbac_builtin_find(name))
+		return reply_error(ret_body, 409, "conflict", "'%s' is a built-in role and cannot be changed", name);
 	if ((status = parse_body(c->req, fields, &body, ret_body)))
 		return status;
-	r = rbac_role_from_json(name, body, &parsed, &errors);
+	r = accounts_role_write(&env, name, body, api_call_commit, &ac, &parsed, &errors);
 	if (r == -EINVAL)
 		return reply_invalid(ret_body, errors ? TAKE_PTR(errors) : json_object(), "invalid role");
 	if (r < 0)
-		return reply_internal(ret_body, c->req, r, "parse role");
-	snprintf(row.name, sizeof(row.name), "%s", name);
-	row.rules = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-	row.created_at = row.updated_at = time(NULL);
-	r = row.rules ? account_seal_role(a, &row) : -ENOMEM;
-	if (r >= 0)
-		r = store_write_begin(a->store, &tx);
-	if (r >= 0)
-		r = store_role_put(tx, &row);
-	if (r >= 0)
-		r = commit_audited(a, c, &tx);
-	store_tx_end(tx);
-	json_secure_free(row.rules);
-	status = r < 0 ? reply_store_busy_or_internal(ret_body, c->req, r, "write role")
-		       : reply(ret_body, 200, rbac_role_to_json(&parsed));
+		return reply_store_busy_or_internal(ret_body, c->req, r, "write role");
+	status = reply(ret_body, 200, rbac_role_to_json(&parsed));
 	rbac_role_clear(&parsed);
-	if (r >= 0)
-		log_info("role '%s' written by '%s'", name, c->who.name);
+	log_info("role '%s' written by '%s'", name, c->who.name);
 	return status;
 }
 
@@ -347,11 +288,14 @@ int h_services(struct api *a, struct call *c, json_t **ret_body)
 {
 	static const char *const fields[] = { "uid", "roles", NULL };
 	const char *m = c->req->method;
+	const struct accounts_env env = { .store = a->store, .keyring = a->keyring, .argon2 = a->cfg.argon2 };
+	struct api_call ac = { .a = a, .c = c };
 	char name[PATH_SEGMENT_MAX + 1];
 	_cleanup_json_ json_t *body = NULL;
 	struct store_service svc = {0};
 	struct store_tx *tx = NULL;
 	json_t *uid, *roles, *arr;
+	const char *why = NULL;
 	int r, status;
 
 	if (streq(c->rest, "") && streq(m, "GET")) {
@@ -381,12 +325,9 @@ int h_services(struct api *a, struct call *c, json_t **ret_body)
 		store_service_clear(&svc);
 		return status;
 	}
-	if (streq(m, "DELETE")) {
-		r = store_write_begin(a->store, &tx);
-		if (r >= 0)
-			r = store_service_delete(tx, name);
-		return finish_delete(a, c, tx, r, "service", name, ret_body);
-	}
+	if (streq(m, "DELETE"))
+		return reply_deleted(a, c, accounts_service_delete(&env, name, api_call_commit, &ac), "service", name,
+				     ret_body);
 	if (!streq(m, "PUT"))
 		return reply_error(ret_body, 405, "method_not_allowed", "%s is not allowed on services", m);
 	if ((status = parse_body(c->req, fields, &body, ret_body)))
@@ -395,28 +336,15 @@ int h_services(struct api *a, struct call *c, json_t **ret_body)
 	roles = json_object_get(body, "roles");
 	if (!json_is_integer(uid) || json_integer_value(uid) < 0 || json_integer_value(uid) >= UINT32_MAX)
 		return reply_invalid(ret_body, json_pack("{s:s}", "uid", "required: a Unix uid"), "invalid service");
-	r = store_write_begin(a->store, &tx);
-	if (r < 0)
-		return reply_store_busy_or_internal(ret_body, c->req, r, "begin write");
-	if ((status = check_roles(c->req, tx, roles, ret_body))) {
-		store_tx_end(tx);
-		return status;
-	}
-	snprintf(svc.name, sizeof(svc.name), "%s", name);
-	svc.uid = (uint32_t)json_integer_value(uid);
-	svc.roles = json_dumps(roles, JSON_COMPACT);
-	svc.created_at = svc.updated_at = time(NULL);
-	r = svc.roles ? account_seal_service(a, &svc) : -ENOMEM;
-	if (r >= 0)
-		r = store_service_put(tx, &svc);
-	if (r >= 0)
-		r = commit_audited(a, c, &tx);
-	store_tx_end(tx);
-	json_secure_free(svc.roles);
+	r = accounts_service_write(&env, name, (uint32_t)json_integer_value(uid), roles, api_call_commit, &ac, &why);
+	if (r == -EINVAL)
+		return reply_invalid(ret_body, json_pack("{s:s}", "roles", why), "invalid roles");
 	if (r == -EEXIST)
-		return reply_error(ret_body, 409, "conflict", "uid %u is bound to another service", svc.uid);
+		return reply_error(ret_body, 409, "conflict", "uid %u is bound to another service",
+				   (unsigned)json_integer_value(uid));
 	if (r < 0)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "write service");
-	log_info("service '%s' bound to uid %u by '%s'", name, svc.uid, c->who.name);
-	return reply(ret_body, 200, json_pack("{s:s, s:i, s:O}", "name", name, "uid", (json_int_t)svc.uid, "roles", roles));
+	log_info("service '%s' bound to uid %u by '%s'", name, (unsigned)json_integer_value(uid), c->who.name);
+	return reply(ret_body, 200, json_pack("{s:s, s:I, s:O}", "name", name, "uid", json_integer_value(uid), "roles",
+					      roles));
 }
