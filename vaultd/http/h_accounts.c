@@ -167,7 +167,7 @@ int h_users(struct api *a, struct call *c, json_t **ret_body)
 	r = accounts_user_write(&env, &w, api_call_commit, &ac, &done);
 	if (r == -ENOENT)
 		return reply_error(ret_body, 404, "not_found", "no user '%s'", name);
-	if (r == -EINVAL)
+	if (r == -EINVAL && done.field && done.why)
 		return reply_invalid(ret_body, json_pack("{s:s}", done.field, done.why),
 				     streq(done.field, "roles") ? "invalid roles" : "invalid user");
 	if (r == -VLT_E_LAST_ADMIN)
@@ -337,7 +337,7 @@ int h_services(struct api *a, struct call *c, json_t **ret_body)
 	if (!json_is_integer(uid) || json_integer_value(uid) < 0 || json_integer_value(uid) >= UINT32_MAX)
 		return reply_invalid(ret_body, json_pack("{s:s}", "uid", "required: a Unix uid"), "invalid service");
 	r = accounts_service_write(&env, name, (uint32_t)json_integer_value(uid), roles, api_call_commit, &ac, &why);
-	if (r == -EINVAL)
+	if (r == -EINVAL && why)
 		return reply_invalid(ret_body, json_pack("{s:s}", "roles", why), "invalid roles");
 	if (r == -EEXIST)
 		return reply_error(ret_body, 409, "conflict", "uid %u is bound to another service",
