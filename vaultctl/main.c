@@ -13,6 +13,7 @@
 #include "vaultctl/roles.h"
 #include "vaultctl/rotate.h"
 #include "vaultctl/secrets.h"
+#include "vaultctl/types.h"
 #include "vaultctl/services.h"
 #include "vaultctl/sys.h"
 #include "vaultctl/users.h"

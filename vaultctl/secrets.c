@@ -1,4 +1,4 @@
-/* vaultctl/secrets.c: put, get, list, delete, versions, rollback, promote, types.
+/* vaultctl/secrets.c: put, get, list, delete, versions, rollback, promote.
  * Which fields are sensitive comes from GET /v1/types, so masking follows
  * the daemon's type definitions; a field the types do not know is masked.
  */
@@ -570,56 +570,5 @@ int cmd_promote(struct ctx *ctx, int argc, char **argv)
 	if (json_is_integer(json_object_get(reply, "previous_version")))
 		printf(", version %s is previous", prev ?: "?");
 	puts(".");
-	return EXIT_OK;
-}
-
-static const char types_help[] =
-	"Usage: vaultctl types [--json]\n"
-	"\n"
-	"Lists the credential types and their fields; sensitive fields, masked by\n"
-	"'vaultctl get', are marked with *.\n"
-	"\n"
-	"Example:\n"
-	"  vaultctl types\n";
-
-int cmd_types(struct ctx *ctx, int argc, char **argv)
-{
-	static const struct option opts[] = { COMMON_LONGOPTS, {} };
-	static const char *const head[] = { "TYPE", "FIELDS (* sensitive)" };
-	_cleanup_json_ json_t *reply = NULL;
-	struct table *t;
-	json_t *ty, *f;
-	size_t i, j;
-	int c, r;
-
-	while ((c = GETOPT(argc, argv, COMMON_SHORTOPTS, opts)) != -1)
-		if ((r = common_option(ctx, c, types_help)) != OPT_CONTINUE)
-			return r;
-	if (optind < argc)
-		return usage_error("types", "types takes no arguments");
-	if ((r = fetch_types(ctx, &reply)) != EXIT_OK)
-		return r;
-	if (ctx->json) {
-		print_json(reply);
-		return EXIT_OK;
-	}
-	t = table_new(2, head);
-	json_array_foreach(json_object_get(reply, "types"), i, ty) {
-		char fields[1024] = "";
-		size_t n = 0;
-		json_array_foreach(json_object_get(ty, "fields"), j, f) {
-			const char *name = json_string_value(json_object_get(f, "name")) ?: "?";
-			int w = snprintf(fields + n, sizeof(fields) - n, "%s%s%s", j ? ", " : "", name,
-					 json_is_true(json_object_get(f, "sensitive")) ? "*" : "");
-			if (w < 0 || (size_t)w >= sizeof(fields) - n)
-				break;
-			n += (size_t)w;
-		}
-		if (!json_array_size(json_object_get(ty, "fields")))
-			snprintf(fields, sizeof(fields), "any fields*");
-		const char *row[] = { json_string_value(json_object_get(ty, "name")), fields };
-		table_add(t, row);
-	}
-	table_print_free(t);
 	return EXIT_OK;
 }

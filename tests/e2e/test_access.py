@@ -27,7 +27,7 @@ SESSION_TTL = 600
 
 TRMM = {"url": "https://rmm.acme.example", "api_key": "TRMM-access-key-0123456789"}
 TRMM_GLOBEX = {"url": "https://rmm.globex.example", "api_key": "TRMM-globex-key-9876543210"}
-AUTOTASK = {"username": "api@acme.example", "secret": "sec-access-at", "integration_code": "IC-ACCESS"}
+AUTOTASK = {"zone_url": "https://webservices5.autotask.net", "username": "api@acme.example", "secret": "sec-access-at", "integration_code": "IC-ACCESS"}
 RMM_READ = {"rules": [{"path": "acme/rmm/*", "capabilities": ["read", "list"]}]}
 
 RECOVERY_RE = r"^[^\s-]{4}-[^\s-]{4}-[^\s-]{4}-[^\s-]{4}$"

@@ -6,28 +6,10 @@ import os
 import socket
 import time
 
+from cred_examples import TRMM, VALID as EXAMPLES
 from harness import ADMIN, PASSPHRASE, Vault, VaultTestCase, as_uid, main
 
 Vault.spend_recovery_codes = True      # no test here counts recovery codes
-
-TRMM = {"url": "https://rmm.acme.example", "api_key": "TRMM-e2e-key-0123456789"}
-
-# One valid example per credential type.
-EXAMPLES = {
-    "tactical-rmm": TRMM,
-    "connectwise-manage": {"site": "api-na.myconnectwise.net", "company_id": "acme",
-                           "public_key": "pubkey123", "private_key": "privkey-e2e-1",
-                           "client_id": "1b1e3c9e-5f61-4bd3-9a34-0d7b2f7a9c11"},
-    "connectwise-automate": {"server_url": "https://automate.acme.example", "username": "svc",
-                             "password": "pw-e2e-automate", "client_id": "cid-1"},
-    "kaseya-vsa": {"url": "https://vsa.acme.example", "username": "svc", "api_token": "tok-e2e-vsa"},
-    "autotask": {"username": "api@acme.example", "secret": "sec-e2e-at", "integration_code": "IC-E2E"},
-    "prtg": {"url": "https://prtg.acme.example", "username": "prtgadmin", "passhash": "1234567890"},
-    "slack": {"bot_token": "xoxb-1234-5678-e2etoken", "signing_secret": "0123456789abcdef0123456789abcdef"},
-    "teams": {"tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
-              "client_id": "1b1e3c9e-5f61-4bd3-9a34-0d7b2f7a9c11", "client_secret": "teams-e2e-secret"},
-    "generic": {"token": "gen-e2e-token", "pem": "-----BEGIN KEY-----\nabc\n-----END KEY-----\n"},
-}
 
 
 class Lifecycle(VaultTestCase):

@@ -215,7 +215,7 @@ class Secrets(CtlCase):
         j = json.loads(self.ctl("delete", "acme/rmm-old/slack", "--destroy", "--yes", "--json", check=0).stdout)
         self.assertTrue(j["destroyed"])
         p = self.ctl("types", check=0)
-        self.assertRegex(p.stdout, r"(?m)^slack\s+bot_token\*, signing_secret\*$")
+        self.assertRegex(p.stdout, r"(?m)^slack\s+bot_token\*, signing_secret\*\s+Slack app")
         j = json.loads(self.ctl("types", "--json", check=0).stdout)
         self.assertIn("tactical-rmm", [t["name"] for t in j["types"]])
 

@@ -18,52 +18,81 @@ struct spec_field {
 	const char *kind;
 	bool sensitive;
 	size_t max_len;
+	const char *form;               /* NULL: in every form */
+	bool optional;
+	const char *format;             /* as published; NULL: "text" or "https-url" by kind */
 };
 
 struct spec_type {
 	const char *name;
 	const char *valid;              /* a valid data object */
 	struct spec_field fields[6];    /* ends at name == NULL */
+	const char *valid_alt;          /* a valid object in another form, or NULL */
 };
 
+#define SF(n, k, s, m) { .name = (n), .kind = (k), .sensitive = (s), .max_len = (m) }
+#define SFX(n, k, s, m, fm, opt, fmt) \
+	{ .name = (n), .kind = (k), .sensitive = (s), .max_len = (m), .form = (fm), .optional = (opt), \
+	  .format = (fmt) }
+
 static const struct spec_type spec[] = {
-	{ "tactical-rmm",
-	  "{\"url\": \"https://api.example.com\", \"api_key\": \"ABCDEF0123456789\"}",
-	  { { "url", "url", false, 2048 }, { "api_key", "string", true, 4096 } } },
-	{ "connectwise-manage",
-	  "{\"site\": \"api-na.myconnectwise.net\", \"company_id\": \"acme\", \"public_key\": \"Pub1\","
+	{ .name = "tactical-rmm",
+	  .valid = "{\"url\": \"https://api.example.com\", \"api_key\": \"ABCDEF0123456789\"}",
+	  .fields = { SF("url", "url", false, 2048), SF("api_key", "string", true, 4096) } },
+	{ .name = "connectwise-manage",
+	  .valid = "{\"site\": \"api-na.myconnectwise.net\", \"company_id\": \"acme\", \"public_key\": \"Pub1\","
 	  " \"private_key\": \"Priv1\", \"client_id\": \"c0ffee00-1111-2222-3333-444455556666\"}",
-	  { { "site", "string", false, 253 }, { "company_id", "string", false, 256 },
-	    { "public_key", "string", false, 4096 }, { "private_key", "string", true, 4096 },
-	    { "client_id", "string", false, 256 } } },
-	{ "connectwise-automate",
-	  "{\"server_url\": \"https://automate.example.com:8443/cwa/api\", \"username\": \"integrator\","
+	  .fields = { SFX("site", "string", false, 253, NULL, false, "hostname"), SF("company_id", "string", false, 256),
+	    SF("public_key", "string", false, 4096), SF("private_key", "string", true, 4096),
+	    SF("client_id", "string", false, 256) } },
+	{ .name = "connectwise-automate",
+	  .valid = "{\"server_url\": \"https://automate.example.com:8443/cwa/api\", \"username\": \"integrator\","
 	  " \"password\": \"correct horse battery staple\", \"client_id\": \"abc\"}",
-	  { { "server_url", "url", false, 2048 }, { "username", "string", false, 256 },
-	    { "password", "string", true, 4096 }, { "client_id", "string", false, 256 } } },
-	{ "kaseya-vsa",
-	  "{\"url\": \"https://vsa.example.com\", \"username\": \"admin\", \"api_token\": \"tok\"}",
-	  { { "url", "url", false, 2048 }, { "username", "string", false, 256 },
-	    { "api_token", "string", true, 4096 } } },
-	{ "autotask",
-	  "{\"username\": \"api@example.com\", \"secret\": \"s3cr3t\", \"integration_code\": \"CODE42\"}",
-	  { { "username", "string", false, 256 }, { "secret", "string", true, 4096 },
-	    { "integration_code", "string", true, 4096 } } },
-	{ "prtg",
-	  "{\"url\": \"https://[2001:db8::1]:8443/\", \"username\": \"prtgadmin\", \"passhash\": \"1234567890\"}",
-	  { { "url", "url", false, 2048 }, { "username", "string", false, 256 },
-	    { "passhash", "string", true, 4096 } } },
-	{ "slack",
-	  "{\"bot_token\": \"xoxb-1234-5678-AbCdEf\", \"signing_secret\": \"8f742231b10e8888abcd99aaabbb85a5\"}",
-	  { { "bot_token", "string", true, 4096 }, { "signing_secret", "string", true, 32 } } },
-	{ "teams",
-	  "{\"tenant_id\": \"72f988bf-86f1-41af-91ab-2d7cd011db47\","
+	  .fields = { SF("server_url", "url", false, 2048), SF("username", "string", false, 256),
+	    SF("password", "string", true, 4096), SF("client_id", "string", false, 256) } },
+	{ .name = "kaseya-vsa",
+	  .valid = "{\"url\": \"https://vsa.example.com\", \"username\": \"admin\", \"api_token\": \"tok\"}",
+	  .fields = { SF("url", "url", false, 2048), SF("username", "string", false, 256),
+	    SF("api_token", "string", true, 4096) } },
+	{ .name = "autotask",
+	  .valid = "{\"zone_url\": \"https://webservices5.autotask.net\", \"username\": \"api@example.com\","
+	  " \"secret\": \"s3cr3t\", \"integration_code\": \"CODE42\"}",
+	  .fields = { SF("zone_url", "url", false, 2048), SF("username", "string", false, 256),
+	    SF("secret", "string", true, 4096), SF("integration_code", "string", true, 4096) } },
+	{ .name = "prtg",
+	  .valid = "{\"url\": \"https://[2001:db8::1]:8443/\", \"username\": \"prtgadmin\", \"passhash\": \"1234567890\"}",
+	  .fields = { SF("url", "url", false, 2048), SFX("username", "string", false, 256, "passhash", false, NULL),
+	    SFX("passhash", "string", true, 4096, "passhash", false, NULL), SFX("api_token", "string", true, 4096, "api-token", false, NULL) },
+	  .valid_alt = "{\"url\": \"https://prtg.example.com\", \"api_token\": \"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567\"}" },
+	{ .name = "solarwinds-orion",
+	  .valid = "{\"url\": \"https://orion.example.com:17774\", \"username\": \"swis\", \"password\": \"pw\","
+	  " \"verify_tls_fingerprint\": \"" "0123456789abcdef0123456789abcdef0123456789ABCDEF0123456789abcdef" "\"}",
+	  .fields = { SF("url", "url", false, 2048), SF("username", "string", false, 256),
+	    SF("password", "string", true, 4096),
+	    SFX("verify_tls_fingerprint", "string", false, 95, NULL, true, "sha256-fingerprint") } },
+	{ .name = "nable-ncentral",
+	  .valid = "{\"server_url\": \"https://ncentral.example.com\","
+	  " \"api_token\": \"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhcGkifQ.c2lnbmF0dXJl\"}",
+	  .fields = { SF("server_url", "url", false, 2048), SFX("api_token", "string", true, 4096, NULL, false, "jwt") } },
+	{ .name = "slack",
+	  .valid = "{\"bot_token\": \"xoxb-1234-5678-AbCdEf\", \"signing_secret\": \"8f742231b10e8888abcd99aaabbb85a5\"}",
+	  .fields = { SFX("bot_token", "string", true, 4096, NULL, false, "slack-bot-token"),
+	    SFX("signing_secret", "string", true, 32, NULL, false, "hex32") } },
+	{ .name = "slack-webhook",
+	  .valid = "{\"url\": \"https://hooks.slack.com/services/T000/B000/XXXX\"}",
+	  .fields = { SFX("url", "url", true, 2048, NULL, false, "slack-webhook-url") } },
+	{ .name = "teams",
+	  .valid = "{\"tenant_id\": \"72f988bf-86f1-41af-91ab-2d7cd011db47\","
 	  " \"client_id\": \"0A1B2C3D-4E5F-6A7B-8C9D-0E1F2A3B4C5D\", \"client_secret\": \"x~y.z\"}",
-	  { { "tenant_id", "string", false, 36 }, { "client_id", "string", false, 36 },
-	    { "client_secret", "string", true, 4096 } } },
-	{ "generic",
-	  "{\"key\": \"-----BEGIN KEY-----\\nAAAA\\n-----END KEY-----\\n\", \"a.b-c_D9\": \"x\\ty\"}",
-	  { { .name = NULL } } },
+	  .fields = { SFX("tenant_id", "string", false, 36, NULL, false, "guid"),
+	    SFX("client_id", "string", false, 36, NULL, false, "guid"),
+	    SF("client_secret", "string", true, 4096) } },
+	{ .name = "teams-webhook",
+	  .valid = "{\"url\": \"https://prod-12.westus.logic.azure.com:443/workflows/abc/triggers/manual\"}",
+	  .fields = { SF("url", "url", true, 2048) } },
+	{ .name = "generic",
+	  .valid = "{\"key\": \"-----BEGIN KEY-----\\nAAAA\\n-----END KEY-----\\n\", \"a.b-c_D9\": \"x\\ty\"}",
+	  .fields = { { .name = NULL } } },
 };
 
 static json_t *parse(const char *text)
@@ -74,6 +103,15 @@ static json_t *parse(const char *text)
 	if (!j)
 		fail_msg("bad test JSON at %d: %s", e.position, e.text);
 	return j;
+}
+
+static const struct spec_type *spec_of(const char *name)
+{
+	for (size_t i = 0; i < ELEMENTSOF(spec); i++)
+		if (streq(spec[i].name, name))
+			return &spec[i];
+	fail_msg("no spec for %s", name);
+	return NULL;
 }
 
 static const struct cred_type *find(const char *name)
@@ -142,6 +180,17 @@ static json_t *example_with(const struct spec_type *s, const char *field, json_t
 {
 	json_t *d = parse(s->valid);
 
+	/* A field of another form than the main example's: use the other example. */
+	if (s->valid_alt && !json_object_get(d, field)) {
+		json_t *alt = parse(s->valid_alt);
+
+		if (json_object_get(alt, field)) {
+			json_decref(d);
+			d = alt;
+		} else
+			json_decref(alt);
+	}
+
 	if (v)
 		assert_int_equal(json_object_set_new(d, field, v), 0);
 	else
@@ -190,8 +239,11 @@ static void test_valid_examples(void **state)
 {
 	(void)state;
 
-	for (size_t i = 0; i < ELEMENTSOF(spec); i++)
+	for (size_t i = 0; i < ELEMENTSOF(spec); i++) {
 		expect_valid(spec[i].name, spec[i].valid);
+		if (spec[i].valid_alt)
+			expect_valid(spec[i].name, spec[i].valid_alt);
+	}
 	/* ret_errors may be NULL when only the verdict matters. */
 	{
 		_cleanup_json_ json_t *d = parse(spec[0].valid);
@@ -235,10 +287,17 @@ static void test_table_matches_spec(void **state)
 			assert_true(n < t->n_fields);
 			assert_string_equal(t->fields[n].name, f->name);
 			assert_string_equal(t->fields[n].kind == CRED_FIELD_URL ? "url" : "string", f->kind);
-			assert_true(t->fields[n].required);
+			assert_int_equal(t->fields[n].required, !f->optional);
 			assert_int_equal(t->fields[n].sensitive, f->sensitive);
 			assert_int_equal(t->fields[n].max_len, f->max_len);
 			assert_non_null(t->fields[n].description);
+			if (f->form)
+				assert_string_equal(t->fields[n].form, f->form);
+			else
+				assert_null(t->fields[n].form);
+			assert_string_equal(cred_field_format_name(&t->fields[n]),
+					    f->format ?: (streq(f->kind, "url") ? "https-url" : "text"));
+			assert_true(cred_field_accepts(&t->fields[n])[0] != '\0');
 		}
 		assert_int_equal(t->n_fields, n);
 	}
@@ -253,7 +312,12 @@ static void test_required_missing(void **state)
 	FOR_EACH_TYPED_FIELD(s, f) {
 		_cleanup_json_ json_t *d = example_with(s, f->name, NULL);
 
-		expect_errors_obj(s->name, d, one_error(want, sizeof(want), f->name, "required"));
+		if (f->optional)
+			expect_valid_obj(s->name, d);
+		else if (f->form)
+			continue;       /* forms: test_prtg_forms */
+		else
+			expect_errors_obj(s->name, d, one_error(want, sizeof(want), f->name, "required"));
 	}
 	expect_errors("tactical-rmm", "{}", "{\"url\": \"required\", \"api_key\": \"required\"}");
 	expect_errors("teams", "{}",
@@ -451,7 +515,7 @@ static void test_url_fields_share_rules(void **state)
 
 static void site_case(const char *site, bool ok)
 {
-	_cleanup_json_ json_t *d = example_with(&spec[1], "site", json_string(site));
+	_cleanup_json_ json_t *d = example_with(spec_of("connectwise-manage"), "site", json_string(site));
 
 	if (ok)
 		expect_valid_obj("connectwise-manage", d);
@@ -527,7 +591,7 @@ static void test_slack(void **state)
 
 static void guid_case(const char *field, const char *guid, const char *reason)
 {
-	_cleanup_json_ json_t *d = example_with(&spec[7], field, json_string(guid));
+	_cleanup_json_ json_t *d = example_with(spec_of("teams"), field, json_string(guid));
 	char want[256];
 
 	if (!reason)
@@ -554,6 +618,249 @@ static void test_teams_guid(void **state)
 	guid_case("client_id", "contoso.onmicrosoft.com", g);
 	guid_case("client_id", "{72f988bf-86f1-41af-91ab-2d7cd011db47}",
 		  "must be at most 36 bytes long");
+}
+
+/* One valid and one invalid value for every format a field uses, checked
+ * through a real field of a real type. test_every_format_has_a_case fails
+ * when a format is added to a type without a case here. */
+static const struct format_case {
+	const char *format, *type, *field, *valid, *invalid, *reason;
+} format_cases[] = {
+	{ "text", "tactical-rmm", "api_key", "k3y with spaces", "a\x01", "must not contain control characters" },
+	{ "https-url", "teams-webhook", "url", "https://contoso.webhook.office.com/webhookb2/x",
+	  "http://contoso.webhook.office.com/webhookb2/x", "must be an https:// URL" },
+	{ "hostname", "connectwise-manage", "site", "api-eu.myconnectwise.net", "https://api-eu.myconnectwise.net",
+	  "must be a host name such as api-na.myconnectwise.net, not a URL" },
+	{ "guid", "teams", "tenant_id", "72f988bf-86f1-41af-91ab-2d7cd011db47", "72f988bf86f141af91ab2d7cd011db47",
+	  "must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)" },
+	{ "hex32", "slack", "signing_secret", "0123456789abcdef0123456789ABCDEF", "0123456789abcdef0123456789abcdeg",
+	  "must be 32 hexadecimal digits" },
+	{ "slack-bot-token", "slack", "bot_token", "xoxb-1-2-x", "xoxp-1-2-x",
+	  "must be a Slack bot token starting with xoxb-" },
+	{ "jwt", "nable-ncentral", "api_token", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.AbC-_9",
+	  "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0", "must be a JSON Web Token (three base64url parts joined by dots)" },
+	{ "sha256-fingerprint", "solarwinds-orion", "verify_tls_fingerprint",
+	  "01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF",
+	  "0123456789abcdef0123456789abcdef", "must be a SHA-256 fingerprint (64 hex digits, colons allowed)" },
+	{ "slack-webhook-url", "slack-webhook", "url", "https://hooks.slack.com/services/T1/B2/c3",
+	  "https://hooks.slack.com.evil.example/services/T1/B2/c3",
+	  "must be a Slack webhook URL, https://hooks.slack.com/services/..." },
+};
+
+static void field_case(const char *type, const char *field, const char *value, const char *reason)
+{
+	_cleanup_json_ json_t *d = example_with(spec_of(type), field, json_string(value));
+	char want[512];
+
+	if (!reason)
+		expect_valid_obj(type, d);
+	else
+		expect_errors_obj(type, d, one_error(want, sizeof(want), field, reason));
+}
+
+static void test_format_cases(void **state)
+{
+	(void)state;
+
+	for (const struct format_case *c = format_cases; c < format_cases + ELEMENTSOF(format_cases); c++) {
+		const struct cred_field *f = impl_field(spec_of(c->type), c->field);
+
+		assert_string_equal(cred_field_format_name(f), c->format);
+		field_case(c->type, c->field, c->valid, NULL);
+		field_case(c->type, c->field, c->invalid, c->reason);
+	}
+}
+
+static void test_every_format_has_a_case(void **state)
+{
+	(void)state;
+
+	for (size_t i = 0; i < cred_types_count(); i++) {
+		const struct cred_type *t = cred_type_at(i);
+
+		for (size_t k = 0; k < t->n_fields; k++) {
+			const char *name = cred_field_format_name(&t->fields[k]);
+			bool found = false;
+
+			for (size_t c = 0; c < ELEMENTSOF(format_cases); c++)
+				found |= streq(format_cases[c].format, name);
+			if (!found)
+				fail_msg("%s.%s: format %s has no case in format_cases", t->name,
+					 t->fields[k].name, name);
+		}
+	}
+}
+
+static void test_jwt(void **state)
+{
+	static const char *const bad = "must be a JSON Web Token (three base64url parts joined by dots)";
+	static const char *const ok[] = {
+		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhcGkifQ.c2lnbmF0dXJl",
+		"eyJ.eyJ.s",
+		"eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.eyJpYXQiOjE3MDAwMDAwMDB9.-_-_AZaz09",
+	};
+	static const char *const no[] = {
+		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhcGkifQ.",             /* unsigned ("alg": "none") */
+		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhcGkifQ",              /* two parts */
+		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhcGkifQ.c2ln.ZXh0cmE", /* four parts (a JWE has five) */
+		"eyJhbGciOiJIUzI1NiJ9..c2lnbmF0dXJl",
+		".eyJzdWIiOiJhcGkifQ.c2lnbmF0dXJl",
+		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhcGkifQ.c2lnbmF0dXJl=", /* padding */
+		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhcGkifQ.c2ln+bmF0/dXJl", /* base64, not base64url */
+		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhcGkifQ.c2ln bmF0",
+		"abc.eyJzdWIiOiJhcGkifQ.c2lnbmF0dXJl",                  /* header is not a JSON object */
+		"eyJhbGciOiJIUzI1NiJ9.W10.c2lnbmF0dXJl",                /* payload "[]" */
+		"Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhcGkifQ.c2lnbmF0dXJl",
+		"ey.eyJ.s",
+		"0123456789abcdef",
+	};
+	(void)state;
+
+	for (size_t i = 0; i < ELEMENTSOF(ok); i++)
+		field_case("nable-ncentral", "api_token", ok[i], NULL);
+	for (size_t i = 0; i < ELEMENTSOF(no); i++)
+		field_case("nable-ncentral", "api_token", no[i], bad);
+}
+
+static void test_sha256_fingerprint(void **state)
+{
+	static const char *const bad = "must be a SHA-256 fingerprint (64 hex digits, colons allowed)";
+	static const char *const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	static const char *const pairs =
+		"01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef";
+	char v[128];
+	(void)state;
+
+	field_case("solarwinds-orion", "verify_tls_fingerprint", hex64, NULL);
+	field_case("solarwinds-orion", "verify_tls_fingerprint", pairs, NULL);
+
+	/* One digit short, one too many, one non-hex digit, in both spellings. */
+	snprintf(v, sizeof(v), "%.63s", hex64);
+	field_case("solarwinds-orion", "verify_tls_fingerprint", v, bad);
+	snprintf(v, sizeof(v), "%sa", hex64);
+	field_case("solarwinds-orion", "verify_tls_fingerprint", v, bad);
+	snprintf(v, sizeof(v), "%.63sg", hex64);
+	field_case("solarwinds-orion", "verify_tls_fingerprint", v, bad);
+	snprintf(v, sizeof(v), "%.94sg", pairs);
+	field_case("solarwinds-orion", "verify_tls_fingerprint", v, bad);
+	snprintf(v, sizeof(v), "%.92s", pairs);
+	field_case("solarwinds-orion", "verify_tls_fingerprint", v, bad);
+	/* Colons in the wrong places, other separators, a SHA-1 fingerprint. */
+	snprintf(v, sizeof(v), "%s", pairs);
+	v[2] = '-';
+	field_case("solarwinds-orion", "verify_tls_fingerprint", v, bad);
+	memmove(v + 1, v + 2, strlen(v + 2) + 1);       /* "0:1:23..." shape: 94 bytes */
+	v[1] = ':';
+	field_case("solarwinds-orion", "verify_tls_fingerprint", v, bad);
+	field_case("solarwinds-orion", "verify_tls_fingerprint",
+		   "01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67", bad);
+	field_case("solarwinds-orion", "verify_tls_fingerprint",
+		   "SHA256:0123456789abcdef0123456789abcdef0123456789abcdef01234567", bad);
+	field_case("solarwinds-orion", "verify_tls_fingerprint",
+		   "01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:",
+		   "must be at most 95 bytes long");
+	/* The fingerprint is optional, and the port SWIS listens on is a URL like any other. */
+	{
+		_cleanup_json_ json_t *d = example_with(spec_of("solarwinds-orion"), "verify_tls_fingerprint", NULL);
+		expect_valid_obj("solarwinds-orion", d);
+	}
+	field_case("solarwinds-orion", "url", "https://orion.example.com:17774/SolarWinds/InformationService/v3/Json",
+		   NULL);
+	field_case("solarwinds-orion", "url", "http://orion.example.com:17774", "must be an https:// URL");
+}
+
+static void test_webhooks(void **state)
+{
+	static const char *const bad = "must be a Slack webhook URL, https://hooks.slack.com/services/...";
+	(void)state;
+
+	field_case("slack-webhook", "url", "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+		   NULL);
+	field_case("slack-webhook", "url", "https://hooks.slack.com/services/", bad);
+	field_case("slack-webhook", "url", "https://hooks.slack.com/workflows/T1/A2/3/x", bad);
+	field_case("slack-webhook", "url", "https://HOOKS.slack.com/services/T1/B2/c3", bad);
+	field_case("slack-webhook", "url", "https://hooks.slack.com:8443/services/T1/B2/c3", bad);
+	field_case("slack-webhook", "url", "https://hooks.slack.com.evil.example/services/T1", bad);
+	field_case("slack-webhook", "url", "https://evil.example/https://hooks.slack.com/services/T1", bad);
+	/* The general URL rules come first, with their own reasons. */
+	field_case("slack-webhook", "url", "http://hooks.slack.com/services/T1/B2/c3", "must be an https:// URL");
+	field_case("slack-webhook", "url", "https://x@hooks.slack.com/services/T1/B2/c3",
+		   "URL must not contain credentials");
+	field_case("slack-webhook", "url", "https://hooks.slack.com/services/T1/B2/c 3",
+		   "URL must not contain spaces or non-ASCII characters");
+
+	/* Teams: any https URL (Office 365 connectors and Power Automate workflows differ). */
+	field_case("teams-webhook", "url", "https://contoso.webhook.office.com/webhookb2/a@b/IncomingWebhook/c/d", NULL);
+	field_case("teams-webhook", "url", "https://prod-00.westeurope.logic.azure.com:443/workflows/x", NULL);
+	field_case("teams-webhook", "url", "http://contoso.webhook.office.com/webhookb2/x", "must be an https:// URL");
+
+	/* The URL is the secret. */
+	assert_true(cred_field_is_sensitive(find("slack-webhook"), "url"));
+	assert_true(cred_field_is_sensitive(find("teams-webhook"), "url"));
+}
+
+static void test_prtg_forms(void **state)
+{
+	static const char *const none =
+		"needs exactly one of: api_token (an API key, sent as apitoken), "
+		"or username and passhash (a user name and its passhash)";
+	static const char *const both =
+		"fields of more than one form; use exactly one of: api_token (an API key, sent as apitoken), "
+		"or username and passhash (a user name and its passhash)";
+	char want[512];
+	(void)state;
+
+	expect_valid("prtg", "{\"url\": \"https://prtg.example.com\", \"username\": \"u\", \"passhash\": \"1\"}");
+	expect_valid("prtg", "{\"url\": \"https://prtg.example.com\", \"api_token\": \"T\"}");
+
+	/* Neither form. */
+	expect_errors("prtg", "{\"url\": \"https://prtg.example.com\"}", one_error(want, sizeof(want), "data", none));
+	/* Both forms, complete or not. */
+	expect_errors("prtg", "{\"url\": \"https://prtg.example.com\", \"username\": \"u\", \"passhash\": \"1\","
+			      " \"api_token\": \"T\"}", one_error(want, sizeof(want), "data", both));
+	expect_errors("prtg", "{\"url\": \"https://prtg.example.com\", \"username\": \"u\", \"api_token\": \"T\"}",
+		      one_error(want, sizeof(want), "data", both));
+	/* One form, half filled: the missing field is named. */
+	expect_errors("prtg", "{\"url\": \"https://prtg.example.com\", \"username\": \"u\"}",
+		      "{\"passhash\": \"required\"}");
+	expect_errors("prtg", "{\"url\": \"https://prtg.example.com\", \"passhash\": \"1\"}",
+		      "{\"username\": \"required\"}");
+	/* Other problems are reported alongside. */
+	expect_errors("prtg", "{\"url\": \"http://prtg.example.com\"}",
+		      "{\"data\": \"needs exactly one of: api_token (an API key, sent as apitoken), "
+		      "or username and passhash (a user name and its passhash)\", \"url\": \"must be an https:// URL\"}");
+	expect_errors("prtg", "{\"username\": \"u\", \"passhash\": \"1\"}", "{\"url\": \"required\"}");
+	expect_errors("prtg", "{\"url\": \"https://prtg.example.com\", \"api_token\": \"\"}",
+		      "{\"api_token\": \"must not be empty\"}");
+
+	/* The reason names every form whole, for any type with forms: it is not cut short. */
+	for (size_t i = 0; i < cred_types_count(); i++) {
+		const struct cred_type *t = cred_type_at(i);
+		_cleanup_json_ json_t *errors = NULL, *d = json_object();
+		const char *r;
+		char tail[256];
+
+		if (!t->n_forms)
+			continue;
+		assert_int_equal(cred_type_validate(t, d, &errors), -EINVAL);
+		r = json_string_value(json_object_get(errors, "data"));
+		assert_non_null(r);
+		snprintf(tail, sizeof(tail), "(%s)", t->forms[t->n_forms - 1].description);
+		assert_true(strlen(r) > strlen(tail));
+		assert_string_equal(r + strlen(r) - strlen(tail), tail);
+	}
+
+	/* The forms as published. */
+	{
+		const struct cred_type *t = find("prtg");
+
+		assert_int_equal(t->n_forms, 2);
+		assert_string_equal(t->forms[0].name, "api-token");
+		assert_string_equal(t->forms[1].name, "passhash");
+	}
+	for (size_t i = 0; i < cred_types_count(); i++)
+		if (!streq(cred_type_at(i)->name, "prtg"))
+			assert_int_equal(cred_type_at(i)->n_forms, 0);
 }
 
 static void test_unknown_fields(void **state)
@@ -805,7 +1112,8 @@ static void test_types_to_json(void **state)
 		size_t n = 0;
 
 		assert_true(json_is_object(t));
-		assert_int_equal(json_object_size(t), 3);
+		assert_int_equal(json_object_size(t), 4);
+		assert_true(json_is_array(json_object_get(t, "forms")));
 		assert_string_equal(json_string_value(json_object_get(t, "name")), spec[i].name);
 		assert_true(json_is_string(json_object_get(t, "description")));
 		fields = json_object_get(t, "fields");
@@ -815,10 +1123,15 @@ static void test_types_to_json(void **state)
 			json_t *o = json_array_get(fields, n);
 
 			assert_true(json_is_object(o));
-			assert_int_equal(json_object_size(o), 6);
+			assert_int_equal(json_object_size(o), f->form ? 9 : 8);
 			assert_string_equal(json_string_value(json_object_get(o, "name")), f->name);
 			assert_string_equal(json_string_value(json_object_get(o, "kind")), f->kind);
-			assert_true(json_is_true(json_object_get(o, "required")));
+			assert_int_equal(json_is_true(json_object_get(o, "required")), !f->optional);
+			assert_string_equal(json_string_value(json_object_get(o, "format")),
+					    f->format ?: (streq(f->kind, "url") ? "https-url" : "text"));
+			assert_true(json_is_string(json_object_get(o, "accepts")));
+			if (f->form)
+				assert_string_equal(json_string_value(json_object_get(o, "form")), f->form);
 			assert_true(json_is_boolean(json_object_get(o, "sensitive")));
 			assert_int_equal(json_is_true(json_object_get(o, "sensitive")), f->sensitive);
 			assert_true(json_is_integer(json_object_get(o, "max_length")));
@@ -826,6 +1139,21 @@ static void test_types_to_json(void **state)
 			assert_true(json_is_string(json_object_get(o, "description")));
 		}
 		assert_int_equal(json_array_size(fields), n);   /* generic: [] */
+	}
+
+	/* PRTG's forms name their fields. */
+	{
+		json_t *forms = NULL;
+		_cleanup_json_ json_t *want = parse(
+			"[{\"name\": \"api-token\", \"description\": \"an API key, sent as apitoken\","
+			"  \"fields\": [\"api_token\"]},"
+			" {\"name\": \"passhash\", \"description\": \"a user name and its passhash\","
+			"  \"fields\": [\"username\", \"passhash\"]}]");
+
+		for (size_t i = 0; i < json_array_size(types); i++)
+			if (streq(json_string_value(json_object_get(json_array_get(types, i), "name")), "prtg"))
+				forms = json_object_get(json_array_get(types, i), "forms");
+		assert_true(json_equal(forms, want));
 	}
 
 	dump = json_dumps(j, JSON_COMPACT);
@@ -851,6 +1179,12 @@ int main(void)
 		cmocka_unit_test(test_connectwise_site),
 		cmocka_unit_test(test_slack),
 		cmocka_unit_test(test_teams_guid),
+		cmocka_unit_test(test_format_cases),
+		cmocka_unit_test(test_every_format_has_a_case),
+		cmocka_unit_test(test_jwt),
+		cmocka_unit_test(test_sha256_fingerprint),
+		cmocka_unit_test(test_webhooks),
+		cmocka_unit_test(test_prtg_forms),
 		cmocka_unit_test(test_unknown_fields),
 		cmocka_unit_test(test_not_an_object),
 		cmocka_unit_test(test_all_bad_fields_reported),

@@ -21,6 +21,14 @@
 #define URL(n, desc) \
 	{ .name = (n), .kind = CRED_FIELD_URL, .required = true, .sensitive = false, \
 	  .max_len = LEN_URL, .description = (desc) }
+/* A URL that is itself the credential (incoming webhooks). */
+#define SECRET_URL(n, fmt, desc) \
+	{ .name = (n), .kind = CRED_FIELD_URL, .required = true, .sensitive = true, \
+	  .max_len = LEN_URL, .description = (desc), .format = (fmt) }
+/* A field of form 'fm' (see struct cred_form). */
+#define IN_FORM(fm, n, sens, max, desc) \
+	{ .name = (n), .kind = CRED_FIELD_STRING, .required = true, .sensitive = (sens), \
+	  .max_len = (max), .description = (desc), .form = (fm) }
 
 static const struct cred_field tactical_rmm_fields[] = {
 	URL("url", "API URL, e.g. https://api.example.com"),
@@ -31,7 +39,11 @@ static const struct cred_field cw_manage_fields[] = {
 	FMT("site", false, LEN_HOST, CRED_FORMAT_HOSTNAME,
 	    "API host name without https://, e.g. api-na.myconnectwise.net"),
 	STR("company_id", true, false, LEN_NAME, "company identifier used at login"),
-	STR("public_key", true, false, LEN_KEY, "API member public key"),
+	/* Not sensitive: the public key names the API key, as a user name names an
+	 * account; ConnectWise lists it in the member's API Keys tab. Without
+	 * private_key it authenticates nothing. See docs/api.md. */
+	STR("public_key", true, false, LEN_KEY,
+	    "API member public key; identifies the key pair, the secret half is private_key"),
 	STR("private_key", true, true, LEN_KEY, "API member private key"),
 	STR("client_id", true, false, LEN_NAME, "clientId issued by the ConnectWise developer portal"),
 };
@@ -50,6 +62,8 @@ static const struct cred_field kaseya_vsa_fields[] = {
 };
 
 static const struct cred_field autotask_fields[] = {
+	URL("zone_url", "API zone for this user, e.g. https://webservices5.autotask.net "
+			"(from the zoneInformation call)"),
 	STR("username", true, false, LEN_NAME, "API user name"),
 	STR("secret", true, true, LEN_KEY, "API user secret"),
 	STR("integration_code", true, true, LEN_KEY, "API tracking identifier (integration code)"),
@@ -57,8 +71,14 @@ static const struct cred_field autotask_fields[] = {
 
 static const struct cred_field prtg_fields[] = {
 	URL("url", "PRTG server URL, e.g. https://prtg.example.com"),
-	STR("username", true, false, LEN_NAME, "user name"),
-	STR("passhash", true, true, LEN_KEY, "passhash from the user's account settings"),
+	IN_FORM("passhash", "username", false, LEN_NAME, "user name"),
+	IN_FORM("passhash", "passhash", true, LEN_KEY, "passhash from the user's account settings"),
+	IN_FORM("api-token", "api_token", true, LEN_KEY, "API key from the user account's API Keys tab"),
+};
+
+static const struct cred_form prtg_forms[] = {
+	{ "api-token", "an API key, sent as apitoken" },
+	{ "passhash", "a user name and its passhash" },
 };
 
 static const struct cred_field slack_fields[] = {
@@ -68,6 +88,32 @@ static const struct cred_field slack_fields[] = {
 	    "signing secret, 32 hexadecimal digits"),
 };
 
+static const struct cred_field slack_webhook_fields[] = {
+	SECRET_URL("url", CRED_FORMAT_SLACK_WEBHOOK,
+		   "incoming webhook URL, https://hooks.slack.com/services/..."),
+};
+
+static const struct cred_field teams_webhook_fields[] = {
+	SECRET_URL("url", CRED_FORMAT_NONE,
+		   "incoming webhook or Workflows URL from the channel's connector settings"),
+};
+
+static const struct cred_field solarwinds_orion_fields[] = {
+	URL("url", "SWIS REST endpoint, e.g. https://orion.example.com:17774"),
+	STR("username", true, false, LEN_NAME, "Orion account name"),
+	STR("password", true, true, LEN_KEY, "Orion account password"),
+	{ .name = "verify_tls_fingerprint", .kind = CRED_FIELD_STRING, .required = false,
+	  .sensitive = false, .max_len = 95, .format = CRED_FORMAT_SHA256_FP,
+	  .description = "SHA-256 fingerprint of the server's certificate, for a self-signed SWIS "
+			 "certificate" },
+};
+
+static const struct cred_field nable_ncentral_fields[] = {
+	URL("server_url", "N-central server URL, e.g. https://ncentral.example.com"),
+	FMT("api_token", true, LEN_KEY, CRED_FORMAT_JWT,
+	    "API-only user's JSON Web Token (Administration > User Management)"),
+};
+
 static const struct cred_field teams_fields[] = {
 	FMT("tenant_id", false, LEN_GUID, CRED_FORMAT_GUID, "Entra ID (Azure AD) tenant ID, a GUID"),
 	FMT("client_id", false, LEN_GUID, CRED_FORMAT_GUID, "application (client) ID, a GUID"),
@@ -75,6 +121,9 @@ static const struct cred_field teams_fields[] = {
 };
 
 #define TYPE(n, desc, f) { .name = (n), .description = (desc), .fields = (f), .n_fields = ELEMENTSOF(f) }
+#define TYPE_FORMS(n, desc, f, fm) \
+	{ .name = (n), .description = (desc), .fields = (f), .n_fields = ELEMENTSOF(f), \
+	  .forms = (fm), .n_forms = ELEMENTSOF(fm) }
 
 static const struct cred_type cred_types[] = {
 	TYPE("tactical-rmm", "Tactical RMM API key", tactical_rmm_fields),
@@ -82,9 +131,16 @@ static const struct cred_type cred_types[] = {
 	TYPE("connectwise-automate", "ConnectWise Automate integrator account", cw_automate_fields),
 	TYPE("kaseya-vsa", "Kaseya VSA API token", kaseya_vsa_fields),
 	TYPE("autotask", "Autotask PSA API user", autotask_fields),
-	TYPE("prtg", "PRTG Network Monitor user and passhash", prtg_fields),
+	TYPE_FORMS("prtg", "PRTG Network Monitor API key, or user name and passhash", prtg_fields,
+		   prtg_forms),
+	TYPE("solarwinds-orion", "SolarWinds Orion (SWIS API) account", solarwinds_orion_fields),
+	TYPE("nable-ncentral", "N-able N-central (formerly SolarWinds MSP) API token",
+	     nable_ncentral_fields),
 	TYPE("slack", "Slack app bot token and signing secret", slack_fields),
+	TYPE("slack-webhook", "Slack incoming webhook; the URL is the secret", slack_webhook_fields),
 	TYPE("teams", "Microsoft Teams (Entra ID application) client credentials", teams_fields),
+	TYPE("teams-webhook", "Microsoft Teams incoming webhook; the URL is the secret",
+	     teams_webhook_fields),
 	{ .name = "generic",
 	  .description = "Any 1 to 64 string fields named [A-Za-z0-9_.-]; every value is sensitive; "
 			 "values may contain newlines and tabs",
@@ -249,6 +305,55 @@ static bool slack_bot_valid(const char *s, size_t n)
 	return true;
 }
 
+static bool c_base64url(unsigned char c)
+{
+	return c_alnum(c) || c == '-' || c == '_';
+}
+
+/* A signed JWT in compact form: header.payload.signature, each non-empty
+ * base64url without padding; header and payload are JSON objects, so both
+ * start with "eyJ" (base64url of '{"'). The shape only: the token is never
+ * decoded, and its signature is the issuer's business. */
+static bool jwt_valid(const char *s, size_t n)
+{
+	size_t part = 0, start = 0;
+
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && s[i] != '.') {
+			if (!c_base64url((unsigned char)s[i]))
+				return false;
+			continue;
+		}
+		if (i == start || part > 2)
+			return false;
+		if (part < 2 && (i - start < 3 || memcmp(s + start, "eyJ", 3) != 0))
+			return false;
+		part++;
+		start = i + 1;
+	}
+	return part == 3;
+}
+
+/* 64 hex digits, or 32 pairs separated by ':' (as openssl x509 -fingerprint prints). */
+static bool sha256_fp_valid(const char *s, size_t n)
+{
+	if (n == 64)
+		return hex32_valid(s, 32) && hex32_valid(s + 32, 32);
+	if (n != 95)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (i % 3 == 2 ? s[i] != ':' : !c_hex((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+static bool slack_webhook_valid(const char *s, size_t n)
+{
+	static const char prefix[] = "https://hooks.slack.com/services/";
+
+	return n > sizeof(prefix) - 1 && memcmp(s, prefix, sizeof(prefix) - 1) == 0;
+}
+
 /* https://host[:port][/path][?query][#fragment]. Returns NULL or a reason.
  * The value has passed the control-character check already. */
 static const char *url_check(const char *s, size_t n)
@@ -305,6 +410,46 @@ static const char *url_check(const char *s, size_t n)
 	return NULL;
 }
 
+/* What GET /v1/types publishes per format, and the reason a value fails it. */
+static const struct {
+	const char *name, *accepts, *reason;
+} formats[_CRED_FORMAT_MAX] = {
+	[CRED_FORMAT_NONE] = { "text", "printable text without control characters", NULL },
+	[CRED_FORMAT_HOSTNAME] = { "hostname", "a host name such as api-na.myconnectwise.net, "
+					       "without https:// or a path",
+				   "must be a host name such as api-na.myconnectwise.net, not a URL" },
+	[CRED_FORMAT_GUID] = { "guid", "a GUID, xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (hex digits)",
+			       "must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)" },
+	[CRED_FORMAT_HEX32] = { "hex32", "exactly 32 hexadecimal digits",
+				"must be 32 hexadecimal digits" },
+	[CRED_FORMAT_SLACK_BOT] = { "slack-bot-token", "a Slack bot token: xoxb- then printable ASCII",
+				    "must be a Slack bot token starting with xoxb-" },
+	[CRED_FORMAT_JWT] = { "jwt", "a signed JSON Web Token: three base64url parts joined by dots",
+			      "must be a JSON Web Token (three base64url parts joined by dots)" },
+	[CRED_FORMAT_SHA256_FP] = { "sha256-fingerprint",
+				    "a SHA-256 fingerprint: 64 hex digits, optionally as colon-separated pairs",
+				    "must be a SHA-256 fingerprint (64 hex digits, colons allowed)" },
+	[CRED_FORMAT_SLACK_WEBHOOK] = { "slack-webhook-url",
+					"a Slack incoming webhook URL, https://hooks.slack.com/services/...",
+					"must be a Slack webhook URL, https://hooks.slack.com/services/..." },
+};
+
+static const char url_accepts[] = "an https:// URL without user name or password; a port is allowed";
+
+const char *cred_field_format_name(const struct cred_field *f)
+{
+	if (f->format == CRED_FORMAT_NONE && f->kind == CRED_FIELD_URL)
+		return "https-url";
+	return formats[f->format].name;
+}
+
+const char *cred_field_accepts(const struct cred_field *f)
+{
+	if (f->format == CRED_FORMAT_NONE && f->kind == CRED_FIELD_URL)
+		return url_accepts;
+	return formats[f->format].accepts;
+}
+
 /* Adds field: reason, keeping the first reason given for a field. -ENOMEM. */
 static int add_error(json_t *errors, const char *field, const char *reason)
 {
@@ -325,6 +470,7 @@ static int add_error_too_long(json_t *errors, const char *field, size_t max)
 static int check_field(json_t *errors, const struct cred_field *f, const json_t *v)
 {
 	const char *s, *reason = NULL;
+	bool ok = true;
 	size_t n;
 
 	if (!json_is_string(v))
@@ -341,27 +487,35 @@ static int check_field(json_t *errors, const struct cred_field *f, const json_t 
 
 	if (f->kind == CRED_FIELD_URL)
 		reason = url_check(s, n);
+	if (reason)
+		return add_error(errors, f->name, reason);
 	switch (f->format) {
 	case CRED_FORMAT_NONE:
-		break;
+	case _CRED_FORMAT_MAX:
+		return 0;
 	case CRED_FORMAT_HOSTNAME:
-		if (!hostname_valid(s, n))
-			reason = "must be a host name such as api-na.myconnectwise.net, not a URL";
+		ok = hostname_valid(s, n);
 		break;
 	case CRED_FORMAT_GUID:
-		if (!guid_valid(s, n))
-			reason = "must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)";
+		ok = guid_valid(s, n);
 		break;
 	case CRED_FORMAT_HEX32:
-		if (!hex32_valid(s, n))
-			reason = "must be 32 hexadecimal digits";
+		ok = hex32_valid(s, n);
 		break;
 	case CRED_FORMAT_SLACK_BOT:
-		if (!slack_bot_valid(s, n))
-			reason = "must be a Slack bot token starting with xoxb-";
+		ok = slack_bot_valid(s, n);
+		break;
+	case CRED_FORMAT_JWT:
+		ok = jwt_valid(s, n);
+		break;
+	case CRED_FORMAT_SHA256_FP:
+		ok = sha256_fp_valid(s, n);
+		break;
+	case CRED_FORMAT_SLACK_WEBHOOK:
+		ok = slack_webhook_valid(s, n);
 		break;
 	}
-	return reason ? add_error(errors, f->name, reason) : 0;
+	return ok ? 0 : add_error(errors, f->name, formats[f->format].reason);
 }
 
 static int check_generic_value(json_t *errors, const char *name, const json_t *v)
@@ -388,12 +542,61 @@ static int check_generic_value(json_t *errors, const char *name, const json_t *v
 	return 0;
 }
 
+enum { FORM_ANY = -1, FORM_NONE = -2, FORM_SEVERAL = -3 };
+
+/* Which form 'data' uses: its index, FORM_ANY for a type without forms,
+ * FORM_NONE if no form's field is present, FORM_SEVERAL if fields of two
+ * forms are. */
+static int choose_form(const struct cred_type *t, const json_t *data)
+{
+	int chosen = FORM_NONE;
+
+	if (t->n_forms == 0)
+		return FORM_ANY;
+	for (size_t k = 0; k < t->n_forms; k++)
+		for (size_t i = 0; i < t->n_fields; i++) {
+			const struct cred_field *f = &t->fields[i];
+
+			if (!f->form || !streq(f->form, t->forms[k].name) || !json_object_get(data, f->name))
+				continue;
+			if (chosen >= 0 && chosen != (int)k)
+				return FORM_SEVERAL;
+			chosen = (int)k;
+		}
+	return chosen;
+}
+
+/* "needs exactly one of: api_token (an API key), or username and passhash
+ * (...)", built from the table so the message names every form's fields. */
+static void forms_reason(const struct cred_type *t, bool several, char *buf, size_t size)
+{
+	size_t n = 0;
+	int w;
+
+	w = snprintf(buf, size, "%s", several ? "fields of more than one form; use exactly one of: "
+					       : "needs exactly one of: ");
+	for (size_t k = 0; w >= 0 && (n += (size_t)w) < size && k < t->n_forms; k++) {
+		size_t in = 0;
+
+		w = snprintf(buf + n, size - n, "%s", k ? ", or " : "");
+		for (size_t i = 0; w >= 0 && (n += (size_t)w) < size && i < t->n_fields; i++) {
+			const struct cred_field *f = &t->fields[i];
+
+			w = 0;
+			if (f->form && streq(f->form, t->forms[k].name))
+				w = snprintf(buf + n, size - n, "%s%s", in++ ? " and " : "", f->name);
+		}
+		if (w >= 0 && n < size)
+			w = snprintf(buf + n, size - n, " (%s)", t->forms[k].description);
+	}
+}
+
 int cred_type_validate(const struct cred_type *t, const json_t *data, json_t **ret_errors)
 {
 	_cleanup_json_ json_t *errors = NULL;
 	json_t *obj = (json_t *)data;   /* jansson's iterators take non-const; only read */
 	size_t count;
-	int r;
+	int form, r;
 
 	if (!t)
 		return -EINVAL;
@@ -434,13 +637,24 @@ int cred_type_validate(const struct cred_type *t, const json_t *data, json_t **r
 			return r;
 	}
 
+	form = choose_form(t, data);
+	if (form == FORM_NONE || form == FORM_SEVERAL) {
+		char buf[512];
+
+		forms_reason(t, form == FORM_SEVERAL, buf, sizeof(buf));
+		if ((r = add_error(errors, "data", buf)) < 0)
+			return r;
+	}
 	r = 0;
 	for (size_t i = 0; i < t->n_fields && r == 0; i++) {
 		const struct cred_field *f = &t->fields[i];
 		const json_t *v = json_object_get(data, f->name);
+		/* A form's fields are required only in the form that was chosen. */
+		bool required = f->required && (!f->form || (form >= 0 &&
+						 streq(f->form, t->forms[form].name)));
 
 		if (!v)
-			r = f->required ? add_error(errors, f->name, "required") : 0;
+			r = required ? add_error(errors, f->name, "required") : 0;
 		else
 			r = check_field(errors, f, v);
 	}
@@ -457,13 +671,42 @@ out:
 
 static json_t *field_to_json(const struct cred_field *f)
 {
-	return json_pack("{s:s, s:s, s:b, s:b, s:I, s:s}",
-			 "name", f->name,
-			 "kind", f->kind == CRED_FIELD_URL ? "url" : "string",
-			 "required", (int)f->required,
-			 "sensitive", (int)f->sensitive,
-			 "max_length", (json_int_t)f->max_len,
-			 "description", f->description);
+	json_t *j = json_pack("{s:s, s:s, s:b, s:b, s:I, s:s, s:s, s:s}",
+			      "name", f->name,
+			      "kind", f->kind == CRED_FIELD_URL ? "url" : "string",
+			      "required", (int)f->required,
+			      "sensitive", (int)f->sensitive,
+			      "max_length", (json_int_t)f->max_len,
+			      "description", f->description,
+			      "format", cred_field_format_name(f),
+			      "accepts", cred_field_accepts(f));
+
+	if (j && f->form && json_object_set_new(j, "form", json_string(f->form)) < 0)
+		json_decref(TAKE_PTR(j));
+	return j;
+}
+
+static json_t *forms_to_json(const struct cred_type *t)
+{
+	_cleanup_json_ json_t *forms = json_array();
+
+	if (!forms)
+		return NULL;
+	for (size_t k = 0; k < t->n_forms; k++) {
+		_cleanup_json_ json_t *names = json_array();
+
+		if (!names)
+			return NULL;
+		for (size_t i = 0; i < t->n_fields; i++)
+			if (t->fields[i].form && streq(t->fields[i].form, t->forms[k].name) &&
+			    json_array_append_new(names, json_string(t->fields[i].name)) < 0)
+				return NULL;
+		if (json_array_append_new(forms, json_pack("{s:s, s:s, s:o}", "name", t->forms[k].name,
+							    "description", t->forms[k].description,
+							    "fields", TAKE_PTR(names))) < 0)
+			return NULL;
+	}
+	return TAKE_PTR(forms);
 }
 
 json_t *cred_types_to_json(void)
@@ -482,9 +725,10 @@ json_t *cred_types_to_json(void)
 			if (json_array_append_new(fields, field_to_json(&t->fields[k])) < 0)
 				return NULL;
 		/* "o" steals the reference, even when json_pack() fails. */
-		if (json_array_append_new(types, json_pack("{s:s, s:s, s:o}", "name", t->name,
+		if (json_array_append_new(types, json_pack("{s:s, s:s, s:o, s:o}", "name", t->name,
 							    "description", t->description,
-							    "fields", TAKE_PTR(fields))) < 0)
+							    "fields", TAKE_PTR(fields),
+							    "forms", forms_to_json(t))) < 0)
 			return NULL;
 	}
 	return json_pack("{s:o}", "types", TAKE_PTR(types));

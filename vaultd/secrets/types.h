@@ -24,14 +24,19 @@ enum cred_field_kind {
 	CRED_FIELD_URL,                 /* "url": https only, no userinfo */
 };
 
-/* Extra syntax a string field must have. Not published in GET /v1/types;
- * the description says it in words. */
+/* Extra syntax a field must have, on top of its kind. GET /v1/types
+ * publishes it as "format" (the names below) with "accepts", one line saying
+ * in words what passes; see cred_field_format_name(). */
 enum cred_field_format {
-	CRED_FORMAT_NONE = 0,
-	CRED_FORMAT_HOSTNAME,           /* DNS name: labels of [A-Za-z0-9-], no URL */
-	CRED_FORMAT_GUID,               /* 8-4-4-4-12 hex digits */
-	CRED_FORMAT_HEX32,              /* exactly 32 hex digits */
-	CRED_FORMAT_SLACK_BOT,          /* "xoxb-" followed by printable ASCII */
+	CRED_FORMAT_NONE = 0,           /* "text", or "https-url" for a URL field */
+	CRED_FORMAT_HOSTNAME,           /* "hostname": labels of [A-Za-z0-9-], no URL */
+	CRED_FORMAT_GUID,               /* "guid": 8-4-4-4-12 hex digits */
+	CRED_FORMAT_HEX32,              /* "hex32": exactly 32 hex digits */
+	CRED_FORMAT_SLACK_BOT,          /* "slack-bot-token": "xoxb-" then printable ASCII */
+	CRED_FORMAT_JWT,                /* "jwt": three base64url parts, signed */
+	CRED_FORMAT_SHA256_FP,          /* "sha256-fingerprint": 64 hex, colons allowed */
+	CRED_FORMAT_SLACK_WEBHOOK,      /* "slack-webhook-url": https://hooks.slack.com/services/... */
+	_CRED_FORMAT_MAX,
 };
 
 struct cred_field {
@@ -42,6 +47,15 @@ struct cred_field {
 	size_t max_len;                 /* bytes */
 	const char *description;
 	enum cred_field_format format;
+	const char *form;               /* NULL: in every form; else a cred_form name */
+};
+
+/* A type with forms accepts exactly one of them: the fields of one form, plus
+ * the fields that belong to none. 'required' on a form's field means required
+ * when that form is used. */
+struct cred_form {
+	const char *name;
+	const char *description;
 };
 
 struct cred_type {
@@ -49,6 +63,8 @@ struct cred_type {
 	const char *description;
 	const struct cred_field *fields;        /* NULL for generic */
 	size_t n_fields;
+	const struct cred_form *forms;          /* NULL: no alternatives */
+	size_t n_forms;
 };
 
 /* The type named 'name', or NULL if unknown (or name is NULL). Linear lookup. */
@@ -71,8 +87,15 @@ _warn_unused_ int cred_type_validate(const struct cred_type *t, const json_t *da
  * fields, and a NULL type or field: when in doubt, mask. */
 bool cred_field_is_sensitive(const struct cred_type *t, const char *field);
 
+/* The published name of a field's format ("text", "https-url", "hostname",
+ * ...) and the one line saying what it accepts. Never NULL. */
+const char *cred_field_format_name(const struct cred_field *f);
+const char *cred_field_accepts(const struct cred_field *f);
+
 /* New object for GET /v1/types, built from the static tables:
  * {"types": [{"name", "description", "fields": [{"name", "kind": "string"|"url",
- *   "required", "sensitive", "max_length", "description"}]}]}
- * Generic has "fields": []. NULL on allocation failure. Caller owns it. */
+ *   "required", "sensitive", "max_length", "description", "format", "accepts"
+ *   [, "form"]}], "forms": [{"name", "description", "fields": [names]}]}]}
+ * "forms" is [] for a type without alternatives; with forms, exactly one is
+ * used. Generic has "fields": []. NULL on allocation failure. Caller owns it. */
 json_t *cred_types_to_json(void);
