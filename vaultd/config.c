@@ -268,6 +268,7 @@ static const struct string_rule rule_env_name = {
 static const char *const mechanisms[] = { "oaep-sha256-host", "oaep-token", NULL };
 static const char *const oaep_hashes[] = { "sha1", "sha256", NULL };
 static const char *const mirror_policies[] = { "refuse", "continue", NULL };
+static const char *const audit_syncs[] = { "full", "normal", NULL };
 
 /* offsetof(), but only if the field has the parser's type: a mismatch picks
  * (void)0, which cannot initialise a size_t, so the table does not compile. */
@@ -321,6 +322,8 @@ static const struct config_key config_keys[] = {
 	KEY_CHOICE(audit, jsonl_on_failure, "refuse", mirror_policies),
 	KEY_UINT(audit, jsonl_timeout_ms, "1000", 10, 60000),
 	KEY_UINT(audit, retain_days, "0", 0, 36500),
+	KEY_CHOICE(audit, sync, "full", audit_syncs),
+	KEY_UINT(audit, sync_interval_ms, "1000", 10, 60000),
 
 	KEY_UINT(secrets, keep_versions, "10", 1, 1000),
 

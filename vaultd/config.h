@@ -77,6 +77,8 @@ struct config {
 		char *jsonl_on_failure; /* "refuse" (fail closed, 503) or "continue" (log and serve) */
 		unsigned jsonl_timeout_ms;      /* a request waits this long for the mirror, 10..60000 */
 		unsigned retain_days;   /* 0: keep forever; else prune older records, 1..36500 */
+		char *sync;             /* "full": each batch of read records fsynced; "normal": see vaultd.conf(5) */
+		unsigned sync_interval_ms;      /* normal: records of reads reach the disk within this, 10..60000 */
 	} audit;
 	struct {
 		unsigned keep_versions; /* versions kept per secret before the oldest are destroyed, 1..1000 */

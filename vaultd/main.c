@@ -253,6 +253,8 @@ int main(int argc, char **argv)
 				.jsonl_refuse = streq(cfg.audit.jsonl_on_failure, "refuse"),
 				.jsonl_timeout_ms = cfg.audit.jsonl_timeout_ms,
 				.retain_days = cfg.audit.retain_days,
+				.sync_normal = streq(cfg.audit.sync, "normal"),
+				.sync_interval_ms = cfg.audit.sync_interval_ms,
 			},
 			.rotate_batch = cfg.rotation.batch_size,
 			.kek_max_wraps = cfg.keys.kek_max_wraps,

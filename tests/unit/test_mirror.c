@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "common/util.h"
 #include "vaultd/audit/mirror.h"
 
 struct tmp {
@@ -51,14 +52,6 @@ static int tmp_teardown(void **state)
 		return -1;
 	free(t);
 	return 0;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sleep_ms(unsigned ms)

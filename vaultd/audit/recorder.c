@@ -31,7 +31,29 @@ struct auditor {
 	int64_t mirror_logged_at;
 	uint64_t mirror_unlogged;       /* failures since that line */
 	int64_t pruned_at;              /* the worker's thread only */
+
+	/* Group commit: records of requests without a transaction of their
+	 * own queue here; one waiter at a time commits the whole queue. */
+	pthread_mutex_t gc_mu;
+	pthread_cond_t gc_cond;         /* a batch is done, or stop */
+	struct waiter *queue, **queue_tail;
+	bool committing;
+	bool stop;
+	uint64_t batches, batched;      /* for the metrics */
+	pthread_t syncer;               /* [audit] sync = normal only */
+	bool syncer_started;
 };
+
+/* One request waiting for its record, on that request's stack. */
+struct waiter {
+	const struct audit_entry *e;
+	bool *ret_mirror_refused;
+	int r;
+	bool done;
+	struct waiter *next;
+};
+
+static void *syncer_main(void *userdata);
 
 int auditor_new(const struct auditor_config *cfg, struct store *s, struct keyring *k, struct auditor **ret)
 {
@@ -45,8 +67,20 @@ int auditor_new(const struct auditor_config *cfg, struct store *s, struct keyrin
 	au->store = s;
 	au->keyring = k;
 	pthread_mutex_init(&au->mu, NULL);
+	pthread_mutex_init(&au->gc_mu, NULL);
+	au->queue_tail = &au->queue;
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&au->gc_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	if (!au->cfg.jsonl_timeout_ms)
 		au->cfg.jsonl_timeout_ms = 1000;
+	if (!au->cfg.sync_interval_ms)
+		au->cfg.sync_interval_ms = 1000;
 	if (cfg->jsonl_path) {
 		au->jsonl_path = strdup(cfg->jsonl_path);
 		au->cfg.jsonl_path = au->jsonl_path;
@@ -56,6 +90,13 @@ int auditor_new(const struct auditor_config *cfg, struct store *s, struct keyrin
 			return r;
 		}
 	}
+	if (au->cfg.sync_normal) {
+		if ((r = pthread_create(&au->syncer, NULL, syncer_main, au)) != 0) {
+			auditor_free(au);
+			return -r;
+		}
+		au->syncer_started = true;
+	}
 	*ret = au;
 	return 0;
 }
@@ -64,7 +105,16 @@ void auditor_free(struct auditor *au)
 {
 	if (!au)
 		return;
+	if (au->syncer_started) {
+		pthread_mutex_lock(&au->gc_mu);
+		au->stop = true;
+		pthread_cond_broadcast(&au->gc_cond);
+		pthread_mutex_unlock(&au->gc_mu);
+		pthread_join(au->syncer, NULL);
+	}
 	mirror_free(au->mirror);
+	pthread_cond_destroy(&au->gc_cond);
+	pthread_mutex_destroy(&au->gc_mu);
 	pthread_mutex_destroy(&au->mu);
 	free(au->jsonl_path);
 	free(au);
@@ -158,30 +208,16 @@ static void mirror_note(struct auditor *au, int m)
 		log_error_errno(m, "cannot write the audit mirror '%s'%s%s", au->cfg.jsonl_path, refusing, more);
 }
 
-static int record(struct auditor *au, struct store_tx *tx, const struct audit_entry *e,
-		  const struct secret *genesis_key, bool *ret_mirror_refused)
+/* Appends e in tx, anchored under mac_key (NULL while locked) or as the
+ * genesis under genesis_key, and mirrors it before the caller commits: with
+ * the refuse policy a record the mirror did not get is not committed. */
+static int append_mirrored(struct auditor *au, struct store_tx *tx, const struct audit_entry *e,
+			   const struct secret *mac_key, const struct secret *genesis_key, bool *ret_mirror_refused)
 {
-	_cleanup_secret_ struct secret *mac_key = NULL;
 	struct store_audit rec = {0};
-	struct store_tx *own = NULL;
 	int r;
 
-	if (!tx) {
-		r = store_write_begin(au->store, &own);
-		if (r < 0)
-			return r;
-		tx = own;
-	}
-	/* Anchored while unlocked; records made while locked are chained and
-	 * anchored by the next one made unlocked. */
-	if (genesis_key)
-		r = audit_append_genesis(tx, e, genesis_key, &rec);
-	else {
-		(void)keyring_audit_key(au->keyring, &mac_key);
-		r = audit_append(tx, e, mac_key, &rec);
-	}
-	/* Mirror before the commit: with the refuse policy a record the
-	 * mirror did not get is not committed either. */
+	r = genesis_key ? audit_append_genesis(tx, e, genesis_key, &rec) : audit_append(tx, e, mac_key, &rec);
 	if (r >= 0 && au->mirror) {
 		int m = mirror_one(au, &rec);
 
@@ -193,12 +229,213 @@ static int record(struct auditor *au, struct store_tx *tx, const struct audit_en
 		}
 	}
 	store_audit_clear(&rec);
-	if (own) {
-		if (r >= 0)
-			r = store_write_commit(TAKE_PTR(own));
-		store_tx_end(own);
-	}
 	return r;
+}
+
+/* A record in a transaction of its own, committed durably. */
+static int record_alone(struct auditor *au, const struct audit_entry *e, bool *ret_mirror_refused)
+{
+	_cleanup_secret_ struct secret *mac_key = NULL;
+	struct store_tx *tx = NULL;
+	int r;
+
+	if ((r = store_write_begin(au->store, &tx)) < 0)
+		return r;
+	(void)keyring_audit_key(au->keyring, &mac_key);
+	r = append_mirrored(au, tx, e, mac_key, NULL, ret_mirror_refused);
+	if (r >= 0)
+		return store_write_commit(tx);
+	store_tx_end(tx);
+	return r;
+}
+
+/* Whether this batch may commit without an fsync: [audit] sync = normal,
+ * and the oldest unsynced commit is younger than sync_interval_ms. */
+static bool batch_relaxed(struct auditor *au)
+{
+	int64_t since;
+
+	if (!au->cfg.sync_normal)
+		return false;
+	since = store_unsynced_since(au->store);
+	return !since || now_ms() - since < (int64_t)au->cfg.sync_interval_ms;
+}
+
+#ifdef VAULTD_FAULT_INJECTION
+/* Test builds: while the file named by VAULTD_TEST_AUDIT_COMMIT_FAIL_FILE
+ * exists, every batch fails at its commit, as a full disk would. */
+static bool batch_fault(void)
+{
+	const char *f = getenv("VAULTD_TEST_AUDIT_COMMIT_FAIL_FILE");
+
+	return f && access(f, F_OK) == 0;
+}
+#else
+static bool batch_fault(void)
+{
+	return false;
+}
+#endif
+
+/* Commits the records of a batch, in queue order, in one transaction and
+ * one sync, and stores each waiter's result. If any record fails (the
+ * mirror refused it, or the database did), the whole transaction is rolled
+ * back and every record is tried again alone, so one failure is only that
+ * request's. Then the mirror may hold a line twice; the chain never does. */
+static void commit_batch(struct auditor *au, struct waiter *batch)
+{
+	_cleanup_secret_ struct secret *mac_key = NULL;
+	struct store_tx *tx = NULL;
+	bool relaxed = batch_relaxed(au);
+	uint64_t n = 0;
+	int r;
+
+	r = relaxed ? store_write_begin_relaxed(au->store, &tx) : store_write_begin(au->store, &tx);
+	if (r >= 0) {
+		(void)keyring_audit_key(au->keyring, &mac_key);
+		/* A batch of one reports a refusal at once: it is not tried again. */
+		for (struct waiter *w = batch; w && r >= 0; w = w->next, n++)
+			r = append_mirrored(au, tx, w->e, mac_key, NULL, batch->next ? NULL : w->ret_mirror_refused);
+		if (r >= 0 && batch_fault()) {
+			store_tx_end(TAKE_PTR(tx));
+			r = -EIO;
+		}
+		if (r >= 0)
+			r = store_write_commit(TAKE_PTR(tx));
+		store_tx_end(tx);
+	}
+	if (r >= 0) {
+		for (struct waiter *w = batch; w; w = w->next)
+			w->r = 0;
+		pthread_mutex_lock(&au->gc_mu);
+		au->batches++;
+		au->batched += n;
+		pthread_mutex_unlock(&au->gc_mu);
+		return;
+	}
+	if (!batch->next) {
+		batch->r = r;           /* the caller logs it and refuses its request */
+		return;
+	}
+	log_warning_errno(r, "a batch of audit records failed; committing them one by one");
+	for (struct waiter *w = batch; w; w = w->next)
+		w->r = batch_fault() ? -EIO : record_alone(au, w->e, w->ret_mirror_refused);
+}
+
+/* Queues e and returns once a batch holding it has committed, or failed:
+ * the first waiter to find no batch in progress commits everything queued,
+ * the others sleep meanwhile. Order in the chain is queue order. */
+static int record_batched(struct auditor *au, const struct audit_entry *e, bool *ret_mirror_refused)
+{
+	struct waiter w = { .e = e, .ret_mirror_refused = ret_mirror_refused };
+
+	pthread_mutex_lock(&au->gc_mu);
+	*au->queue_tail = &w;
+	au->queue_tail = &w.next;
+	while (!w.done) {
+		struct waiter *batch;
+
+		if (au->committing) {
+			pthread_cond_wait(&au->gc_cond, &au->gc_mu);
+			continue;
+		}
+		batch = au->queue;
+		au->queue = NULL;
+		au->queue_tail = &au->queue;
+		au->committing = true;
+		pthread_mutex_unlock(&au->gc_mu);
+
+		commit_batch(au, batch);
+
+		pthread_mutex_lock(&au->gc_mu);
+		/* Under the lock: a waiter cannot leave (and take its stack
+		 * with it) before it reacquires it. */
+		for (struct waiter *b = batch, *next; b; b = next) {
+			next = b->next;
+			b->done = true;
+		}
+		au->committing = false;
+		pthread_cond_broadcast(&au->gc_cond);
+	}
+	pthread_mutex_unlock(&au->gc_mu);
+	return w.r;
+}
+
+/* [audit] sync = normal: makes relaxed commits durable within
+ * sync_interval_ms when no batch comes along to do it. */
+static void *syncer_main(void *userdata)
+{
+	struct auditor *au = userdata;
+	int64_t interval = au->cfg.sync_interval_ms;
+	bool failing = false;
+
+	pthread_mutex_lock(&au->gc_mu);
+	while (!au->stop) {
+		struct timespec ts;
+		int64_t since, wait = interval;
+
+		since = store_unsynced_since(au->store);
+		if (since) {
+			wait = since + interval - now_ms();
+			if (wait <= 0) {
+				int r;
+
+				pthread_mutex_unlock(&au->gc_mu);
+				r = store_sync(au->store);
+				if (r < 0 && !failing)
+					log_error_errno(r, "cannot sync the audit records of reads to disk; retrying");
+				else if (r >= 0 && failing)
+					log_notice("the audit records of reads are synced to disk again");
+				failing = r < 0;
+				pthread_mutex_lock(&au->gc_mu);
+				continue;
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += wait / 1000;
+		ts.tv_nsec += (wait % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		(void)pthread_cond_timedwait(&au->gc_cond, &au->gc_mu, &ts);
+	}
+	pthread_mutex_unlock(&au->gc_mu);
+	return NULL;
+}
+
+static int record(struct auditor *au, struct store_tx *tx, const struct audit_entry *e,
+		  const struct secret *genesis_key, bool *ret_mirror_refused)
+{
+	_cleanup_secret_ struct secret *mac_key = NULL;
+
+	/* Anchored while unlocked; records made while locked are chained and
+	 * anchored by the next one made unlocked. */
+	if (!tx && !genesis_key)
+		return record_batched(au, e, ret_mirror_refused);
+	if (!tx) {
+		struct store_tx *own = NULL;
+		int r;
+
+		if ((r = store_write_begin(au->store, &own)) < 0)
+			return r;
+		r = append_mirrored(au, own, e, NULL, genesis_key, ret_mirror_refused);
+		if (r >= 0)
+			return store_write_commit(own);
+		store_tx_end(own);
+		return r;
+	}
+	if (!genesis_key)
+		(void)keyring_audit_key(au->keyring, &mac_key);
+	return append_mirrored(au, tx, e, mac_key, genesis_key, ret_mirror_refused);
+}
+
+void auditor_batch_stats(struct auditor *au, uint64_t *ret_batches, uint64_t *ret_records)
+{
+	pthread_mutex_lock(&au->gc_mu);
+	*ret_batches = au->batches;
+	*ret_records = au->batched;
+	pthread_mutex_unlock(&au->gc_mu);
 }
 
 int auditor_record(struct auditor *au, struct store_tx *tx, const struct audit_entry *e, bool *ret_mirror_refused)

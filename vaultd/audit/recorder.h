@@ -23,14 +23,28 @@ struct auditor_config {
 	unsigned jsonl_timeout_ms;      /* a record waits this long for the mirror; 0: 1000 */
 	bool jsonl_refuse;              /* a failed mirror write refuses the record */
 	unsigned retain_days;           /* 0: keep every record */
+	bool sync_normal;               /* [audit] sync = normal (see auditor_record()) */
+	unsigned sync_interval_ms;      /* normal: the longest a record stays unsynced; 0: 1000 */
 };
 
 int auditor_new(const struct auditor_config *cfg, struct store *s, struct keyring *k, struct auditor **ret);
 /* After the last record (join every writer first). NULL-safe. */
 void auditor_free(struct auditor *au);
 
-/* Appends e in tx (or a write transaction of its own, committed, when tx is
- * NULL) and mirrors it. The anchor key is taken inside the transaction, so
+/* Appends e in tx and mirrors it; the caller commits.
+ *
+ * With tx NULL the record is queued and committed with the records of
+ * other requests that arrive meanwhile, in one transaction and one sync
+ * (group commit), and this returns when that transaction has committed (or
+ * failed: then the record is not in the chain). The chain's order is the
+ * queue's. Under sync_normal the batch is committed without an fsync
+ * (store_write_begin_relaxed()): in the WAL when this returns, on disk
+ * within sync_interval_ms, by the next batch or a thread of the auditor's.
+ * Every record made in a caller's transaction is as durable as that
+ * transaction.
+ *
+ * The anchor key is taken inside the transaction, so
+ * a root-key switch (which holds the writer) never interleaves with it. The anchor key is taken inside the transaction, so
  * a root-key switch (which holds the writer) never interleaves with it.
  * -errno; *ret_mirror_refused (may be NULL) is set when the refuse policy
  * failed it for the mirror. */
@@ -49,6 +63,8 @@ int auditor_record_system(struct auditor *au, struct store_tx *tx, const char *a
  * unlocked; the rotation worker's thread calls it. */
 void auditor_prune_if_due(struct auditor *au);
 
+/* For GET /v1/sys/metrics: group commits since start, and the records they held. */
+void auditor_batch_stats(struct auditor *au, uint64_t *ret_batches, uint64_t *ret_records);
 /* For GET /v1/sys/metrics: mirror writes that failed since start, and when
  * the last one did (0: never). */
 void auditor_mirror_failures(struct auditor *au, uint64_t *ret_count, int64_t *ret_last);

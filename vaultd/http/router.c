@@ -216,7 +216,7 @@ static int h_metrics(struct api *a, struct call *c, json_t **ret_body)
 	static const char *const q[] = { NULL };
 	struct store_tx *tx = NULL;
 	int64_t active = 0, last;
-	uint64_t failures;
+	uint64_t failures, batches, batched;
 	int r;
 
 	if ((r = check_query(c->req, q, ret_body)))
@@ -228,9 +228,11 @@ static int h_metrics(struct api *a, struct call *c, json_t **ret_body)
 	if (r < 0)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "metrics");
 	auditor_mirror_failures(a->auditor, &failures, &last);
+	auditor_batch_stats(a->auditor, &batches, &batched);
 	return reply(ret_body, 200,
-		     json_pack("{s:I, s:o, s:I, s:b, s:I}", "audit_mirror_failures", (json_int_t)failures,
+		     json_pack("{s:I, s:o, s:I, s:I, s:I, s:b, s:I}", "audit_mirror_failures", (json_int_t)failures,
 			       "audit_mirror_last_failure", last ? json_time(last) : json_null(),
+			       "audit_batches", (json_int_t)batches, "audit_batched_records", (json_int_t)batched,
 			       "rotation_jobs_active", (json_int_t)active, "locked", !keyring_is_unlocked(a->keyring),
 			       "uptime_seconds", (json_int_t)(time(NULL) - a->v->started_at)));
 }
@@ -654,14 +656,6 @@ static struct {
 	pthread_mutex_t mu;
 	struct unproven_slot slot[UNPROVEN_SLOTS];
 } unproven = { .mu = PTHREAD_MUTEX_INITIALIZER };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* true: record it (and *ret_suppressed, *ret_since say what to record
  * first); false: over budget, counted. */

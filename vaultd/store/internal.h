@@ -66,6 +66,8 @@ struct store_tx {
 	struct conn *conn;
 	bool write;
 	bool active;
+	bool relaxed;           /* store_write_begin_relaxed(): commit without fsync */
+	int64_t changes_at_begin;       /* sqlite3_total_changes64() at BEGIN (writer) */
 };
 
 struct conn {

@@ -260,6 +260,8 @@ enum {
 	Q_SAVEPOINT,
 	Q_RELEASE,
 	Q_ROLLBACK_TO,
+	Q_SYNC_FULL,
+	Q_SYNC_NORMAL,
 	_Q_CORE_MAX,
 };
 
@@ -274,12 +276,19 @@ static const char *const core_sql[_Q_CORE_MAX] = {
 	[Q_SAVEPOINT] = "SAVEPOINT store_op",
 	[Q_RELEASE] = "RELEASE store_op",
 	[Q_ROLLBACK_TO] = "ROLLBACK TO store_op",
+	/* Only outside a transaction: SQLite refuses a change inside one. */
+	[Q_SYNC_FULL] = "PRAGMA synchronous = FULL",
+	[Q_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
 };
 DEFINE_STMT_TABLE(core_stmts, STMT_CORE, core_sql);
 
 struct store {
 	struct conn writer;
 	pthread_mutex_t writer_lock;    /* held from write_begin to commit/end */
+	bool writer_relaxed;            /* the writer is at synchronous = NORMAL (under writer_lock) */
+	/* CLOCK_MONOTONIC ms of the oldest relaxed commit no synced commit has
+	 * covered yet; 0 if none. Written under writer_lock, read by anyone. */
+	_Atomic int64_t unsynced_since;
 
 	struct conn readers[STORE_READERS_MAX];
 	unsigned n_readers;
@@ -772,7 +781,7 @@ int store_schema_version(struct store *s)
 
 /* --- transactions --- */
 
-int store_write_begin(struct store *s, struct store_tx **ret)
+static int write_begin(struct store *s, bool relaxed, struct store_tx **ret)
 {
 	struct conn *w;
 	int r;
@@ -782,13 +791,60 @@ int store_write_begin(struct store *s, struct store_tx **ret)
 	if ((r = pthread_mutex_lock(&s->writer_lock)) != 0)
 		return -r;                      /* EDEADLK: this thread holds it */
 	w = &s->writer;
+	/* The level is set for each transaction, before its BEGIN: a durable
+	 * write never runs at the relaxed level, and fails if it cannot be
+	 * restored. */
+	if (s->writer_relaxed != relaxed) {
+		if ((r = stmt_run(w, relaxed ? Q_SYNC_NORMAL : Q_SYNC_FULL, "set synchronous")) < 0) {
+			(void)pthread_mutex_unlock(&s->writer_lock);
+			return r;
+		}
+		s->writer_relaxed = relaxed;
+	}
 	if ((r = stmt_run(w, Q_BEGIN_IMMEDIATE, "begin write")) < 0) {
 		(void)pthread_mutex_unlock(&s->writer_lock);
 		return r;
 	}
 	w->tx.active = true;
+	w->tx.relaxed = relaxed;
+	w->tx.changes_at_begin = sqlite3_total_changes64(w->db);
 	*ret = &w->tx;
 	return 0;
+}
+
+int store_write_begin(struct store *s, struct store_tx **ret)
+{
+	return write_begin(s, false, ret);
+}
+
+int store_write_begin_relaxed(struct store *s, struct store_tx **ret)
+{
+	return write_begin(s, true, ret);
+}
+
+int64_t store_unsynced_since(struct store *s)
+{
+	return s ? s->unsynced_since : 0;
+}
+
+int store_sync(struct store *s)
+{
+	struct store_tx *tx = NULL;
+	char now[32];
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	/* A synced commit that writes a frame makes the WAL durable up to it,
+	 * and with it every relaxed commit before. An empty one writes none. */
+	if ((r = store_write_begin(s, &tx)) < 0)
+		return r;
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	r = store_meta_set(tx, "wal_synced_at", now);
+	if (r >= 0)
+		return store_write_commit(tx);
+	store_tx_end(tx);
+	return r;
 }
 
 static void tx_release(struct store_tx *tx)
@@ -824,6 +880,14 @@ int store_write_commit(struct store_tx *tx)
 		r = stmt_run(tx->conn, Q_COMMIT, "commit");
 	if (r < 0 && !sqlite3_get_autocommit(tx->conn->db))
 		(void)stmt_run(tx->conn, Q_ROLLBACK, "rollback");
+	if (r >= 0 && sqlite3_total_changes64(tx->conn->db) != tx->changes_at_begin) {
+		struct store *s = tx->store;
+
+		if (!tx->relaxed)
+			s->unsynced_since = 0;  /* its fsync covered every frame before it */
+		else if (!s->unsynced_since)
+			s->unsynced_since = MAX(now_ms(), 1);
+	}
 	tx_release(tx);
 	return r;
 }

@@ -49,6 +49,18 @@ int store_schema_version(struct store *s);      /* >= 1 */
 int store_write_begin(struct store *s, struct store_tx **ret);
 /* COMMIT and release. On failure the transaction is rolled back and released. */
 int store_write_commit(struct store_tx *tx);
+/* The same, committed at PRAGMA synchronous = NORMAL: the commit is in the
+ * WAL when it returns, so it survives the process being killed, but not a
+ * power loss until a synced commit (any store_write_begin() transaction that
+ * changes a row) or store_sync() follows. Only for what may be lost that
+ * way: the audit records of reads under [audit] sync = normal. */
+int store_write_begin_relaxed(struct store *s, struct store_tx **ret);
+/* CLOCK_MONOTONIC ms (now_ms()) of the oldest relaxed commit that no synced
+ * commit has covered yet; 0 if every commit is durable. Any thread. */
+int64_t store_unsynced_since(struct store *s);
+/* Makes every relaxed commit durable: a synced commit of meta
+ * "wal_synced_at". 0 or -errno. */
+int store_sync(struct store *s);
 /* BEGIN (deferred) on a pooled reader: a consistent snapshot. */
 int store_read_begin(struct store *s, struct store_tx **ret);
 /* Ends either kind: ROLLBACK if still open, release. NULL-safe. */
