@@ -1,7 +1,10 @@
 /* common/json.h: jansson, configured for secrets.
- * json_secure_init() installs allocation functions that remember each block's
- * size and wipe it (sodium_memzero) before freeing, so credential values that
- * pass through parsed JSON or serialised replies do not linger in the heap.
+ * json_secure_init() installs allocation functions that take every block from
+ * the secure arena once it is up (secret_arena_init(); locked, not dumped,
+ * wiped on free, and an error when full) and, before it, from the heap with
+ * each block's size remembered and wiped (sodium_memzero) before freeing, so
+ * credential values that pass through parsed JSON or serialised replies do
+ * not linger in ordinary memory.
  * Call once at start, before any other jansson call. Thread-safe after that.
  */
 #pragma once

@@ -864,7 +864,7 @@ static int rk_take(const struct secret *buf, size_t len, struct secret **ret)
 		log_debug("unwrapped %zu bytes, expected %d", len, KEYPROV_RK_LEN);
 		return -VLT_E_HSM_UNWRAP;
 	}
-	return secret_from_bytes(buf->p, KEYPROV_RK_LEN, ret);
+	return secret_from_bytes_guarded(buf->p, KEYPROV_RK_LEN, ret);
 }
 
 /* "oaep-sha256-host": OpenSSL 3 treats libp11's RSA key (which carries

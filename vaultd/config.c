@@ -298,6 +298,7 @@ static const struct config_key config_keys[] = {
 	KEY_UINT(server, request_timeout, "10", 1, 3600),
 	KEY_UINT(server, max_body, "65536", 1024, 1048576),
 	KEY_UINT(server, threads, "4", 1, 64),
+	KEY_UINT(server, secure_memory_mib, "16", 1, 1024),
 
 	KEY_PATH(storage, path, "/var/lib/vaultd/vault.db", 1, PATH_MAX - 1),
 	KEY_UINT(storage, readers, "4", 1, 16),

@@ -47,6 +47,7 @@ struct config {
 		unsigned request_timeout;       /* seconds, 1..3600 */
 		unsigned max_body;      /* bytes, 1024..1048576 */
 		unsigned threads;       /* 1..64 */
+		unsigned secure_memory_mib;     /* the secure arena, MiB (rounded up to a power of two), 1..1024 */
 	} server;
 	struct {
 		char *path;             /* absolute */

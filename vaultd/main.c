@@ -18,6 +18,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/secret.h"
 #include "vaultd/core/vault.h"
 #include "vaultd/http/api.h"
 #include "vaultd/config.h"
@@ -216,6 +217,19 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	log_set_max_level(cfg.log.level);
+
+	/* Before any thread: per-request secrets and JSON come from here. */
+	r = secret_arena_init((size_t)cfg.server.secure_memory_mib << 20);
+	if (r < 0) {
+		log_error_errno(r, "cannot map the secure memory arena of %u MiB ([server] secure_memory_mib)",
+				cfg.server.secure_memory_mib);
+		goto out;
+	}
+	if (r > 0)
+		log_warning("the secure memory arena (%zu MiB) could not be locked or kept out of core dumps; "
+			    "raise LimitMEMLOCK or grant CAP_IPC_LOCK", secret_arena_size() >> 20);
+	else
+		log_debug("secure memory arena: %zu MiB", secret_arena_size() >> 20);
 
 	r = sandbox_lock_memory();
 	if (r < 0)

@@ -33,7 +33,10 @@ int sandbox_lock_memory(void)
 	 * exhaust RAM. Sanitizer builds are for tests, never for production. */
 	return -EOPNOTSUPP;
 #else
-	return mlockall(MCL_CURRENT | MCL_FUTURE) < 0 ? -errno : 0;
+	/* MCL_ONFAULT: a page is locked when first touched, not populated in
+	 * advance, so thread stacks and the secure arena cost what they use
+	 * (a page never touched holds nothing to swap out). */
+	return mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0 ? -errno : 0;
 #endif
 }
 

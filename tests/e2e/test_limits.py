@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""vaultd end to end: one uid's slow clients do not freeze the daemon.
+"""vaultd end to end: one uid's slow clients do not freeze the daemon, and
+a full secure memory arena is a 503 with a log line, never a crash or a
+fallback to ordinary memory.
 
 Security review findings 6 and 10: an unbound uid opened 70 connections and
 sent one header byte every 5 s; request_timeout was an idle timeout and the
@@ -194,6 +196,48 @@ class SlowLoris(VaultTestCase):
         self.assertEqual(self.refusal_counts(), [(1, CAP), (len(refused) - 1, CAP)])
 
         self.assertEqual(v.stop(), 0, "vaultd exits 0 on SIGTERM (sanitizers included)")
+
+
+class SecureArena(VaultTestCase):
+    """[server] secure_memory_mib = 1 and max_body = 1 MiB: a body that needs
+    more than the arena holds is refused 503 secure_memory_exhausted, the
+    log says which setting to raise, nothing is stored, and the daemon goes
+    on serving from the same arena."""
+
+    def test_full_arena_answers_503_and_keeps_serving(self):
+        v = self.v
+        with open(v.conf) as f:
+            conf = f.read()
+        v.write_config(conf.replace("[server]\n", "[server]\nsecure_memory_mib = 1\nmax_body = 1048576\n", 1))
+        v.ready()
+        self.assertEqual(v.put("/v1/secrets/acme/arena/small", {"type": "generic", "data": SECRET}).status, 200)
+        big = {"type": "generic", "data": {"blob": "A" * 60000, **{f"f{i}": "B" * 60000 for i in range(11)}}}
+        r = v.put("/v1/secrets/acme/arena/big", big)
+        self.assertEqual((r.status, r.json and r.json.get("error")), (503, "secure_memory_exhausted"), r)
+        self.assertNotIn(b"AAAA", r.raw)
+        log = v.read_log()
+        self.assertIn("the secure memory arena is full", log)
+        self.assertIn("secure_memory_mib", log)
+        self.assertNotIn("AAAA", log)
+        # Nothing stored, nothing lost, and still serving.
+        self.assertEqual(v.get("/v1/secrets/acme/arena/big").status, 404)
+        g = v.get("/v1/secrets/acme/arena/small")
+        self.assertEqual((g.status, g.json["data"]), (200, SECRET))
+        self.assertIn("secure memory arena: 1 MiB", log)
+
+    def test_bad_size_is_refused(self):
+        v = self.v
+        with open(v.conf) as f:
+            conf = f.read()
+        import os
+        import subprocess
+        for bad in ("0", "1025", "16M"):
+            v.write_config(conf.replace("[server]\n", f"[server]\nsecure_memory_mib = {bad}\n", 1))
+            p = subprocess.run([os.environ.get("VAULTD_BIN", "vaultd"), "-c", v.conf, "-f"], env=v.env,
+                               capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(p.returncode, 0, bad)
+            self.assertIn("secure_memory_mib", p.stderr, bad)
+            self.assertIn(v.conf, p.stderr, bad)
 
 
 if __name__ == "__main__":

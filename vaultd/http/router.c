@@ -15,6 +15,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/secret.h"
 #include "common/number.h"
 #include "common/path.h"
 #include "vaultd/http/api.h"
@@ -722,6 +723,38 @@ static int record_suppressed(struct api *a, const struct call *c, uint64_t n, in
 	return auditor_record(a->auditor, NULL, &e, NULL);
 }
 
+/* One log line per ARENA_LOG_EVERY_S at most, with the count since. */
+#define ARENA_LOG_EVERY_S 10
+
+static int arena_exhausted(const struct server_request *req, json_t **ret_body)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static int64_t logged_at;
+	static uint64_t unlogged;
+	int64_t now = time(NULL);
+	uint64_t n = 0;
+	bool say = false;
+
+	pthread_mutex_lock(&mu);
+	if (!logged_at || now - logged_at >= ARENA_LOG_EVERY_S) {
+		say = true;
+		n = unlogged;
+		unlogged = 0;
+		logged_at = now;
+	} else
+		unlogged++;
+	pthread_mutex_unlock(&mu);
+	if (say)
+		log_error("the secure memory arena is full (%zu of %zu bytes in use): request %s refused with 503%s; "
+			  "raise [server] secure_memory_mib if this recurs",
+			  secret_arena_used(), secret_arena_size(), req->request_id,
+			  n ? " (and earlier ones not logged)" : "");
+	json_decref(*ret_body);
+	*ret_body = NULL;
+	return reply_error(ret_body, 503, "secure_memory_exhausted",
+			   "the daemon's secure memory is full; retry shortly");
+}
+
 int api_handle(void *userdata, const struct server_request *req, json_t **ret_body)
 {
 	struct api *a = userdata;
@@ -729,6 +762,7 @@ int api_handle(void *userdata, const struct server_request *req, json_t **ret_bo
 	struct call c = { .req = req };
 	int status, r;
 
+	secret_arena_exhausted_reset();
 	status = route_find(req->method, req->path, &rt, &known, ret_body);
 	if (status == 0) {
 		c.rest = req->path + strlen(rt->mount);
@@ -747,6 +781,11 @@ int api_handle(void *userdata, const struct server_request *req, json_t **ret_bo
 		if (!rt && known && known->fn == h_health)
 			rt = known;     /* health leaves no record, whatever the method */
 	}
+	/* Whatever the handler made of it (often 500), a request the secure
+	 * arena ran out for is told so: 503, retry later, and the record says
+	 * the same. */
+	if (secret_arena_exhausted())
+		status = arena_exhausted(req, ret_body);
 	/* Every request but health leaves a record; one that cannot be
 	 * recorded is refused (fail closed), whatever it would have answered. */
 	if (rt && rt->fn == h_health) {

@@ -120,6 +120,7 @@ struct request_state {
 	size_t drained;                 /* bytes thrown away after passing max_body */
 	bool started;
 	bool too_large;
+	bool arena_full;                /* the body did not fit in the secure arena */
 	char request_id[33];
 };
 
@@ -293,8 +294,11 @@ static enum MHD_Result reply(struct MHD_Connection *c, const char *request_id, u
 			     json_t *body_in)
 {
 	_cleanup_json_ json_t *body = body_in;
+	static const char out_of_memory_reply[] =
+		"{\"error\":\"secure_memory_exhausted\",\"message\":\"the daemon's secure memory is full; retry shortly\"}";
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
+	const char *fixed = NULL;
 	char *text = NULL;
 
 	if (status == MHD_HTTP_NO_CONTENT || status == MHD_HTTP_NOT_MODIFIED) {
@@ -315,12 +319,18 @@ static enum MHD_Result reply(struct MHD_Connection *c, const char *request_id, u
 			body = server_error_json("internal", "The server could not build its reply.");
 			if (body)
 				text = serialize(body);
-			if (!text)
-				return MHD_NO;
+			if (!text) {
+				/* No memory at all for a reply (the arena is full): a
+				 * fixed one, which needs none. */
+				status = MHD_HTTP_SERVICE_UNAVAILABLE;
+				fixed = out_of_memory_reply;
+			}
 		}
 	}
 
-	if (text) {
+	if (fixed) {
+		resp = MHD_create_response_from_buffer(strlen(fixed), (void *)fixed, MHD_RESPMEM_PERSISTENT);
+	} else if (text) {
 		resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text,
 									  json_secure_free);
 		if (!resp) {
@@ -332,7 +342,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, const char *request_id, u
 	if (!resp)
 		return MHD_NO;
 
-	if ((text && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	if (((text || fixed) && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 					     "application/json") != MHD_YES) ||
 	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
 	    MHD_add_response_header(resp, "X-Request-Id", request_id) != MHD_YES) {
@@ -852,10 +862,19 @@ static enum MHD_Result request_body(struct server *s, struct request_state *st,
 		st->too_large = true;
 		secret_free(TAKE_PTR(st->body));
 	}
-	if (st->too_large)
+	if (st->too_large || st->arena_full)
 		st->drained += n;
-	else
+	else {
+		secret_arena_exhausted_reset();
 		r = body_append(st, s->max_body, data, n);
+		if (r == -ENOMEM && secret_arena_exhausted()) {
+			/* Read the rest and answer 503 (request_finish()). */
+			st->arena_full = true;
+			st->drained += n;
+			secret_free(TAKE_PTR(st->body));
+			r = 0;
+		}
+	}
 	/* MHD's read buffer is writable and these bytes are consumed: do not
 	 * leave a copy of the body there. */
 	sodium_memzero((void *)data, n);
@@ -887,6 +906,19 @@ static enum MHD_Result request_finish(struct server *s, struct request_state *st
 	if (st->too_large)
 		return reply_error(c, st, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
 				   "The request body is too large.");
+	if (st->arena_full) {
+		static _Atomic int64_t logged_at;
+		int64_t now = time(NULL);
+
+		if (now - logged_at >= 10) {
+			logged_at = now;
+			log_error("the secure memory arena is full (%zu of %zu bytes in use): the body of request %s "
+				  "did not fit, refused with 503; raise [server] secure_memory_mib if this recurs",
+				  secret_arena_used(), secret_arena_size(), st->request_id);
+		}
+		return reply_error(c, st, MHD_HTTP_SERVICE_UNAVAILABLE, "secure_memory_exhausted",
+				   "the daemon's secure memory is full; retry shortly");
+	}
 	if (header_count(c, MHD_HTTP_HEADER_AUTHORIZATION) > 1)
 		return reply_error(c, st, MHD_HTTP_BAD_REQUEST, "bad_request",
 				   "The Authorization header is repeated.");

@@ -160,7 +160,7 @@ static int init_locked(struct keyring *k, struct store_tx *tx, struct secret **r
 	if (r < 0)
 		return r;
 
-	r = secret_random(KEYPROV_RK_LEN, &rk);
+	r = secret_random_guarded(KEYPROV_RK_LEN, &rk);
 	if (r < 0)
 		return r;
 	r = kr_hsm_wrap_checked(k, kp, k->hsm.key_label, 1, rk, &row.blob, &row.blob_len);

@@ -312,7 +312,7 @@ int keyring_root_stage(struct keyring *k, struct store_tx *tx, uint32_t *ret_fro
 	snprintf(row.hsm_label, sizeof(row.hsm_label), "%s", cur.hsm_label);
 	store_rootkey_clear(&cur);
 
-	r = secret_random(KEYPROV_RK_LEN, &rk);
+	r = secret_random_guarded(KEYPROV_RK_LEN, &rk);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&k->hsm_mu);
