@@ -3148,6 +3148,14 @@ static void test_audit_retention(void **state)
 	assert_int_equal(got.id, 5);
 	store_audit_clear(&got);
 	assert_int_equal(store_audit_last_before(tx, 140, &got), -ENOENT);
+	/* By id: present, pruned, never written. */
+	assert_int_equal(store_audit_get(tx, 6, &got), 0);
+	assert_int_equal(got.id, 6);
+	assert_int_equal(got.time, 150);
+	store_audit_clear(&got);
+	assert_int_equal(store_audit_get(tx, 4, &got), -ENOENT);
+	assert_int_equal(store_audit_get(tx, 99, &got), -ENOENT);
+	assert_int_equal(store_audit_get(tx, 6, NULL), -EINVAL);
 	assert_int_equal(store_audit_iterate(tx, audit_ids_cb, &x), 4);
 	assert_ids(&x, want, 4);
 	assert_int_equal(store_write_commit(TAKE_PTR(tx)), 0);

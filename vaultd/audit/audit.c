@@ -243,34 +243,20 @@ int audit_authz_sealed(struct store_tx *tx)
 	return streq(v, "1");
 }
 
-struct find_ctx {
-	int64_t id;
-	bool found;
-	uint8_t hash[32];
-};
-
-static int find_one(const struct store_audit *a, void *userdata)
-{
-	struct find_ctx *f = userdata;
-
-	if (a->id == f->id) {
-		f->found = true;
-		memcpy(f->hash, a->hash, 32);
-	}
-	return 0;
-}
-
 static int record_hash(struct store_tx *tx, int64_t id, bool *ret_found, uint8_t hash[32])
 {
-	struct store_audit_filter f = { .after_id = id - 1, .limit = 1 };
-	struct find_ctx fc = { .id = id };
-	int r = store_audit_query(tx, &f, find_one, &fc);
+	struct store_audit a = {0};
+	int r = store_audit_get(tx, id, &a);
 
+	if (r == -ENOENT) {
+		*ret_found = false;
+		return 0;
+	}
 	if (r < 0)
 		return r;
-	*ret_found = fc.found;
-	if (fc.found)
-		memcpy(hash, fc.hash, 32);
+	*ret_found = true;
+	memcpy(hash, a.hash, 32);
+	store_audit_clear(&a);
 	return 0;
 }
 

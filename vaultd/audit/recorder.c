@@ -293,9 +293,13 @@ static void commit_batch(struct auditor *au, struct waiter *batch)
 	r = relaxed ? store_write_begin_relaxed(au->store, &tx) : store_write_begin(au->store, &tx);
 	if (r >= 0) {
 		(void)keyring_audit_key(au->keyring, &mac_key);
-		/* A batch of one reports a refusal at once: it is not tried again. */
+		/* A batch of one reports a refusal at once: it is not tried again.
+		 * The anchor moves once, with the last record: the first check of
+		 * the old anchor happens there too, and the old head it names is
+		 * still in place (appends never change a record). */
 		for (struct waiter *w = batch; w && r >= 0; w = w->next, n++)
-			r = append_mirrored(au, tx, w->e, mac_key, NULL, batch->next ? NULL : w->ret_mirror_refused);
+			r = append_mirrored(au, tx, w->e, w->next ? NULL : mac_key, NULL,
+					    batch->next ? NULL : w->ret_mirror_refused);
 		if (r >= 0 && batch_fault()) {
 			store_tx_end(TAKE_PTR(tx));
 			r = -EIO;

@@ -21,6 +21,7 @@ enum {
 	Q_AUDIT_FIRST,
 	Q_AUDIT_LAST_BEFORE,
 	Q_AUDIT_DELETE_THROUGH,
+	Q_AUDIT_GET,
 	_Q_AUDIT_MAX,
 };
 
@@ -46,6 +47,7 @@ static const char *const audit_sql[_Q_AUDIT_MAX] = {
 	[Q_AUDIT_LAST_BEFORE] = "SELECT " AUDIT_COLUMNS " FROM audit "
 				"WHERE id = (SELECT max(+id) FROM audit WHERE time < ?1)",
 	[Q_AUDIT_DELETE_THROUGH] = "DELETE FROM audit WHERE id <= ?1",
+	[Q_AUDIT_GET] = "SELECT " AUDIT_COLUMNS " FROM audit WHERE id = ?1",
 };
 DEFINE_STMT_TABLE(audit_stmts, STMT_AUDIT, audit_sql);
 
@@ -244,6 +246,20 @@ int store_audit_iterate(struct store_tx *tx,
 	    (r = stmt_get(c, &audit_stmts, Q_AUDIT_ITERATE, &st)) < 0)
 		return r;
 	return audit_each(c, st, cb, userdata);
+}
+
+int store_audit_get(struct store_tx *tx, int64_t id, struct store_audit *ret)
+{
+	_cleanup_reset_ sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	if ((r = tx_conn(tx, false, &c)) < 0 || (r = stmt_get(c, &audit_stmts, Q_AUDIT_GET, &st)) < 0 ||
+	    (r = bind_int(c, st, 1, id)) < 0)
+		return r;
+	return audit_read(c, st, "audit get", ret);
 }
 
 int store_audit_first(struct store_tx *tx, struct store_audit *ret)

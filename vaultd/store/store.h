@@ -5,7 +5,8 @@
  * timestamps and Argon2id PHC strings are stored as text.
  *
  * The database runs in WAL mode with synchronous=FULL (an acknowledged commit
- * survives kill -9 and power loss), secure_delete=ON, foreign_keys=ON, and a
+ * survives kill -9 and power loss; store_write_begin_relaxed() is the one
+ * exception, for audit records of reads under [audit] sync = normal), secure_delete=ON, foreign_keys=ON, and a
  * busy timeout. The schema is created and upgraded by numbered migrations
  * (PRAGMA user_version). Every statement is prepared with bound parameters.
  *
@@ -434,6 +435,8 @@ int store_audit_query(struct store_tx *tx, const struct store_audit_filter *f,
 int store_audit_last_before(struct store_tx *tx, int64_t before, struct store_audit *ret);
 /* The record with the lowest id. -ENOENT when the log is empty. */
 int store_audit_first(struct store_tx *tx, struct store_audit *ret);
+/* The record with this id; -ENOENT if there is none. */
+int store_audit_get(struct store_tx *tx, int64_t id, struct store_audit *ret);
 /* Deletes every record with id <= through (retention only). Returns count. */
 int64_t store_audit_delete_through(struct store_tx *tx, int64_t through);
 /* Every record, ascending by id (for verification). */
