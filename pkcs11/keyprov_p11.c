@@ -320,7 +320,7 @@ static int env_pin_take(const char *name, char *v)
 	if (n > PIN_MAX) {
 		log_debug("PIN environment variable '%s' is too long", name);
 		r = -VLT_E_HSM_PIN_SOURCE;
-	} else if ((r = secret_new(n + 1, &pin)) >= 0) {
+	} else if ((r = secret_new_guarded(n + 1, &pin)) >= 0) {
 		memcpy(pin->p, v, n);
 		pin->p[n] = '\0';
 		pin->len = n;

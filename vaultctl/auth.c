@@ -48,7 +48,7 @@ int credentials_body(const char *user, const char *passphrase_file, const char *
 int parse_cred_opts(struct ctx *ctx, int argc, char **argv, const char *cmd, const char *help,
 			   struct cred_opts *o)
 {
-	enum { OPT_USER = OPT_COMMON_LAST + 1, OPT_PFILE, OPT_TOTP, OPT_RECOVERY, OPT_PRINT };
+	enum { OPT_USER = OPT_COMMON_LAST + 1, OPT_PFILE, OPT_TOTP, OPT_RECOVERY, OPT_PRINT, OPT_NO_LOGIN };
 	static const struct option opts[] = {
 		COMMON_LONGOPTS,
 		{ "user", required_argument, NULL, OPT_USER },
@@ -56,6 +56,7 @@ int parse_cred_opts(struct ctx *ctx, int argc, char **argv, const char *cmd, con
 		{ "totp", required_argument, NULL, OPT_TOTP },
 		{ "recovery-code", no_argument, NULL, OPT_RECOVERY },
 		{ "print-token", no_argument, NULL, OPT_PRINT },
+		{ "no-login", no_argument, NULL, OPT_NO_LOGIN },
 		{},
 	};
 	int c, r;
@@ -79,6 +80,11 @@ int parse_cred_opts(struct ctx *ctx, int argc, char **argv, const char *cmd, con
 			if (!streq(cmd, "login"))
 				return usage_error(cmd, "--print-token is only for login");
 			o->print_token = true;
+			break;
+		case OPT_NO_LOGIN:
+			if (!streq(cmd, "unlock"))
+				return usage_error(cmd, "--no-login is only for unlock");
+			o->no_login = true;
 			break;
 		default:
 			if ((r = common_option(ctx, c, help)) != OPT_CONTINUE)

@@ -13,7 +13,7 @@ int credentials_body(const char *user, const char *passphrase_file, const char *
 /* The options of unlock and login. OPT_CONTINUE (cli.h) when parsed, else an exit code. */
 struct cred_opts {
 	const char *user, *pfile, *totp;
-	bool recovery, print_token;
+	bool recovery, print_token, no_login;
 };
 int parse_cred_opts(struct ctx *ctx, int argc, char **argv, const char *cmd, const char *help,
 		    struct cred_opts *o);

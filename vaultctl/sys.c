@@ -1,5 +1,7 @@
 /* vaultctl/sys.c: status, init, unlock, lock. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include "common/json.h"
 #include "vaultctl/auth.h"
@@ -9,6 +11,7 @@
 #include "vaultctl/msg.h"
 #include "vaultctl/output.h"
 #include "vaultctl/qr.h"
+#include "vaultctl/token.h"
 #include "vaultctl/sys.h"
 
 static const char status_help[] =
@@ -148,9 +151,12 @@ int cmd_init(struct ctx *ctx, int argc, char **argv)
 
 static const char unlock_help[] =
 	"Usage: vaultctl unlock --user NAME [--passphrase-file FILE] [--totp CODE | --recovery-code]\n"
+	"                       [--no-login]\n"
 	"\n"
-	"Unlocks the vault with an admin's passphrase and TOTP code. What is not\n"
-	"given as an option is asked on the terminal (the passphrase without echo).\n"
+	"Unlocks the vault with an admin's passphrase and TOTP code, and logs that\n"
+	"admin in with the same code (a code is good once; --no-login does not), so\n"
+	"'vaultctl lock' works at once. What is not given as an option is asked on\n"
+	"the terminal (the passphrase without echo).\n"
 	"--recovery-code asks for one of the recovery codes instead of a TOTP code.\n"
 	"After too many failures vaultd refuses further attempts for a while (exit 4).\n"
 	"\n"
@@ -161,17 +167,40 @@ static const char unlock_help[] =
 int cmd_unlock(struct ctx *ctx, int argc, char **argv)
 {
 	_cleanup_json_ json_t *body = NULL, *reply = NULL;
+	_cleanup_free_ char *path = NULL;
 	struct cred_opts o = { 0 };
+	const char *token;
+	bool login;
 	int r;
 
 	if ((r = parse_cred_opts(ctx, argc, argv, "unlock", unlock_help, &o)) != OPT_CONTINUE)
 		return r;
 	if ((r = credentials_body(o.user, o.pfile, o.totp, o.recovery, &body)) != EXIT_OK)
 		return r;
+	/* Logged in by the same code: a TOTP step is good once, so a separate
+	 * login would have to wait for the next one. Only where the token can
+	 * be kept. */
+	login = !o.no_login && getenv("XDG_RUNTIME_DIR");
+	if (login && json_object_set_new(body, "session", json_true()) < 0)
+		return error("out of memory");
 	if ((r = api_call(ctx, "unlock", "POST", "/v1/sys/unlock", body, 0, &reply)) != EXIT_OK)
 		return r;
-	if (ctx->json)
+	token = json_string_value(json_object_get(reply, "token"));
+	if (token && (r = token_store(token, strlen(token), &path)) != EXIT_OK)
+		token = NULL;           /* said why; the vault is unlocked all the same */
+	json_object_del(reply, "token");        /* never printed */
+	if (ctx->json) {
+		if (path)
+			json_object_set_new(reply, "token_file", json_string(path));
 		print_json(reply);
+		return EXIT_OK;
+	}
+	if (token)
+		out_line("The vault is unlocked; logged in as %s until %s (token in %s).",
+			 json_string_value(json_object_get(reply, "user")) ?: o.user,
+			 json_string_value(json_object_get(reply, "expires_at")) ?: "?", path);
+	else if (login)
+		out_line("The vault is unlocked, but you are not logged in: run 'vaultctl login'.");
 	else
 		puts("The vault is unlocked.");
 	return EXIT_OK;

@@ -683,6 +683,30 @@ class HsmErrors(VaultTestCase):
         self.assertIn("PIN", r.json["message"])
         self.assertTrue(v.get("/v1/sys/health").json["locked"])
 
+    def test_pin_from_the_environment_unlocks_and_leaves_it(self):
+        """[hsm] pin_env: the PIN is taken at the first open, kept sealed in
+        guarded memory for every later one (init, each unlock), and gone from
+        the process's environment (its value wiped in place)."""
+        v = self.v
+        pin_file = os.path.join(v.dir, "hsm.pin")
+        with open(pin_file) as f:
+            pin = f.read().strip()
+        conf = open(v.conf).read().replace(f"pin_file = {pin_file}\n", "pin_env = VAULTD_E2E_PIN\n")
+        self.assertIn("pin_env", conf)
+        v.write_config(conf)
+        v.env["VAULTD_E2E_PIN"] = pin
+        v.ready()
+        self.assertEqual(v.put("/v1/secrets/acme/env/pin", {"type": "generic", "data": {"k": "v"}}).status, 200)
+        self.assertEqual(v.post("/v1/sys/lock").status, 200)
+        v.unlock()                      # a second open of the token, from the kept copy
+        self.assertEqual(v.get("/v1/secrets/acme/env/pin").json["data"], {"k": "v"})
+        with open(f"/proc/{v.proc.pid}/environ", "rb") as f:
+            environ = f.read()
+        # /proc/PID/environ is the start-up block: unsetenv() leaves the name
+        # there, but its value was wiped in place.
+        self.assertNotIn(pin.encode(), environ)
+        self.assertNotIn(b"VAULTD_E2E_PIN=" + pin[:1].encode(), environ)
+
 
 class Config(VaultTestCase):
     def test_bad_config_names_file_line_and_key(self):

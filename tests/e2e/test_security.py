@@ -62,6 +62,55 @@ class SecurityCase(AuditCase):
         return self.check(self.v.get("/v1/audit/verify", token=False), 200, "GET /v1/audit/verify").json
 
 
+class UnlockSession(SecurityCase):
+    """Issue 14, point 7: a TOTP step is good once, so "unlock, then log in"
+    needed two codes and there was no emergency lock right after an unlock.
+    Unlock may now log the same admin in ("session": true), with one code."""
+
+    def test_unlock_then_lock_needs_one_code(self):
+        v = self.v
+        v.start()
+        v.remember_enrolment(ADMIN, v.init())
+        code = v.fresh_totp(ADMIN)
+        r = self.check(self.unlock_req(totp=code, session=True), 200, "unlock with a session")
+        self.assertRegex(r.json["token"], r"^vt\.[0-9a-f]{64}$")
+        self.assertEqual((r.json["locked"], r.json["user"]), (False, ADMIN))
+        self.assertIn("admin", r.json["roles"])
+        token = r.json["token"]
+        # The same code does not log in again: the unlock's session is the only one it bought.
+        again = v.post("/v1/auth/login", {"user": ADMIN, "passphrase": PASSPHRASE, "totp": code}, token=False)
+        self.assertEqual(again.status, 401, again)
+        # The emergency brake, at once, with no second code.
+        self.check(v.post("/v1/sys/lock", token=token), 200, "lock with the unlock's session")
+        self.assertTrue(v.get("/v1/sys/health", token=False).json["locked"])
+        # The lock ended that session like every other.
+        self.check(self.unlock_req(recovery_code=v.recovery_codes[ADMIN].pop()), 200, "unlock without a session")
+        self.assertEqual(v.get("/v1/auth/self", token=token).status, 401)
+        self.assertNotIn("token", self.unlock_req(recovery_code=v.recovery_codes[ADMIN].pop()).json)
+        # The records: the unlock says it came with a session, the lock is the admin's.
+        self.token = v.login()
+        recs = self.audit_all(action="sys.unlock")
+        self.assertEqual([x["detail"] for x in recs], ["with a session", None, None])
+        locks = self.audit_all(action="sys.lock")
+        self.assertEqual([(x["principal"], x["result"]) for x in locks], [(f"user:{ADMIN}", "allowed")])
+
+    def test_session_field_is_checked(self):
+        v = self.v
+        v.start()
+        v.remember_enrolment(ADMIN, v.init())
+        r = self.unlock_req(totp=v.fresh_totp(ADMIN), session="yes")
+        self.assertEqual((r.status, list(r.json["fields"])), (400, ["session"]), r)
+        self.assertTrue(v.get("/v1/sys/health", token=False).json["locked"], "a refused unlock unlocks nothing")
+        r = self.unlock_req(passphrase=PASSPHRASE + "x", totp=v.fresh_totp(ADMIN), session=True)
+        self.assertEqual(r.status, 401, r)
+        self.assertNotIn("token", r.json)
+        self.assertTrue(v.get("/v1/sys/health", token=False).json["locked"])
+        self.check(self.unlock_req(recovery_code=v.recovery_codes[ADMIN].pop()), 200, "unlock")
+        r = v.post("/v1/auth/login", {"user": ADMIN, "passphrase": PASSPHRASE, "totp": v.fresh_totp(ADMIN),
+                                      "session": True}, token=False)
+        self.assertEqual((r.status, r.json["fields"]), (400, {"session": "only unlock takes it"}), r)
+
+
 class WipedLog(SecurityCase):
     """Finding 1: a full wipe of the audit table and its anchor verified as
     a fresh, intact log."""

@@ -104,7 +104,8 @@ class ExitCodes(CtlCase):
         bad = wrong_totp(self.v.totp_secrets[ADMIN])
         p = self.ctl("unlock", "--user", ADMIN, "--passphrase-file", self.pfile, "--totp", bad, check=4)
         self.assertIn("unlock", p.stderr)
-        self.ctl("unlock", "--user", ADMIN, "--passphrase-file", self.pfile, "--totp", self.code(), check=0)
+        self.ctl("unlock", "--user", ADMIN, "--passphrase-file", self.pfile, "--totp", self.code(), "--no-login",
+                 check=0)
         self.ctl("login", "--user", ADMIN, "--passphrase-file", self.pfile, "--totp", bad, check=4)
         # Lock revoked the session: the stored token is refused (4) until login.
         self.ctl("get", "acme/chat/slack", check=4)
@@ -228,6 +229,30 @@ class Secrets(CtlCase):
         # One trailing newline stripped from each; the inner ones kept.
         self.assertEqual(j["data"], {"token": "tok", "pem": pem[:-1]})
         self.ctl("put", "acme/misc/g", "--type", "generic", f"x=@{self.v.dir}/missing", check=1)
+
+
+class UnlockLogsIn(CtlCase):
+    def test_unlock_then_lock_with_one_code(self):
+        self.v.start()
+        reply = json.loads(self.ctl("init", "--admin", ADMIN, "--passphrase-file", self.pfile, "--json",
+                                    check=0).stdout)
+        self.v.totp_secrets[ADMIN] = reply["totp_secret"]
+        self.v.recovery_codes[ADMIN] = reply["recovery_codes"]
+        p = self.ctl("unlock", "--user", ADMIN, "--passphrase-file", self.pfile, "--totp", self.code(), check=0)
+        self.assertRegex(p.stdout, rf"^The vault is unlocked; logged in as {ADMIN} until .* \(token in {self.xdg}/")
+        self.ctl("lock", check=0)
+        self.assertTrue(json.loads(self.ctl("status", "--json", check=3).stdout)["locked"])
+        # --no-login: unlocked, no session; lock then needs a login.
+        p = self.ctl("unlock", "--user", ADMIN, "--passphrase-file", self.pfile, "--totp", self.code(),
+                     "--no-login", check=0)
+        self.assertEqual(p.stdout, "The vault is unlocked.\n")
+        p = self.ctl("lock", check=4)
+        self.assertIn("log in", p.stderr)
+        j = json.loads(self.ctl("unlock", "--user", ADMIN, "--passphrase-file", self.pfile, "--totp",
+                                self.code(), "--json", check=0).stdout)
+        self.assertNotIn("token", j)
+        self.assertTrue(j["token_file"].startswith(self.xdg))
+        self.ctl("login", "--no-login", "--user", ADMIN, check=2)
 
 
 class Status(CtlCase):

@@ -103,9 +103,10 @@ static struct login_env login_env_of(struct api *a)
 /* Parses {"user", "passphrase", "totp" | "recovery_code"} and checks all
  * three (login_check()). 0 with *ret_user filled, or writes the reply and
  * returns it. */
-static int authenticate(struct api *a, struct call *c, struct store_user *ret_user, json_t **ret_body)
+static int authenticate(struct api *a, struct call *c, struct store_user *ret_user, bool *ret_session,
+			json_t **ret_body)
 {
-	static const char *const fields[] = { "user", "passphrase", "totp", "recovery_code", NULL };
+	static const char *const fields[] = { "user", "passphrase", "totp", "recovery_code", "session", NULL };
 	static const char *const q[] = { NULL };
 	_cleanup_json_ json_t *body = NULL;
 	_cleanup_secret_ struct secret *pass = NULL;
@@ -122,6 +123,15 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 	pp = json_object_get(body, "passphrase");
 	totp = json_object_get(body, "totp");
 	rc = json_object_get(body, "recovery_code");
+	/* unlock only: also log in, with the same code (a TOTP step is spent
+	 * once, so a login right after would need the next one). */
+	if (json_object_get(body, "session") && (!ret_session || !json_is_boolean(json_object_get(body, "session"))))
+		return reply_invalid(ret_body,
+				     json_pack("{s:s}", "session",
+					       ret_session ? "must be true or false" : "only unlock takes it"),
+				     "invalid credentials request");
+	if (ret_session)
+		*ret_session = json_is_true(json_object_get(body, "session"));
 	if (!json_is_string(user) || !json_is_string(pp) || (!totp == !rc) || (totp && !json_is_string(totp)) ||
 	    (rc && !json_is_string(rc)))
 		return reply_invalid(ret_body,
@@ -172,16 +182,52 @@ static int record_unlock(void *userdata)
 	return u->status ? -EIO : 0;
 }
 
+static int issue_session(struct api *a, struct call *c, const struct store_user *u, const uint8_t epoch[16],
+			 bool audited, char *token, size_t size, int64_t *ret_expires);
+
+/* The unlock succeeded and its record is written: the session that comes
+ * with it (the unlock's record says "with a session"). If it cannot be
+ * stored the vault stays unlocked and the reply says how to log in. */
+static int unlocked_with_session(struct api *a, struct call *c, struct store_user *u, json_t **ret_body)
+{
+	char token[2 * TOKEN_BYTES + 8];
+	uint8_t epoch[16];
+	int64_t expires = 0;
+	json_t *roles;
+	int r;
+
+	log_info("vault unlocked by '%s' (uid %u), with a session", u->name, (unsigned)c->req->uid);
+	vault_epoch_get(a->v, epoch);
+	r = issue_session(a, c, u, epoch, false, token, sizeof(token), &expires);
+	sodium_memzero(epoch, sizeof(epoch));
+	if (r < 0) {
+		log_error_errno(r, "vault unlocked by '%s', but its session could not be stored (request %s)", u->name,
+				c->req->request_id);
+		store_user_clear(u);
+		return reply(ret_body, 200, json_pack("{s:b, s:n, s:s}", "locked", r == -EACCES, "token", "message",
+						      "unlocked, but no session could be stored; run 'vaultctl login'"));
+	}
+	roles = json_loads(u->roles, 0, NULL);
+	r = reply(ret_body, 200, json_pack("{s:b, s:s, s:o, s:s, s:o}", "locked", 0, "token", token, "expires_at",
+					   json_time(expires), "user", u->name, "roles", roles ? roles : json_array()));
+	sodium_memzero(token, sizeof(token));
+	store_user_clear(u);
+	return r;
+}
+
 int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 {
 	struct unlock_record rec = { .a = a, .c = c, .ret_body = ret_body };
 	struct store_user u = {0};
+	bool session = false;
 	int r;
 
 	if (!api_is_initialized(a))
 		return reply_error(ret_body, 503, "uninitialized", "the vault is not initialized; run 'vaultctl init'");
-	if ((r = authenticate(a, c, &u, ret_body)))
+	if ((r = authenticate(a, c, &u, &session, ret_body)))
 		return r;
+	if (session)
+		snprintf(c->detail, sizeof(c->detail), "with a session");
 	if (!vault_user_may_unlock(a->v, &u)) {
 		log_warning("unlock refused: user '%s' lacks the admin capability", u.name);
 		store_user_clear(&u);
@@ -193,6 +239,8 @@ int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 		store_user_clear(&u);
 		return rec.status;
 	}
+	if (r >= 0 && session)
+		return unlocked_with_session(a, c, &u, ret_body);
 	store_user_clear(&u);
 	if (r == -EBADMSG) {
 		snprintf(c->detail, sizeof(c->detail), "authorization rows fail their seal");
@@ -211,20 +259,66 @@ int h_unlock(struct api *a, struct call *c, json_t **ret_body)
 	return reply(ret_body, 200, json_pack("{s:b}", "locked", 0));
 }
 
+/* Stores a new session token for u, made under epoch (the unlock it
+ * belongs to), into token (NUL-terminated) and *ret_expires. The login's
+ * record commits with it when audited; unlock has written its own. 0,
+ * -EACCES if the vault was locked (or unlocked again) meanwhile, or a
+ * storage error; the token is wiped on failure. */
+static int issue_session(struct api *a, struct call *c, const struct store_user *u, const uint8_t epoch[16],
+			 bool audited, char *token, size_t size, int64_t *ret_expires)
+{
+	uint8_t raw[TOKEN_BYTES], now_epoch[16];
+	struct store_token t = {0};
+	struct store_tx *tx = NULL;
+	int r;
+
+	if (size < 2 * TOKEN_BYTES + 4)
+		return -EINVAL;
+	randombytes_buf(raw, sizeof(raw));
+	memcpy(token, "vt.", 3);
+	sodium_bin2hex(token + 3, size - 3, raw, sizeof(raw));
+	sodium_memzero(raw, sizeof(raw));
+	token_hash_hex(epoch, token, strlen(token), t.hash);
+	snprintf(t.user, sizeof(t.user), "%s", u->name);
+	t.uid = (uint32_t)c->req->uid;
+	t.created_at = time(NULL);
+	t.expires_at = t.created_at + a->cfg.session_ttl;
+	r = store_write_begin(a->store, &tx);
+	if (r >= 0) {
+		/* Re-checked inside the transaction: a lock that ran since
+		 * purged the tokens before this one would be stored. */
+		vault_epoch_get(a->v, now_epoch);
+		if (!keyring_is_unlocked(a->keyring) || sodium_memcmp(epoch, now_epoch, 16) != 0)
+			r = -EACCES;
+		sodium_memzero(now_epoch, sizeof(now_epoch));
+	}
+	if (r >= 0) {
+		(void)store_token_purge_expired(tx, t.created_at);
+		r = store_token_put(tx, &t);
+	}
+	if (r >= 0)
+		r = audited ? commit_audited(a, c, &tx) : store_write_commit(TAKE_PTR(tx));
+	store_tx_end(tx);
+	if (r < 0)
+		sodium_memzero(token, size);
+	else
+		*ret_expires = t.expires_at;
+	return r;
+}
+
 int h_login(struct api *a, struct call *c, json_t **ret_body)
 {
-	uint8_t raw[TOKEN_BYTES], epoch[16], now_epoch[16];
+	uint8_t epoch[16];
 	char token[2 * TOKEN_BYTES + 8];
-	struct store_token t = {0};
 	struct store_user u = {0};
-	struct store_tx *tx = NULL;
+	int64_t expires = 0;
 	json_t *roles;
 	int r;
 
 	/* The epoch of the unlock this login happens under: a lock (or a
 	 * new unlock) while it runs makes the token worthless. */
 	vault_epoch_get(a->v, epoch);
-	if ((r = authenticate(a, c, &u, ret_body)))
+	if ((r = authenticate(a, c, &u, NULL, ret_body)))
 		return r;
 #ifdef VAULTD_FAULT_INJECTION
 	{
@@ -237,33 +331,9 @@ int h_login(struct api *a, struct call *c, json_t **ret_body)
 			nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L }, NULL);
 	}
 #endif
-	randombytes_buf(raw, sizeof(raw));
-	memcpy(token, "vt.", 3);
-	sodium_bin2hex(token + 3, sizeof(token) - 3, raw, sizeof(raw));
-	sodium_memzero(raw, sizeof(raw));
-	token_hash_hex(epoch, token, strlen(token), t.hash);
-	snprintf(t.user, sizeof(t.user), "%s", u.name);
-	t.uid = (uint32_t)c->req->uid;
-	t.created_at = time(NULL);
-	t.expires_at = t.created_at + a->cfg.session_ttl;
-	r = store_write_begin(a->store, &tx);
-	if (r >= 0) {
-		/* Re-checked inside the transaction: a lock that ran since
-		 * purged the tokens before this one would be stored. */
-		vault_epoch_get(a->v, now_epoch);
-		if (!keyring_is_unlocked(a->keyring) || sodium_memcmp(epoch, now_epoch, sizeof(epoch)) != 0)
-			r = -EACCES;
-	}
-	if (r >= 0) {
-		(void)store_token_purge_expired(tx, t.created_at);
-		r = store_token_put(tx, &t);
-	}
-	if (r >= 0)
-		r = commit_audited(a, c, &tx);
-	store_tx_end(tx);
+	r = issue_session(a, c, &u, epoch, true, token, sizeof(token), &expires);
 	sodium_memzero(epoch, sizeof(epoch));
 	if (r < 0) {
-		sodium_memzero(token, sizeof(token));
 		store_user_clear(&u);
 		if (r == -EACCES) {
 			snprintf(c->detail, sizeof(c->detail), "the vault was locked while logging in");
@@ -274,7 +344,7 @@ int h_login(struct api *a, struct call *c, json_t **ret_body)
 	roles = json_loads(u.roles, 0, NULL);
 	log_info("user '%s' logged in from uid %u", u.name, (unsigned)c->req->uid);
 	r = reply(ret_body, 200, json_pack("{s:s, s:o, s:s, s:o}", "token", token, "expires_at",
-					   json_time(t.expires_at), "user", u.name, "roles",
+					   json_time(expires), "user", u.name, "roles",
 					   roles ? roles : json_array()));
 	sodium_memzero(token, sizeof(token));
 	store_user_clear(&u);
