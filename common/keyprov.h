@@ -53,6 +53,12 @@ struct keyprov_config {
 
 struct keyprov;
 
+/* After a call that failed, on the same thread: one line naming what was
+ * wrong (the PIN file's path and why, the module's path and dlerror(), the
+ * token label, the key's label and version), or "" if there is nothing to
+ * add to the error code. Never a PIN. */
+const char *keyprov_error_detail(void);
+
 /* Loads the module, finds the token, logs in as user.
  * -VLT_E_HSM_MODULE, -VLT_E_HSM_TOKEN, -VLT_E_HSM_PIN_SOURCE, -VLT_E_HSM_PIN,
  * -VLT_E_HSM_PIN_LOCKED, -VLT_E_HSM_TIMEOUT, -ENOMEM, -EINVAL. */

@@ -43,6 +43,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -113,6 +114,26 @@ static const char *const job_names[] = {
 /* One request to the worker. Inputs are copies and outputs stay here until
  * the caller takes them: after a timeout the caller is gone and only the job
  * is left for the worker to write into. */
+/* What the last failed call of this thread was about, for the operator:
+ * paths, labels, versions, library errors; never a PIN. A call into the
+ * worker carries the worker's detail back (job.detail). */
+static _Thread_local char last_detail[256];
+
+_printf_(1, 2) static void set_detail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(last_detail, sizeof(last_detail), fmt, ap);
+	va_end(ap);
+	log_debug("%s", last_detail);
+}
+
+const char *keyprov_error_detail(void)
+{
+	return last_detail;
+}
+
 struct job {
 	struct job *next;
 	enum job_op op;
@@ -129,6 +150,7 @@ struct job {
 	EVP_PKEY *pubkey;               /* JOB_PUBKEY */
 	struct secret *rk;              /* JOB_UNWRAP */
 	struct keyprov_p11_test_attrs attrs;
+	char detail[sizeof(last_detail)];      /* the worker's set_detail() */
 };
 
 struct keyprov {
@@ -233,16 +255,16 @@ static int pin_from_file(const char *path, struct secret **ret)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		r = -errno;
-		log_debug("PIN file '%s': %s", path, vlt_strerror(r));
+		set_detail("PIN file '%s': %s", path, vlt_strerror(r));
 		return -VLT_E_HSM_PIN_SOURCE;
 	}
 	/* fstat() on the open fd: the file we check is the file we read. */
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_debug("PIN file '%s' is not a regular file", path);
+		set_detail("PIN file '%s' is not a regular file", path);
 		return -VLT_E_HSM_PIN_SOURCE;
 	}
 	if (st.st_mode & 0077) {
-		log_debug("PIN file '%s' has mode %04o; group and others must have no access",
+		set_detail("PIN file '%s' has mode %04o; group and others must have no access",
 			  path, (unsigned)(st.st_mode & 07777));
 		return -VLT_E_HSM_PIN_SOURCE;
 	}
@@ -267,14 +289,14 @@ static int pin_from_file(const char *path, struct secret **ret)
 		while (n < 0 && errno == EINTR);
 		if (n != 0) {
 			OPENSSL_cleanse(&extra, sizeof(extra));
-			log_debug("PIN file '%s' is too long", path);
+			set_detail("PIN file '%s' is too long", path);
 			return -VLT_E_HSM_PIN_SOURCE;
 		}
 	}
 	if (pin->len > 0 && pin->p[pin->len - 1] == '\n')
 		pin->len--;
 	if (pin->len == 0 || pin->len > PIN_MAX || memchr(pin->p, '\0', pin->len)) {
-		log_debug("PIN file '%s' is empty, too long or contains NUL", path);
+		set_detail("PIN file '%s' is empty, too long or contains NUL", path);
 		return -VLT_E_HSM_PIN_SOURCE;
 	}
 	pin->p[pin->len] = '\0';
@@ -318,7 +340,7 @@ static int env_pin_take(const char *name, char *v)
 	int r = 0;
 
 	if (n > PIN_MAX) {
-		log_debug("PIN environment variable '%s' is too long", name);
+		set_detail("PIN environment variable '%s' is too long", name);
 		r = -VLT_E_HSM_PIN_SOURCE;
 	} else if ((r = secret_new_guarded(n + 1, &pin)) >= 0) {
 		memcpy(pin->p, v, n);
@@ -366,7 +388,7 @@ static int pin_from_env(const char *name, struct secret **ret)
 	pthread_mutex_lock(&env_pins_mtx);
 	v = getenv(name);
 	if (v && !*v) {
-		log_debug("PIN environment variable '%s' is empty", name);
+		set_detail("PIN environment variable '%s' is empty", name);
 		r = -VLT_E_HSM_PIN_SOURCE;
 		goto out;
 	}
@@ -374,7 +396,7 @@ static int pin_from_env(const char *name, struct secret **ret)
 		goto out;
 	e = env_pin_find(name);
 	if (!e) {
-		log_debug("PIN environment variable '%s' is unset", name);
+		set_detail("PIN environment variable '%s' is unset", name);
 		r = -VLT_E_HSM_PIN_SOURCE;
 		goto out;
 	}
@@ -450,11 +472,14 @@ static int find_object(struct keyprov *kp, CK_OBJECT_CLASS cls, const char *labe
 		log_debug("C_FindObjects: 0x%lx", (unsigned long)rv);
 		return -VLT_E_HSM;
 	}
-	if (n == 0)
+	if (n == 0) {
+		set_detail("no %s labelled '%s' with version %u (CKA_ID %08x) in the token",
+			   cls == CKO_PRIVATE_KEY ? "private key" : "public key", label, version, version);
 		return -VLT_E_HSM_KEY_NOT_FOUND;
+	}
 	if (n > 1) {
 		/* Someone else created a duplicate; refuse to guess. */
-		log_debug("several %s objects for '%s' version %u",
+		set_detail("several %s objects for '%s' version %u",
 			  cls == CKO_PRIVATE_KEY ? "private key" : "public key", label, version);
 		return -VLT_E_HSM;
 	}
@@ -578,12 +603,12 @@ static int run_open(struct keyprov *kp, struct job *job)
 	 * module's symbols out of the global scope. */
 	kp->dl = dlopen(kp->module_path, RTLD_NOW | RTLD_LOCAL);
 	if (!kp->dl) {
-		log_debug("dlopen('%s'): %s", kp->module_path, dlerror());
+		set_detail("dlopen('%s'): %s", kp->module_path, dlerror());
 		return -VLT_E_HSM_MODULE;
 	}
 	get_function_list = (CK_C_GetFunctionList)dlsym(kp->dl, "C_GetFunctionList");
 	if (!get_function_list) {
-		log_debug("'%s' is not a PKCS#11 module (no C_GetFunctionList)", kp->module_path);
+		set_detail("'%s' is not a PKCS#11 module (no C_GetFunctionList)", kp->module_path);
 		return -VLT_E_HSM_MODULE;
 	}
 
@@ -591,7 +616,7 @@ static int run_open(struct keyprov *kp, struct job *job)
 	if (!kp->ctx)
 		return -ENOMEM;
 	if (PKCS11_CTX_load(kp->ctx, kp->module_path) < 0) {
-		log_debug("libp11 cannot load PKCS#11 module '%s'", kp->module_path);
+		set_detail("libp11 cannot load PKCS#11 module '%s'", kp->module_path);
 		return -VLT_E_HSM_MODULE;
 	}
 	kp->loaded = true;
@@ -621,7 +646,7 @@ static int run_open(struct keyprov *kp, struct job *job)
 		}
 	}
 	if (matches != 1) {
-		log_debug("%s token labelled '%s'", matches ? "more than one" : "no", kp->token_label);
+		set_detail("%s token labelled '%s'", matches ? "more than one" : "no", kp->token_label);
 		kp->slot = NULL;
 		return -VLT_E_HSM_TOKEN;
 	}
@@ -649,7 +674,7 @@ static int run_open(struct keyprov *kp, struct job *job)
 	secret_free(TAKE_PTR(job->pin));        /* wiped now, whatever the outcome */
 	r = login_error(rv);
 	if (r < 0) {
-		log_debug("C_Login: 0x%lx", (unsigned long)rv);
+		set_detail("token '%s' refused the login (C_Login: 0x%lx)", kp->token_label, (unsigned long)rv);
 		/* Some tokens lock on the last wrong try and still say
 		 * CKR_PIN_INCORRECT: the flags tell. */
 		if (r == -VLT_E_HSM_PIN && token_pin_locked(kp, &locked) == 0 && locked)
@@ -853,7 +878,7 @@ static int libp11_private_key(struct keyprov *kp, CK_OBJECT_HANDLE priv, const c
 		*ret = TAKE_PTR(pkey);
 		return 0;
 	}
-	log_debug("libp11 has no usable entry for key '%s' version %u", label, version);
+	set_detail("libp11 has no usable entry for key '%s' version %u", label, version);
 	return -VLT_E_HSM;
 }
 
@@ -1114,7 +1139,10 @@ static void *worker_main(void *arg)
 
 		/* After a timeout nothing touches the token again: the stuck
 		 * call may still be inside the module. */
+		last_detail[0] = '\0';
 		r = poisoned ? -VLT_E_HSM_TIMEOUT : run_job(kp, job);
+		if (r < 0)
+			memcpy(job->detail, last_detail, sizeof(job->detail));
 		(void)ssl_errors_drain(job_names[job->op]);
 		if (r < 0)
 			log_debug("%s: %s", job_names[job->op], vlt_strerror(r));
@@ -1152,6 +1180,7 @@ static int call(struct keyprov *kp, struct job *job)
 	struct timespec deadline;
 	int r;
 
+	last_detail[0] = '\0';
 	if (getpid() != kp->pid) {
 		/* fork() copies neither the worker thread nor a usable module
 		 * state (libp11 0.4.12 even loses its locking there). */
@@ -1188,13 +1217,14 @@ static int call(struct keyprov *kp, struct job *job)
 			break;
 	if (job->done) {
 		r = job->result;
+		if (r < 0 && job->detail[0])
+			memcpy(last_detail, job->detail, sizeof(last_detail));
 	} else {
 		/* Our job (or one ahead of it) is stuck. From now on the
 		 * provider only fails; wake the other waiters so they fail
 		 * fast too. The worker keeps its reference to job. */
 		if (!kp->poisoned)
-			log_debug("%s: no answer from the token within %u ms", job_names[job->op],
-				  kp->timeout_ms);
+			set_detail("%s: no answer from the token within %u ms", job_names[job->op], kp->timeout_ms);
 		kp->poisoned = true;
 		pthread_cond_broadcast(&kp->done_cv);
 		r = -VLT_E_HSM_TIMEOUT;
@@ -1266,6 +1296,7 @@ int keyprov_open(const struct keyprov_config *cfg, struct keyprov **ret)
 	bool has_file, has_env;
 	int r;
 
+	last_detail[0] = '\0';
 	if (!cfg || !ret || !cfg->module_path || !cfg->token_label || !*cfg->token_label)
 		return -EINVAL;
 	has_file = cfg->pin_file && *cfg->pin_file;
@@ -1274,7 +1305,7 @@ int keyprov_open(const struct keyprov_config *cfg, struct keyprov **ret)
 		return -EINVAL;         /* exactly one PIN source ("" counts as unset) */
 	if (cfg->module_path[0] != '/') {
 		/* A bare name would go through the library search path. */
-		log_debug("PKCS#11 module path '%s' is not absolute", cfg->module_path);
+		set_detail("PKCS#11 module path '%s' is not absolute", cfg->module_path);
 		return -VLT_E_HSM_MODULE;
 	}
 	r = secret_library_init();
@@ -1308,6 +1339,7 @@ int keyprov_open(const struct keyprov_config *cfg, struct keyprov **ret)
 
 void keyprov_close(struct keyprov *kp)
 {
+	char saved[sizeof(last_detail)];
 	struct job *job;
 	int r;
 
@@ -1316,10 +1348,13 @@ void keyprov_close(struct keyprov *kp)
 	if (getpid() != kp->pid)
 		return;         /* forked child: the worker and the module are the parent's */
 
+	/* Closing after a failure must not lose what the failure was about. */
+	memcpy(saved, last_detail, sizeof(saved));
 	job = job_new(JOB_CLOSE, NULL, 0);
 	r = job ? call(kp, job) : -ENOMEM;
 	if (job)
 		job_unref(kp, job);
+	memcpy(last_detail, saved, sizeof(last_detail));
 	if (r == -VLT_E_HSM_TIMEOUT || r == -ENOMEM) {
 		/* A call is stuck inside the module (or we could not even ask
 		 * the worker to stop). Joining could hang forever and

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include "common/err.h"
 #include "common/json.h"
+#include "common/keyprov.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "vaultd/core/vault.h"
@@ -329,12 +330,17 @@ int main(int argc, char **argv)
 			log_error_errno(r, "cannot unlock the dev vault");
 			goto out;
 		}
-	} else if (vault_is_initialized(vault)) {
-		/* Find HSM trouble at start, not at the first unlock. Not fatal:
-		 * the HSM may come back, and health must answer meanwhile. */
+	} else {
+		/* Find HSM trouble at start, not at the first unlock or init.
+		 * Not fatal: the HSM may come back, and health must answer
+		 * meanwhile. */
 		r = keyring_check_hsm(vault->keyring, vault->store);
-		if (r < 0)
-			log_error_errno(r, "the HSM key for this vault is not usable; unlock will fail until it is");
+		if (r < 0) {
+			const char *d = keyprov_error_detail();
+
+			log_error("%s%s%s; %s will fail until it is fixed", vlt_strerror(r), *d ? ": " : "", d,
+				  vault_is_initialized(vault) ? "unlock" : "init");
+		}
 	}
 
 	{

@@ -683,6 +683,85 @@ class HsmErrors(VaultTestCase):
         self.assertIn("PIN", r.json["message"])
         self.assertTrue(v.get("/v1/sys/health").json["locked"])
 
+    def start_with(self, old, new):
+        """vaultd on a config with 'old' replaced by 'new', uninitialised;
+        returns (the start-up log, the answer to init)."""
+        v = self.v
+        conf = open(v.conf).read()
+        self.assertIn(old, conf)
+        v.write_config(conf.replace(old, new))
+        v.start()
+        r = v.post("/v1/sys/init", {"admin": ADMIN, "passphrase": PASSPHRASE})
+        return v.read_log(), r
+
+    def assert_named(self, log, r, *words):
+        self.assertEqual((r.status, r.json["error"]), (503, "hsm_unavailable"), r)
+        for w in words:
+            self.assertIn(w, r.json["message"], r)
+            self.assertIn(w, log)
+        self.assertRegex(log, r"error: .*init will fail until it is fixed", "checked at start, before init")
+        self.assertEqual(self.v.get("/v1/sys/health").json["initialized"], False)
+
+    def test_pin_file_problems_name_the_file_and_why(self):
+        v = self.v
+        pin_file = os.path.join(v.dir, "hsm.pin")
+        os.chmod(pin_file, 0o640)
+        log, r = self.start_with("key_label = vaultd-root", "key_label = vaultd-root")
+        self.assert_named(log, r, pin_file, "mode 0640")
+        self.assertNotIn(open(pin_file).read().strip(), log + r.raw.decode())
+
+    def test_missing_pin_file_is_named(self):
+        missing = os.path.join(self.v.dir, "no-such.pin")
+        log, r = self.start_with(f"pin_file = {os.path.join(self.v.dir, 'hsm.pin')}", f"pin_file = {missing}")
+        self.assert_named(log, r, missing, "No such file")
+
+    def test_empty_pin_file_is_named(self):
+        empty = os.path.join(self.v.dir, "empty.pin")
+        fd = os.open(empty, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+        log, r = self.start_with(f"pin_file = {os.path.join(self.v.dir, 'hsm.pin')}", f"pin_file = {empty}")
+        self.assert_named(log, r, empty, "empty")
+
+    def test_wrong_module_names_the_path_and_dlerror(self):
+        bogus = os.path.join(self.v.dir, "libnot-pkcs11.so")
+        with open(bogus, "w") as f:
+            f.write("not an ELF file\n")
+        from harness import SOFTHSM_MODULE
+        log, r = self.start_with(f"module = {SOFTHSM_MODULE}", f"module = {bogus}")
+        self.assert_named(log, r, bogus, "dlopen")
+
+    def test_wrong_token_label_is_named(self):
+        log, r = self.start_with("token_label = vaultd-test", "token_label = no-such-token")
+        self.assert_named(log, r, "no-such-token")
+
+    def test_retired_or_missing_hsm_key_names_label_and_version(self):
+        v = self.v.ready()
+        v.stop()
+        # The token loses the vault's key: a fresh, empty token under the same label and PIN.
+        tokens = os.path.join(v.dir, "tokens")
+        import shutil
+        import subprocess
+        shutil.rmtree(tokens)
+        os.mkdir(tokens, 0o700)
+        with open(os.path.join(v.dir, "hsm.pin")) as f:
+            pin = f.read().strip()
+        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "vaultd-test", "--pin", pin,
+                        "--so-pin", "so-" + pin], env=v.env, check=True, stdout=subprocess.DEVNULL)
+        v.start()
+        r = v.post("/v1/sys/unlock", {"user": ADMIN, "passphrase": PASSPHRASE, "totp": v.fresh_totp(ADMIN)})
+        self.assertEqual((r.status, r.json["error"]), (503, "hsm_unavailable"), r)
+        self.assertIn("'vaultd-root' with version 1", r.json["message"])
+        self.assertRegex(v.read_log(), r"error: .*'vaultd-root' with version 1.*unlock will fail")
+
+    def test_key_label_changed_after_init_is_warned(self):
+        v = self.v.ready()
+        v.stop()
+        v.write_config(open(v.conf).read().replace("key_label = vaultd-root", "key_label = nokey"))
+        v.start()
+        self.assertRegex(v.read_log(), r"warning: .*key_label is 'nokey', but this vault's root key is wrapped "
+                                       r"by HSM key 'vaultd-root' version 1")
+        v.unlock()
+
     def test_pin_from_the_environment_unlocks_and_leaves_it(self):
         """[hsm] pin_env: the PIN is taken at the first open, kept sealed in
         guarded memory for every later one (init, each unlock), and gone from

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <time.h>
 #include "common/err.h"
+#include "common/keyprov.h"
 #include "common/log.h"
 #include "vaultd/http/api_internal.h"
 
@@ -71,12 +72,16 @@ json_t *json_time(int64_t t)
 
 int reply_hsm_error(json_t **ret_body, const struct server_request *req, int r, const char *what)
 {
-	/* HSM trouble is the operator's to fix: say which, without internals. */
-	log_error_errno(r, "%s (request %s)", what, req->request_id);
+	/* HSM trouble is the operator's to fix: say which and what (a path, a
+	 * label, a version; never a PIN), without internals. */
+	const char *d = keyprov_error_detail();
+
+	log_error("%s: %s%s%s (request %s)", what, vlt_strerror(r), *d ? ": " : "", d, req->request_id);
 	if (r == -VLT_E_HSM_TIMEOUT)
-		return reply_error(ret_body, 503, "hsm_unavailable", "the HSM did not answer in time");
+		return reply_error(ret_body, 503, "hsm_unavailable", "the HSM did not answer in time%s%s",
+				   *d ? ": " : "", d);
 	if (-r > VLT_E_FIRST && -r < VLT_E_LAST)
-		return reply_error(ret_body, 503, "hsm_unavailable", "%s", vlt_strerror(r));
+		return reply_error(ret_body, 503, "hsm_unavailable", "%s%s%s", vlt_strerror(r), *d ? ": " : "", d);
 	return reply_internal(ret_body, req, r, what);
 }
 

@@ -291,9 +291,21 @@ int keyring_check_hsm(struct keyring *k, struct store *s)
 		return r;
 	r = store_rootkey_get_current(tx, &row);
 	store_tx_end(tx);
+	if (r == -ENOENT) {
+		/* Not initialised: the module, the token and the PIN at least. */
+		pthread_mutex_lock(&k->hsm_mu);
+		r = keyprov_open(&k->hsm.prov, &kp);
+		keyprov_close(TAKE_PTR(kp));
+		pthread_mutex_unlock(&k->hsm_mu);
+		return r;
+	}
 	if (r < 0)
 		return r;
 	r = keyprov_blob_parse(row.blob, row.blob_len, &b);
+	if (r >= 0 && !streq(b.label, k->hsm.key_label))
+		log_warning("[hsm] key_label is '%s', but this vault's root key is wrapped by HSM key '%s' version %u: "
+			    "unlock uses '%s'; 'vaultctl rotate hsm' would move it to '%s'",
+			    k->hsm.key_label, b.label, b.key_version, b.label, k->hsm.key_label);
 	pthread_mutex_lock(&k->hsm_mu);
 	if (r >= 0)
 		r = keyprov_open(&k->hsm.prov, &kp);

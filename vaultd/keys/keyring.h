@@ -60,7 +60,9 @@ int keyring_unlock(struct keyring *k, struct store *s);
 /* Wipes RK and every cached KEK. */
 void keyring_lock(struct keyring *k);
 /* Checks the HSM is reachable and holds the current RK's wrapping key
- * (start-up diagnostics). Does not unwrap. */
+ * (start-up diagnostics); before init, that the module loads, the token is
+ * there and takes the PIN. Warns when [hsm] key_label is not the label of
+ * the key in use. Does not unwrap. keyprov_error_detail() says more. */
 int keyring_check_hsm(struct keyring *k, struct store *s);
 
 /* Wraps/unwraps a 32-byte key (a user's MFA key) with the HSM key, like the
