@@ -206,6 +206,30 @@ class Records(AuditCase):
                       f"a failed unlock names the claimed user or the caller's uid: {rec}")
 
 
+class LockedRecords(AuditCase):
+    def test_a_locked_time_read_names_the_service_action_and_path(self):
+        """Issue 14, point 8: a read by a bound service while locked was
+        recorded as 'uid:65534 unknown - failed 503'."""
+        v = self.v
+        token = self.boot()
+        self.check(v.put("/v1/roles/psa-read", {"rules": [{"path": "acme/*", "capabilities": ["read"]}]}, token=token),
+                   200, "role")
+        self.check(v.put("/v1/services/psa-sync", {"uid": NOBODY, "roles": ["psa-read"]}, token=token), 200, "bind")
+        self.check(v.post("/v1/sys/lock", token=token), 200, "lock")
+
+        def read():
+            r = v.get("/v1/secrets/acme/psa/autotask", token=False)
+            return r.status, request_id(r)
+        st, rid = as_uid(NOBODY, NOGROUP, read)
+        self.assertEqual(st, 503)
+        self.check(self.unlock_req(recovery_code=v.recovery_codes[ADMIN].pop()), 200, "unlock")
+        self.token = v.login()
+        rec = [x for x in self.audit_all() if x["request_id"] == rid]
+        self.assertEqual(len(rec), 1, rec)
+        self.assert_record(rec[0], "a read while locked", principal="service:psa-sync", action="secret.read",
+                           path="acme/psa/autotask", capability="read", result="failed", status=503)
+
+
 class Denied(AuditCase):
     def test_every_route_records_exactly_the_expected_record(self):
         """Each route of the API, allowed and (where it can be) refused,

@@ -612,8 +612,19 @@ static int dispatch(struct api *a, struct call *c, const struct route *rt, json_
 	 * vault is locked, which tells the user more than "log in again"
 	 * (that cannot work until someone unlocks). */
 	if (!keyring_is_unlocked(a->keyring) &&
-	    (!(rt->flags & ROUTE_WHEN_LOCKED) || (!(rt->flags & ROUTE_PUBLIC) && req->authorization)))
+	    (!(rt->flags & ROUTE_WHEN_LOCKED) || (!(rt->flags & ROUTE_PUBLIC) && req->authorization))) {
+		/* Refused, but the record still says who asked for what: the
+		 * action and path (classify), the service bound to the uid. */
+		json_t *ignored = NULL;
+
+		cap = rt->cap;
+		if ((rt->flags & ROUTE_CLASSIFY) && rt->classify(c, &cap, &ignored))
+			json_decref(TAKE_PTR(ignored));
+		c->cap = cap;
+		if (!(rt->flags & ROUTE_PUBLIC) && identity_resolve(a, c, &ignored))
+			json_decref(TAKE_PTR(ignored));
 		return reply_error(ret_body, 503, "locked", "the vault is locked; run 'vaultctl unlock'");
+	}
 	if (rt->flags & ROUTE_PUBLIC)
 		return rt->fn(a, c, ret_body);
 
