@@ -259,16 +259,18 @@ static void add_row(struct table *t, const json_t *rec)
 	_cleanup_free_ char *action = json_text(json_object_get(rec, "action"));
 	_cleanup_free_ char *path = json_text(json_object_get(rec, "path"));
 	_cleanup_free_ char *result = json_text(json_object_get(rec, "result"));
-	const char *row[] = { id, when, principal, action, path, result, status };
+	_cleanup_free_ char *detail = json_text(json_object_get(rec, "detail"));
+	const char *row[] = { id, when, principal, action, path, result, status, detail };
 
 	table_add(t, row);
 }
 
-static const char *const table_head[] = { "ID", "TIME", "PRINCIPAL", "ACTION", "PATH", "RESULT", "STATUS" };
+static const char *const table_head[] = { "ID", "TIME", "PRINCIPAL", "ACTION", "PATH", "RESULT", "STATUS",
+					   "DETAIL" };
 
 static void print_records(const json_t *records)
 {
-	struct table *t = table_new(7, table_head);
+	struct table *t = table_new(8, table_head);
 	json_t *rec;
 	size_t i;
 

@@ -127,7 +127,7 @@ int cmd_login(struct ctx *ctx, int argc, char **argv)
 		return r;
 	if ((r = credentials_body(o.user, o.pfile, o.totp, o.recovery, &body)) != EXIT_OK)
 		return r;
-	if ((r = api_call(ctx, "login", "POST", "/v1/auth/login", body, 0, &reply)) != EXIT_OK)
+	if ((r = api_call(ctx, "login", "POST", "/v1/auth/login", body, API_CREDENTIALS, &reply)) != EXIT_OK)
 		return r;
 	token = json_string_value(json_object_get(reply, "token"));
 	if (!token)
@@ -185,7 +185,7 @@ int cmd_logout(struct ctx *ctx, int argc, char **argv)
 		return r;
 	/* 401: the token is already dead; removing the file is all that is left. */
 	if (status != 200 && status != 401) {
-		api_print_error("logout", status, reply);
+		api_print_error("logout", status, reply, API_AUTH);
 		return api_exit_code(status, reply);
 	}
 	if ((r = token_remove()) != EXIT_OK)

@@ -235,7 +235,7 @@ int api_exit_code(long status, const json_t *body)
 	}
 }
 
-void api_print_error(const char *what, long status, const json_t *body)
+void api_print_error(const char *what, long status, const json_t *body, unsigned flags)
 {
 	const char *e = json_string_value(json_object_get(body, "error"));
 	const char *msg = json_string_value(json_object_get(body, "message"));
@@ -248,10 +248,14 @@ void api_print_error(const char *what, long status, const json_t *body)
 		msg = "unexpected reply";
 	switch (status) {
 	case 401:
-		hint = "check the user, passphrase and code, or run 'vaultctl login' again";
-		break;
-	case 403:
-		hint = "your roles do not allow this: ask an admin";
+		/* The server's message says what was refused; the hint says what
+		 * to do about it, and only what applies to this request. */
+		if (e && streq(e, "code_reused"))
+			break;
+		if (flags & API_CREDENTIALS)
+			hint = "check the user, passphrase and code";
+		else
+			hint = "run 'vaultctl login'";
 		break;
 	case 429:
 		msg = "too many failed attempts";
@@ -292,7 +296,7 @@ int api_call(struct ctx *ctx, const char *what, const char *method, const char *
 	r = api_exit_code(status, reply);
 	if (r != EXIT_OK) {
 		if (!(flags & API_QUIET))
-			api_print_error(what, status, reply);
+			api_print_error(what, status, reply, flags);
 		return r;
 	}
 	if (ret_body)

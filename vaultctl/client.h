@@ -11,6 +11,7 @@
 enum {
 	API_AUTH = 1 << 0,      /* send the bearer token, if there is one */
 	API_QUIET = 1 << 1,     /* do not report HTTP errors (transport errors still are) */
+	API_CREDENTIALS = 1 << 2, /* the body carries a user's credentials: a 401 means they were wrong */
 };
 
 /* One-time setup (curl, jansson's wiping allocator). 0 or EXIT_ERROR. */
@@ -32,8 +33,9 @@ int api_call(struct ctx *ctx, const char *what, const char *method, const char *
 
 /* The exit code for an HTTP status and error body. */
 int api_exit_code(long status, const json_t *body);
-/* Prints the error line (and each "fields" entry) for a non-2xx reply. */
-void api_print_error(const char *what, long status, const json_t *body);
+/* Prints the error line (and each "fields" entry) for a non-2xx reply; flags
+ * as api_call()'s choose the hint. */
+void api_print_error(const char *what, long status, const json_t *body, unsigned flags);
 
 /* Appends s to buf percent-encoding what is not [A-Za-z0-9._~/-]. */
 char *path_escape(const char *s);

@@ -102,7 +102,7 @@ static int service_add(struct ctx *ctx, int argc, char **argv)
 			return EXIT_CONFLICT;
 		}
 		if (status != 404) {
-			api_print_error(what, status, old);
+			api_print_error(what, status, old, API_AUTH);
 			return api_exit_code(status, old);
 		}
 	}

@@ -183,7 +183,7 @@ int cmd_unlock(struct ctx *ctx, int argc, char **argv)
 	login = !o.no_login && getenv("XDG_RUNTIME_DIR");
 	if (login && json_object_set_new(body, "session", json_true()) < 0)
 		return error("out of memory");
-	if ((r = api_call(ctx, "unlock", "POST", "/v1/sys/unlock", body, 0, &reply)) != EXIT_OK)
+	if ((r = api_call(ctx, "unlock", "POST", "/v1/sys/unlock", body, API_CREDENTIALS, &reply)) != EXIT_OK)
 		return r;
 	token = json_string_value(json_object_get(reply, "token"));
 	if (token && (r = token_store(token, strlen(token), &path)) != EXIT_OK)

@@ -9,26 +9,33 @@
 
 #define TOKEN_MAX 512
 
-/* The directory that holds the token file; NULL (and why) when none can be named. */
+/* The directory that holds the token file; NULL (and why) when none can be named.
+ * An XDG_RUNTIME_DIR that is not ours (inherited through sudo or su, say) is
+ * someone else's runtime directory, not our token store: it is passed over
+ * for /run/user/<uid>, as if unset, so a service uid acts as its binding. */
 static int token_dir(char **ret, bool for_writing)
 {
 	const char *rt = getenv("XDG_RUNTIME_DIR");
-	char *dir = NULL, fallback[64];
+	char *dir = NULL, fallback[64], why[160] = "";
 	struct stat st;
 
+	if (rt && *rt && rt[0] != '/')
+		return error("XDG_RUNTIME_DIR must be an absolute path");
+	if (rt && *rt && (stat(rt, &st) < 0 || st.st_uid != getuid())) {
+		snprintf(why, sizeof(why), "XDG_RUNTIME_DIR %s is not yours", rt);
+		rt = NULL;
+	}
 	if (!rt || !*rt) {
 		snprintf(fallback, sizeof(fallback), "/run/user/%u", (unsigned)getuid());
 		if (stat(fallback, &st) < 0 || !S_ISDIR(st.st_mode)) {
 			*ret = NULL;
 			if (for_writing)
-				return error("XDG_RUNTIME_DIR is not set and %s does not exist: set XDG_RUNTIME_DIR to a private directory",
-					     fallback);
+				return error("%s and %s does not exist: set XDG_RUNTIME_DIR to a private directory",
+					     why[0] ? why : "XDG_RUNTIME_DIR is not set", fallback);
 			return EXIT_OK;
 		}
 		rt = fallback;
 	}
-	if (rt[0] != '/')
-		return error("XDG_RUNTIME_DIR must be an absolute path");
 	if (asprintf(&dir, "%s/vaultctl", rt) < 0)
 		return error("out of memory");
 	*ret = dir;

@@ -117,7 +117,7 @@ static int user_add(struct ctx *ctx, int argc, char **argv)
 		return EXIT_CONFLICT;
 	}
 	if (status != 404) {
-		api_print_error(what, status, old);
+		api_print_error(what, status, old, API_AUTH);
 		return api_exit_code(status, old);
 	}
 	if ((r = get_passphrase(o.pfile, true, "passphrase for the new user", &pass)) != EXIT_OK)
@@ -273,7 +273,7 @@ static int user_passwd(struct ctx *ctx, int argc, char **argv)
 				 (const char *)pass->p, pass->len);
 		if (!body)
 			return error("the passphrase is not valid UTF-8");
-		if ((r = api_call(ctx, "user passwd", "POST", "/v1/auth/passphrase", body, API_AUTH, &reply)) !=
+		if ((r = api_call(ctx, "user passwd", "POST", "/v1/auth/passphrase", body, API_AUTH | API_CREDENTIALS, &reply)) !=
 		    EXIT_OK)
 			return r;
 	}

@@ -461,7 +461,8 @@ class CliTestCase(VaultTestCase):
         kw = {}
         if user is not None:
             kw = dict(user=user, group=grp.getgrnam("nogroup").gr_gid, extra_groups=[])
-            e.pop("XDG_RUNTIME_DIR")
+            if "XDG_RUNTIME_DIR" not in (env or {}):
+                e.pop("XDG_RUNTIME_DIR")
         p = subprocess.run([VAULTCTL, *args], input=stdin, capture_output=True, text=True, env=e, cwd=cwd,
                            timeout=timeout, **kw)
         if check is not None:

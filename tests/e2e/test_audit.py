@@ -28,7 +28,7 @@ VAULTCTL = os.environ.get("VAULTCTL_BIN") or os.path.join(
 
 RECORD_KEYS = {"id", "time", "principal", "uid", "pid", "action", "path", "capability", "result", "status",
                "detail", "request_id", "hash"}
-TABLE_HEAD = ["ID", "TIME", "PRINCIPAL", "ACTION", "PATH", "RESULT", "STATUS"]
+TABLE_HEAD = ["ID", "TIME", "PRINCIPAL", "ACTION", "PATH", "RESULT", "STATUS", "DETAIL"]
 RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]00:00)$"
 
 MARKER = "PLANTED-audit-5f0c1e"   # never a legitimate part of a record
@@ -200,7 +200,7 @@ class Records(AuditCase):
         self.assert_record(self.one(records, lock, "lock"), "lock", action="sys.lock", principal=admin,
                            path=None, capability="admin", result="allowed", status=200)
         rec = self.one(records, bad_unlock, "failed unlock")
-        self.assert_record(rec, "failed unlock", action="sys.unlock", uid=0, path=None, result="denied",
+        self.assert_record(rec, "failed unlock", action="sys.unlock", uid=0, path=None, result="failed",
                            status=401)
         self.assertIn(rec["principal"], (admin, "uid:0"),
                       f"a failed unlock names the claimed user or the caller's uid: {rec}")
@@ -332,9 +332,18 @@ class Denied(AuditCase):
         def replay():
             ok = v.login_request("bob", "bob's long passphrase", code=code)
             again = v.login_request("bob", "bob's long passphrase", code=code)
-            return ok.status, again.status, request_id(again)
-        ok, again, replay_rid = as_uid(NOBODY, NOGROUP, replay)
-        self.assertEqual((ok, again), (200, 401), "bob logs in, then replays the same TOTP code")
+            wrong = v.login_request("bob", "not bob's passphrase", code=code)
+            return ok.status, again, wrong
+        ok, again, wrong_pass = as_uid(NOBODY, NOGROUP, replay)
+        replay_rid = request_id(again)
+        self.assertEqual((ok, again.status), (200, 401), "bob logs in, then replays the same TOTP code")
+        self.assertEqual(again.json["error"], "code_reused", f"the replay is told as such: {again.json}")
+        self.assertIn("wait for the next", again.json["message"])
+        # The same answer whatever the passphrase: a spent code is no
+        # passphrase oracle.
+        self.assertEqual((wrong_pass.status, wrong_pass.json["error"], wrong_pass.json["message"]),
+                         (401, "code_reused", again.json["message"]),
+                         "a spent code with a wrong passphrase gets the very same answer")
 
         self.check(v.post("/v1/sys/lock", token=self.token), 200, "lock")
         wrong = []
@@ -365,7 +374,7 @@ class Denied(AuditCase):
         rec = [x for x in records if x["request_id"] == replay_rid]
         self.assertEqual(len(rec), 1, f"one record for the replayed code: {rec}")
         rec = rec[0]
-        self.assert_record(rec, "replayed TOTP code", action="auth.login", uid=NOBODY, result="denied",
+        self.assert_record(rec, "replayed TOTP code", action="auth.login", uid=NOBODY, result="failed",
                            status=401)
         self.assertRegex(rec["detail"] or "", r"(?i)reuse|replay",
                          f"the replayed code's record says why (reused): {rec}")
@@ -374,7 +383,7 @@ class Denied(AuditCase):
             rec = [x for x in records if x["request_id"] == rid]
             self.assertEqual(len(rec), 1, f"one record for wrong passphrase #{i + 1}: {rec}")
             self.assert_record(rec[0], f"wrong passphrase #{i + 1}", action="sys.unlock", uid=0,
-                               result="denied", status=401)
+                               result="failed", status=401)
         rec = self.one(records, sixth, "the sixth attempt")
         self.assert_record(rec, "the sixth attempt", action="sys.unlock", uid=0, result="denied", status=429)
         self.assertTrue(rec["detail"], f"the rate-limited record says why: {rec}")
@@ -547,8 +556,9 @@ class Cli(AuditCase):
         p = self.ctl("audit", "tail", token=token, check=0)
         lines = p.stdout.splitlines()
         self.assertEqual(lines[0].split(), TABLE_HEAD)
-        self.assertRegex(p.stdout, r"(?m)^\d+\s+\S+Z\s+user:admin\s+secret\.write\s+acme/rmm/a\s+allowed\s+200$")
-        self.assertRegex(p.stdout, r"(?m)^\d+\s+\S+Z\s+\S+\s+auth\.login\s+-\s+denied\s+401$")
+        self.assertRegex(p.stdout, r"(?m)^\d+\s+\S+Z\s+user:admin\s+secret\.write\s+acme/rmm/a\s+allowed\s+200\s+-$")
+        self.assertRegex(p.stdout, r"(?m)^\d+\s+\S+Z\s+\S+\s+auth\.login\s+-\s+failed\s+401\s+wrong passphrase$",
+                         "a failed login is 'failed', and the table says why")
 
         # search: each filter
         def search(*args):
@@ -560,8 +570,10 @@ class Cli(AuditCase):
         got = search("--action", "secret.write", "--principal", "user:admin")
         self.assertEqual([r["path"] for r in got["records"]],
                          ["acme/rmm/a", "acme/rmm/b", "acme/rmm-old/c", "globex/rmm/d"])
-        got = search("--result", "denied")
-        self.assertEqual([(r["action"], r["status"]) for r in got["records"]], [("auth.login", 401)])
+        got = search("--result", "failed", "--action", "auth.login")
+        self.assertEqual([(r["action"], r["status"], r["detail"]) for r in got["records"]],
+                         [("auth.login", 401, "wrong passphrase")], "wrong credentials are a failure")
+        self.assertEqual(search("--result", "denied")["records"], [], "no policy refused anything here")
         got = search("--result", "failed", "--path", "acme")
         self.assertEqual([(r["path"], r["status"]) for r in got["records"]], [("acme/rmm/nope", 404)])
         got = search("--since", str(t0 - 60), "--action", "secret.write")

@@ -636,7 +636,7 @@ class Access(RotateCliCase):
         op = self.add_user("bob", "operator")           # rotate on everything, no admin
         p = self.ctl("rotate", "root", env=op, check=5)
         self.assertIn("rotate root", p.stderr)
-        self.assertIn("ask an admin", p.stderr)
+        self.assertIn("an admin can grant it a role that does", p.stderr)
         self.ctl("rotate", "hsm", env=op, check=5)
         self.ctl("rotate", "hsm", "--retire", env=op, check=5)
         self.ctl("rotate", "all", "--yes", env=op, check=5)

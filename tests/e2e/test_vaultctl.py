@@ -86,7 +86,7 @@ class MustShow(CtlCase):
         self.ctl("list", "acme", user=NOBODY, check=5)
         p = self.ctl("put", "acme/chat/slack", "--type", "slack", "bot_token=-", "signing_secret=x",
                      stdin="xoxb-1", user=NOBODY, check=5)
-        self.assertIn("ask an admin", p.stderr)
+        self.assertIn("an admin can grant it a role that does", p.stderr)
 
 
 class ExitCodes(CtlCase):
@@ -143,7 +143,7 @@ class ExitCodes(CtlCase):
                      "--totp", self.code("bob"), "--print-token", check=0)
         token = p.stdout.strip()
         p = self.ctl("get", "acme/chat/slack", env={"VAULTD_TOKEN": token}, check=5)
-        self.assertIn("ask an admin", p.stderr)
+        self.assertIn("an admin can grant it a role that does", p.stderr)
         # The same token is fine for what bob's role covers (404 there, not 403).
         self.ctl("get", "other/x", env={"VAULTD_TOKEN": token}, check=6)
 
@@ -253,6 +253,59 @@ class UnlockLogsIn(CtlCase):
         self.assertNotIn("token", j)
         self.assertTrue(j["token_file"].startswith(self.xdg))
         self.ctl("login", "--no-login", "--user", ADMIN, check=2)
+
+    def test_a_spent_code_is_named_as_such(self):
+        self.v.start()
+        reply = json.loads(self.ctl("init", "--admin", ADMIN, "--passphrase-file", self.pfile, "--json",
+                                    check=0).stdout)
+        self.v.totp_secrets[ADMIN] = reply["totp_secret"]
+        code = self.code()
+        self.ctl("unlock", "--user", ADMIN, "--passphrase-file", self.pfile, "--totp", code, "--no-login", check=0)
+        p = self.ctl("login", "--user", ADMIN, "--passphrase-file", self.pfile, "--totp", code, check=4)
+        self.assertEqual(p.stderr, "vaultctl: login: this TOTP code was already used (each code works once); "
+                         "wait for the next one\n", "one line, the reason, no contradicting hint")
+        wrong = self.write_file("wrong", "not the passphrase\n")
+        p = self.ctl("login", "--user", ADMIN, "--passphrase-file", wrong, "--totp", self.code(), check=4)
+        self.assertEqual(p.stderr, "vaultctl: login: wrong user, passphrase or code: "
+                         "check the user, passphrase and code\n")
+
+
+class Messages(CtlCase):
+    """Point 9 of issue 14: each refusal says what applies, and nothing else."""
+
+    def test_refusals_say_what_to_do(self):
+        self.v.allow_other_uids()
+        self.init_unlock_login()
+        self.ctl("put", "acme/rmm/t", "--type", "generic", "k=v", check=0)
+        # Unbound, no token: the server's reason, no talk of roles.
+        p = self.ctl("get", "acme/rmm/t", user=NOBODY, check=5)
+        self.assertEqual(p.stderr, f"vaultctl: get acme/rmm/t: uid {NOBODY} is not bound to a service; log in or "
+                         "ask an admin to bind it\n")
+        # A token that is no longer valid: log in again, not "check the passphrase".
+        p = self.ctl("get", "acme/rmm/t", env={"VAULTD_TOKEN": "vt_" + "A" * 43}, check=4)
+        self.assertRegex(p.stderr, r"^vaultctl: get acme/rmm/t: the token is invalid, expired or revoked; "
+                         r"log in again: run 'vaultctl login'\n$")
+        # A bound service without the right: the server says who and what.
+        self.ctl("role", "set", "list-only", "--rule", "acme/*:list", check=0)
+        self.ctl("service", "add", "psa", "--uid", str(NOBODY), "--role", "list-only", check=0)
+        p = self.ctl("get", "acme/rmm/t", user=NOBODY, check=5)
+        self.assertEqual(p.stderr, "vaultctl: get acme/rmm/t: service 'psa' may not read here; an admin can grant "
+                         "it a role that does\n")
+
+    def test_an_inherited_runtime_dir_is_passed_over(self):
+        """sudo -u svc with the admin's XDG_RUNTIME_DIR: vaultctl acts as the
+        uid's binding instead of failing on a directory it cannot read."""
+        self.v.allow_other_uids()
+        self.init_unlock_login()
+        self.ctl("put", "acme/rmm/t", "--type", "generic", "k=v", check=0)
+        self.ctl("role", "set", "reader", "--rule", "acme/*:read", check=0)
+        self.ctl("service", "add", "psa", "--uid", str(NOBODY), "--role", "reader", check=0)
+        os.chmod(self.v.dir, 0o755)     # so that nobody can reach (not read) the admin's runtime dir
+        p = self.ctl("get", "acme/rmm/t", "--field", "k", user=NOBODY, env={"XDG_RUNTIME_DIR": self.xdg}, check=0)
+        self.assertEqual(p.stdout, "v\n")
+        p = self.ctl("login", "--user", ADMIN, "--passphrase-file", self.pfile, "--totp", "000000", user=NOBODY,
+                     env={"XDG_RUNTIME_DIR": self.xdg}, check=1)
+        self.assertIn(f"XDG_RUNTIME_DIR {self.xdg} is not yours", p.stderr)
 
 
 class Status(CtlCase):

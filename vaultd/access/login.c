@@ -267,17 +267,24 @@ int login_check(const struct login_env *env, const struct login_attempt *a, stru
 	r = pr;
 	if (pr == 0 || pr == -EACCES || pr == -EINVAL)
 		r = check_second_factor(env, &u, a->totp, a->recovery_code, /* spend= */ pr == 0);
+	/* A replayed TOTP code is told apart, and before the passphrase's
+	 * verdict: the answer is then the same whether the passphrase was
+	 * right or wrong, so it is no passphrase oracle. It tells only that
+	 * this code was this user's and is spent, which whoever holds a code
+	 * seen in use already knows. It still counts as a failure. */
+	if (r == -EALREADY && (pr == 0 || pr == -EACCES || pr == -EINVAL)) {
+		(void)refuse(env, a, &out, "TOTP code reused (each code works once)");
+		r = -EALREADY;
+		goto out;
+	}
 	if (pr == -EACCES || pr == -EINVAL) {
 		r = refuse(env, a, &out, "wrong passphrase");
 		goto out;
 	}
 	if (pr < 0)
 		r = pr;
-	if (r == -EACCES || r == -EINVAL || r == -EALREADY) {
-		r = refuse(env, a, &out,
-			   r == -EALREADY     ? "TOTP code reused (each code works once)"
-			   : a->recovery_code ? "wrong or used recovery code"
-					      : "wrong TOTP code");
+	if (r == -EACCES || r == -EINVAL) {
+		r = refuse(env, a, &out, a->recovery_code ? "wrong or used recovery code" : "wrong TOTP code");
 		goto out;
 	}
 	if (r < 0)

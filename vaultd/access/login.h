@@ -55,7 +55,9 @@ struct login_refusal {
 };
 
 /* 0 with *ret_user filled (caller clears it); -EACCES wrong user,
- * passphrase or code (counted); -EUSERS the pair or the uid is locked out
+ * passphrase or code (counted); -EALREADY the TOTP code was this user's
+ * and is spent, whether the passphrase was right or not (counted; the
+ * caller may say so: it is no passphrase oracle); -EUSERS the pair or the uid is locked out
  * (ret_refusal->retry_after); -EBADMSG the user's row fails its
  * authorization seal (reported, counted); HSM and storage errors otherwise.
  * ret_refusal is filled on every failure. */

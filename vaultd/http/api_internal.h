@@ -43,6 +43,9 @@ struct call {
 	int ok_status;                  /* what commit_audited() records; 0 means 200 */
 	bool handler_decides;           /* classify(): any principal passes, the handler checks */
 	bool audit_refused;             /* a record of it failed on the mirror (refuse policy) */
+	bool auth_failed;               /* credentials were presented and proved wrong: the
+					 * record says "failed" (an authentication failure),
+					 * not "denied" (a policy refusal) */
 };
 
 /* A request as a domain callback's userdata. */

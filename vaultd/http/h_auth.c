@@ -140,6 +140,7 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 				     "invalid credentials request");
 	if (!name_valid(json_string_value(user))) {
 		snprintf(c->detail, sizeof(c->detail), "invalid user name");
+		c->auth_failed = true;
 		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
 	}
 	snprintf(name, sizeof(name), "%s", json_string_value(user));
@@ -157,8 +158,15 @@ static int authenticate(struct api *a, struct call *c, struct store_user *ret_us
 	if (r == -EUSERS)
 		return reply_error(ret_body, 429, "rate_limited", "too many failed attempts; try again in %" PRId64
 				   " seconds", why.retry_after);
-	if (r == -EACCES || r == -EBADMSG)
+	if (r == -EACCES || r == -EBADMSG) {
+		c->auth_failed = true;
 		return reply_error(ret_body, 401, "unauthorized", AUTH_FAILED);
+	}
+	if (r == -EALREADY) {
+		c->auth_failed = true;
+		return reply_error(ret_body, 401, "code_reused",
+				   "this TOTP code was already used (each code works once); wait for the next one");
+	}
 	if (r == -EBUSY)
 		return reply_store_busy_or_internal(ret_body, c->req, r, "authenticate");
 	if (r < 0)
@@ -430,6 +438,7 @@ int h_passphrase(struct api *a, struct call *c, json_t **ret_body)
 		const struct login_env env = login_env_of(a);
 		snprintf(c->detail, sizeof(c->detail), "wrong current passphrase");
 		login_failed(&env, c->who.name, c->req->uid, c->req->pid, c->req->request_id, c->detail);
+		c->auth_failed = true;
 		return reply_error(ret_body, 401, "unauthorized", "the current passphrase is wrong");
 	}
 	r = auth_hash(&a->cfg.argon2, new_pass, &phc);

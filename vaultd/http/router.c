@@ -497,7 +497,7 @@ static int authorize(const struct route *rt, struct call *c, unsigned cap, json_
 		log_warning("%s '%s' (uid %u) denied %s on %s %s (request %s)",
 			    w->kind == PRINCIPAL_USER ? "user" : "service", w->name, (unsigned)c->req->uid,
 			    rbac_cap_name(cap), c->req->method, c->req->path, c->req->request_id);
-		return reply_error(ret_body, 403, "forbidden", "%s '%s' may not %s here",
+		return reply_error(ret_body, 403, "forbidden", "%s '%s' may not %s here; an admin can grant it a role that does",
 				   w->kind == PRINCIPAL_USER ? "user" : "service", w->name, rbac_cap_name(cap));
 	}
 	return 0;
@@ -555,7 +555,9 @@ static int audit_call_key(struct api *a, struct call *c, struct store_tx *tx, in
 		.path = c->path[0] ? c->path : NULL,
 		.capability = c->cap ? rbac_cap_name(c->cap) : "",
 		.result = result ? result
-			: status < 300 ? "allowed" : (status == 401 || status == 403 || status == 429) ? "denied" : "failed",
+			: status < 300 ? "allowed"
+			: c->auth_failed ? "failed"
+			: (status == 401 || status == 403 || status == 429) ? "denied" : "failed",
 		.status = status,
 		.detail = detail ? detail : c->detail[0] ? c->detail : NULL,
 		.request_id = c->req->request_id,
