@@ -360,6 +360,13 @@ int main(int argc, char **argv)
 			log_error_errno(r, "unknown socket group '%s'", cfg.server.socket_group);
 			goto out;
 		}
+		r = sandbox_check_socket_group(cfg.server.socket, cfg.server.socket_mode, cfg.server.socket_group,
+					       scfg.socket_gid);
+		if (r < 0) {
+			if (r != -EPERM)
+				log_error_errno(r, "cannot inspect the directory of the socket '%s'", cfg.server.socket);
+			goto out;
+		}
 		r = server_start(&scfg, api_handle, api, &server);
 		if (r < 0) {
 			log_error_errno(r, "cannot serve on '%s'", cfg.server.socket);

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "common/log.h"
@@ -183,6 +185,69 @@ static void test_not_a_directory(void **state)
 	assert_int_equal(sandbox_check_dir(link), -EPERM);
 }
 
+/* sandbox_check_socket_group() in a child that is uid OTHER_UID with the
+ * given groups: its return value as the exit status (the negated errno). */
+static int check_as_other(struct fixture *f, gid_t gid, const gid_t *groups, size_t n, mode_t mode)
+{
+	char sock[128];
+	int status;
+	pid_t pid;
+
+	snprintf(sock, sizeof(sock), "%s/vaultd.sock", f->sub);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (setgroups(n, groups) < 0 || setgid(OTHER_UID) < 0 || setuid(OTHER_UID) < 0)
+			_exit(100);
+		_exit(-sandbox_check_socket_group(sock, mode, "clients", gid));
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return -WEXITSTATUS(status);
+}
+
+/* Issue 14, point 3: a dedicated socket_group works only if the daemon is
+ * in it, the mode grants the group write and the directory lets members
+ * through; each miss is refused at start with what to do. */
+static void test_socket_group(void **state)
+{
+	struct fixture *f = *state;
+	const gid_t clients = 4343, in[] = { clients };
+	const char *log;
+
+	if (geteuid() != 0)
+		fail_msg("this test changes uid: run the suite as root, as CI does");
+	assert_int_equal(sandbox_check_socket_group("/nonexistent/s", 0660, "", (gid_t)-1), 0);
+	make_sub(f, 0755);
+	assert_int_equal(chmod(f->dir, 0755), 0);       /* the child must reach sub */
+
+	assert_int_equal(check_as_other(f, clients, NULL, 0, 0660), -EPERM);
+	log = logged(f);
+	if (!strstr(log, "socket_group 'clients' (gid 4343)") || !strstr(log, "uid 4242 is not a member") ||
+	    !strstr(log, "SupplementaryGroups=clients"))
+		fail_msg("not a member: the log must name the group, the uid and the fix, got \"%s\"", log);
+
+	assert_int_equal(check_as_other(f, clients, in, 1, 0660), 0);
+	assert_int_equal(check_as_other(f, clients, in, 1, 0600), -EPERM);
+	log = logged(f);
+	if (!strstr(log, "socket_mode 0600"))
+		fail_msg("a mode without group write: got \"%s\"", log);
+
+	/* 0750 owned by another group: members cannot reach the socket. */
+	assert_int_equal(chmod(f->sub, 0750), 0);
+	assert_int_equal(check_as_other(f, clients, in, 1, 0660), -EPERM);
+	log = logged(f);
+	if (!strstr(log, f->sub) || !strstr(log, "mode 0750") || !strstr(log, "RuntimeDirectoryMode=0755"))
+		fail_msg("an unreachable directory: the log must name it, its mode and the fix, got \"%s\"", log);
+	/* 0750 of that very group is fine, and so is 0711. */
+	assert_int_equal(chown(f->sub, 0, clients), 0);
+	assert_int_equal(check_as_other(f, clients, in, 1, 0660), 0);
+	assert_int_equal(chown(f->sub, 0, 0), 0);
+	assert_int_equal(chmod(f->sub, 0711), 0);
+	assert_int_equal(check_as_other(f, clients, in, 1, 0660), 0);
+	assert_int_equal(chmod(f->dir, 0700), 0);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -192,6 +257,7 @@ int main(void)
 		T(test_group_writable_refused),
 		T(test_foreign_owner_refused),
 		T(test_not_a_directory),
+		T(test_socket_group),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
