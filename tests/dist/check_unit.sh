@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# tests/dist/check_unit.sh UNIT: the shipped unit file keeps what a Debian
+# tests/dist/check_unit.sh UNIT SBIN_VAULTD: the unit file as built keeps what a Debian
 # deployment needs (issue 14, point 2) and its systemd exposure score stays at
 # or under 2.0 (systemd-analyze security --offline=true). Prints the score.
 set -euo pipefail
-unit=$1
+unit=$1 vaultd=$2
 fail=0
 need() {
 	if ! grep -qE "$1" "$unit"; then
@@ -17,7 +17,8 @@ need '^RuntimeDirectoryMode=0755$' "socket_group members must reach the socket"
 need '^ReadWritePaths=.*/var/lib/vaultd( |$)' "the state directory"
 need '^ReadWritePaths=.*-/var/lib/softhsm/tokens( |$)' "init and rotate hsm write the token"
 need '^ReadWritePaths=.*-/var/backups/vaultd( |$)' "vaultctl backup writes there"
-need '^ExecStart=/usr/sbin/vaultd ' "the binary where the package and cmake --install put it"
+need "^ExecStart=$vaultd -c " "the binary where this build installs it"
+need '^LoadCredentialEncrypted=hsm.pin:' "the PIN as an encrypted credential, which the config's pin_file names"
 
 score=$(systemd-analyze security --offline=true --no-pager "$unit" 2>/dev/null |
 	sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')

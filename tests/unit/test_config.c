@@ -38,11 +38,10 @@ static const char arch_example[] =
 	"[audit]\n"
 	"jsonl_path =                        ; optional mirror of the audit chain as JSON lines\n";
 
-static void assert_defaults_except_pin(const struct config *c)
+static void assert_defaults_except_pin_and_group(const struct config *c)
 {
 	assert_string_equal(c->server.socket, "/run/vaultd/vaultd.sock");
 	assert_int_equal(c->server.socket_mode, 0660);
-	assert_null(c->server.socket_group);
 	assert_int_equal(c->server.max_connections, 64);
 	assert_int_equal(c->server.max_connections_per_uid, 32);
 	assert_int_equal(c->server.request_timeout, 10);
@@ -66,6 +65,12 @@ static void assert_defaults_except_pin(const struct config *c)
 	assert_string_equal(c->audit.jsonl_on_failure, "refuse");
 	assert_int_equal(c->audit.jsonl_timeout_ms, 1000);
 	assert_int_equal(c->log.level, LOG_INFO);
+}
+
+static void assert_defaults_except_pin(const struct config *c)
+{
+	assert_null(c->server.socket_group);
+	assert_defaults_except_pin_and_group(c);
 }
 
 static void test_init_defaults(void **state)
@@ -609,7 +614,9 @@ static void test_file_safety(void **state)
 	assert_string_equal(err, expect);
 }
 
-/* dist/vaultd.conf: loads, and every value is the built-in default (its pin_file aside). */
+/* dist/vaultd.conf: loads, and every value is the built-in default but
+ * pin_file (the unit's credential) and socket_group (the group the package
+ * and setup-system create). */
 static void test_dist_sample(void **state)
 {
 	_cleanup_(config_free) struct config c = {0};
@@ -620,7 +627,8 @@ static void test_dist_sample(void **state)
 	snprintf(path, sizeof(path), "%s/dist/vaultd.conf", VAULTD_SOURCE_DIR);
 	assert_int_equal(access(path, R_OK), 0);
 	assert_int_equal(config_load(path, &c, err, sizeof(err)), 0);
-	assert_defaults_except_pin(&c);
+	assert_defaults_except_pin_and_group(&c);
+	assert_string_equal(c.server.socket_group, "vaultd-clients");
 	assert_string_equal(c.hsm.pin_file, "/run/credentials/vaultd.service/hsm.pin");
 	assert_null(c.hsm.pin_env);
 }
