@@ -587,6 +587,37 @@ static int token_pin_locked(struct keyprov *kp, bool *ret)
 	return 0;
 }
 
+/* Asks every slot with a token for its token info before libp11 does.
+ * libp11 0.4.12 leaks what it allocated for a slot whose token answers an
+ * error in the middle of PKCS11_enumerate_slots() (a pulled USB token, a
+ * partition gone), and says nothing of why; here the slot and the CKR code
+ * are named. A module with more slots than we ask about is left to libp11. */
+static int tokens_answer(struct keyprov *kp)
+{
+	CK_SLOT_ID ids[64];
+	CK_ULONG n = ELEMENTSOF(ids);
+	CK_TOKEN_INFO ti;
+	CK_RV rv;
+
+	rv = kp->fl->C_GetSlotList(CK_TRUE, ids, &n);
+	if (rv == CKR_BUFFER_TOO_SMALL)
+		return 0;
+	if (rv != CKR_OK) {
+		set_detail("C_GetSlotList of '%s' answered CKR 0x%lx", kp->module_path, (unsigned long)rv);
+		return -VLT_E_HSM;
+	}
+	for (CK_ULONG i = 0; i < n; i++) {
+		rv = kp->fl->C_GetTokenInfo(ids[i], &ti);
+		if (rv != CKR_OK) {
+			set_detail("the token in slot %lu does not answer: C_GetTokenInfo gave CKR 0x%lx%s",
+				   (unsigned long)ids[i], (unsigned long)rv,
+				   rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ? " (the token is gone)" : "");
+			return -VLT_E_HSM;
+		}
+	}
+	return 0;
+}
+
 static int run_open(struct keyprov *kp, struct job *job)
 {
 	CK_C_GetFunctionList get_function_list;
@@ -631,8 +662,11 @@ static int run_open(struct keyprov *kp, struct job *job)
 		return -VLT_E_HSM_MODULE;
 	}
 
+	if ((r = tokens_answer(kp)) < 0)
+		return r;
 	if (PKCS11_enumerate_slots(kp->ctx, &kp->slots, &kp->nslots) < 0) {
 		kp->slots = NULL;
+		set_detail("libp11 could not enumerate the slots of '%s'", kp->module_path);
 		return -VLT_E_HSM;
 	}
 	/* PKCS11_find_token() returns the "best" token, not the one we named:

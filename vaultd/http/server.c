@@ -87,6 +87,8 @@ struct server {
 	/* Shared by MHD's workers and the reaper. */
 	pthread_mutex_t lock;           /* everything below */
 	pthread_cond_t wake;            /* the reaper's (CLOCK_MONOTONIC) */
+	pthread_cond_t drained;         /* in_flight reached 0 (CLOCK_MONOTONIC) */
+	unsigned in_flight;             /* requests begun (on_uri) and not completed */
 	bool sync_ready;                /* lock and wake are initialised */
 	bool reaper_running;
 	bool stopping;
@@ -713,6 +715,7 @@ refuse:
  * percent-decoded, which would turn "a%2Fb" into two segments). */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
+	struct server *s = cls;
 	struct request_state *st;
 	uint8_t id[16];
 
@@ -728,6 +731,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 	}
 	randombytes_buf(id, sizeof(id));
 	(void)sodium_bin2hex(st->request_id, sizeof(st->request_id), id, sizeof(id));
+	pthread_mutex_lock(&s->lock);
+	s->in_flight++;
+	pthread_mutex_unlock(&s->lock);
 	return st;
 }
 
@@ -758,6 +764,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		free(st->path);
 		free(st);
 		*con_cls = NULL;
+		pthread_mutex_lock(&s->lock);
+		if (--s->in_flight == 0)
+			pthread_cond_broadcast(&s->drained);
+		pthread_mutex_unlock(&s->lock);
 	}
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	if (ci && ci->socket_context)
@@ -1095,6 +1105,7 @@ int server_start(const struct server_config *cfg, server_handler_fn fn, void *us
 	/* Wall-clock jumps must neither stretch nor cut a deadline. */
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->wake, &ca);
+	pthread_cond_init(&s->drained, &ca);
 	pthread_condattr_destroy(&ca);
 	s->sync_ready = true;
 	if ((r = socket_bind(s, cfg)) < 0)
@@ -1134,6 +1145,26 @@ int server_start(const struct server_config *cfg, server_handler_fn fn, void *us
 	return 0;
 }
 
+static void drain(struct server *s)
+{
+	uint64_t deadline = now_ns() + ((uint64_t)s->timeout_s + 1) * NSEC_PER_SEC;
+	struct timespec ts = {
+		.tv_sec = (time_t)(deadline / NSEC_PER_SEC),
+		.tv_nsec = (long)(deadline % NSEC_PER_SEC),
+	};
+
+	if (!s->sync_ready)
+		return;
+	pthread_mutex_lock(&s->lock);
+	while (s->in_flight > 0)
+		if (pthread_cond_timedwait(&s->drained, &s->lock, &ts) == ETIMEDOUT)
+			break;
+	if (s->in_flight > 0)
+		log_warning("stopping with %u request(s) still unanswered after %u s", s->in_flight,
+			    s->timeout_s + 1);
+	pthread_mutex_unlock(&s->lock);
+}
+
 void server_stop(struct server *s)
 {
 	MHD_socket fd;
@@ -1142,10 +1173,14 @@ void server_stop(struct server *s)
 		return;
 	if (s->mhd) {
 		/* Stop accepting and take MHD's listen descriptor back, remove
-		 * the name so new clients fail fast, then let MHD finish the
-		 * handlers in progress, close every connection and join. */
+		 * the name so new clients fail fast, let the requests in
+		 * progress be answered (MHD keeps serving the connections it
+		 * has), then close every connection and join. The wait is
+		 * bounded by the request timeout: the reaper cuts a client that
+		 * is slower. Idle keep-alive connections do not hold it up. */
 		fd = MHD_quiesce_daemon(s->mhd);
 		socket_unlink(s);
+		drain(s);
 		MHD_stop_daemon(s->mhd);
 		if (fd != MHD_INVALID_SOCKET)
 			(void)close(fd);
@@ -1155,6 +1190,7 @@ void server_stop(struct server *s)
 	reaper_stop(s);
 	if (s->sync_ready) {
 		pthread_cond_destroy(&s->wake);
+		pthread_cond_destroy(&s->drained);
 		pthread_mutex_destroy(&s->lock);
 	}
 	free(s->uids);
