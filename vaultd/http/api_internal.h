@@ -146,6 +146,10 @@ int reply_hsm_error(json_t **ret_body, const struct server_request *req, int r, 
 _printf_(5, 6) int reply_errno(json_t **ret_body, const struct server_request *req, int r, const char *what,
 			       const char *fmt, ...);
 int reply_audit_unavailable(json_t **ret_body);
+/* 507 insufficient_storage: the database's filesystem is full (-ENOSPC). */
+int reply_insufficient_storage(json_t **ret_body);
+/* reply_audit_unavailable(), or 507 when the record failed for a full disk. */
+int reply_audit_unavailable_errno(json_t **ret_body, int r);
 json_t *json_time(int64_t t);
 int parse_body(const struct server_request *req, const char *const *allowed, json_t **ret_obj, json_t **ret_body);
 int check_query(const struct server_request *req, const char *const *allowed, json_t **ret_body);

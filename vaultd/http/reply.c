@@ -37,6 +37,11 @@ int reply_invalid(json_t **ret_body, json_t *fields, const char *message)
 
 int reply_internal(json_t **ret_body, const struct server_request *req, int r, const char *what)
 {
+	if (r == -ENOSPC) {
+		/* The store logged the full disk, once for many requests. */
+		log_debug("%s (request %s): the database's disk is full", what, req->request_id);
+		return reply_insufficient_storage(ret_body);
+	}
 	/* Logged once here, where the failure is decided; the client gets the
 	 * request id to quote, not our internals. */
 	log_error_errno(r, "%s (request %s)", what, req->request_id);
@@ -50,6 +55,17 @@ int reply_store_busy_or_internal(json_t **ret_body, const struct server_request 
 	if (r == -EBUSY)
 		return reply_error(ret_body, 503, "busy", "the database is busy; retry");
 	return reply_internal(ret_body, req, r, what);
+}
+
+int reply_insufficient_storage(json_t **ret_body)
+{
+	return reply_error(ret_body, 507, "insufficient_storage",
+			   "the disk of the database is full: nothing was changed; retry once space is freed");
+}
+
+int reply_audit_unavailable_errno(json_t **ret_body, int r)
+{
+	return r == -ENOSPC ? reply_insufficient_storage(ret_body) : reply_audit_unavailable(ret_body);
 }
 
 int reply_audit_unavailable(json_t **ret_body)

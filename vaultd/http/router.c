@@ -509,8 +509,9 @@ int audit_effect(struct api *a, struct call *c, json_t **ret_body)
 
 	if (r >= 0)
 		return 0;
-	log_error_errno(r, "cannot write the audit record of request %s: undoing it", c->req->request_id);
-	return reply_audit_unavailable(ret_body);
+	if (r != -ENOSPC)
+		log_error_errno(r, "cannot write the audit record of request %s: undoing it", c->req->request_id);
+	return reply_audit_unavailable_errno(ret_body, r);
 }
 
 int api_call_commit(void *userdata, struct store_tx **tx)
@@ -835,10 +836,12 @@ int api_handle(void *userdata, const struct server_request *req, json_t **ret_bo
 		status = reply_audit_unavailable(ret_body);
 	}
 	if (!c.audited && (r = audit_call(a, &c, NULL, status)) < 0) {
-		log_error_errno(r, "cannot write the audit record of request %s: refusing it", req->request_id);
+		if (r != -ENOSPC)       /* a full disk was logged where it was found */
+			log_error_errno(r, "cannot write the audit record of request %s: refusing it",
+					req->request_id);
 		json_decref(*ret_body);
 		*ret_body = NULL;
-		status = reply_audit_unavailable(ret_body);
+		status = reply_audit_unavailable_errno(ret_body, r);
 	}
 	principal_clear(&c.who);
 	return status;

@@ -4,6 +4,7 @@
  * through the fixed-size fields of store.h.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -14,6 +15,31 @@
 #define STORE_INTERNAL
 #include "vaultd/store/internal.h"
 #include "vaultd/store/store.h"
+
+/* The filesystem of the database is full: one error line, then at most one
+ * every 10 s (counting the failures between), so a full disk is plain in the
+ * log without a line per refused request. */
+static void disk_full(sqlite3 *db)
+{
+	static pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
+	static int64_t last_ms;
+	static unsigned since;
+	const char *path = db ? sqlite3_db_filename(db, "main") : NULL;
+	int64_t now = now_ms();
+
+	pthread_mutex_lock(&mtx);
+	if (last_ms && now - last_ms < 10000) {
+		since++;
+		pthread_mutex_unlock(&mtx);
+		return;
+	}
+	log_error("the disk is full where the database is ('%s'): changes and the audit records they need are "
+		  "refused (507 insufficient_storage) until space is freed there (%u more since the last line)",
+		  path && *path ? path : "?", since);
+	last_ms = now;
+	since = 0;
+	pthread_mutex_unlock(&mtx);
+}
 
 /* One table for SQLite result codes. The message names the operation and
  * carries SQLite's text, which names tables and columns, never bound values. */
@@ -35,6 +61,10 @@ int sql_error(sqlite3 *db, int rc, const char *op)
 		break;
 	case SQLITE_NOMEM:
 		r = -ENOMEM;
+		break;
+	case SQLITE_FULL:
+		disk_full(db);
+		r = -ENOSPC;
 		break;
 	default:
 		r = -EIO;
