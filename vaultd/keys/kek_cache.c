@@ -42,6 +42,7 @@
  * a lock and unlock); keyring_free() drops them.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -99,6 +100,23 @@ void kr_cache_clear(struct keyring *k)
 	c->lru_head = c->lru_tail = c->free_head = KEK_NIL;
 	pthread_mutex_unlock(&k->cache_mu);
 }
+
+#ifdef VAULTD_FAULT_INJECTION
+void kr_cache_test_dump(struct keyring *k, FILE *f)
+{
+	struct kek_cache *c = &k->cache;
+	char hex[2 * ENVELOPE_KEY_LEN + 1];
+
+	pthread_mutex_lock(&k->cache_mu);
+	for (uint32_t i = 0; i < c->n_slots; i++)
+		if (c->slots[i].used) {
+			sodium_bin2hex(hex, sizeof(hex), c->slots[i].key, ENVELOPE_KEY_LEN);
+			fprintf(f, "kek %s %" PRIu32 " %s\n", c->slots[i].tenant, c->slots[i].version, hex);
+			sodium_memzero(hex, sizeof(hex));
+		}
+	pthread_mutex_unlock(&k->cache_mu);
+}
+#endif
 
 void kr_cache_fini(struct kek_cache *c)
 {

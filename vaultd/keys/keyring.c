@@ -3,6 +3,7 @@
  * the RK, and the seal/open path. The KEK cache is kek_cache.c, the rotation
  * primitives keyring_rotate.c and keyring_hsm.c (keyring_internal.h). */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -55,9 +56,36 @@ const struct secret *kr_rk_find(struct keyring *k, uint32_t version)
 	return NULL;
 }
 
+#ifdef VAULTD_FAULT_INJECTION
+/* Test builds only: $VAULTD_TEST_KEYS_OUT gets the keys a lock is about to
+ * wipe ("rk VERSION HEX", "kek TENANT VERSION HEX"), so the memory-hygiene
+ * test can look for them in the process afterwards. Never compiled into a
+ * release build. */
+static void test_dump_keys(struct keyring *k)
+{
+	const char *path = getenv("VAULTD_TEST_KEYS_OUT");
+	char hex[2 * ENVELOPE_KEY_LEN + 1];
+	FILE *f;
+
+	if (!path || !k->n_rks || !(f = fopen(path, "ae")))
+		return;
+	for (size_t i = 0; i < k->n_rks; i++)
+		if (k->rks[i].key && k->rks[i].key->len == ENVELOPE_KEY_LEN) {
+			sodium_bin2hex(hex, sizeof(hex), k->rks[i].key->p, ENVELOPE_KEY_LEN);
+			fprintf(f, "rk %" PRIu32 " %s\n", k->rks[i].version, hex);
+		}
+	sodium_memzero(hex, sizeof(hex));
+	kr_cache_test_dump(k, f);
+	fclose(f);
+}
+#endif
+
 void keyring_lock(struct keyring *k)
 {
 	pthread_rwlock_wrlock(&k->state);
+#ifdef VAULTD_FAULT_INJECTION
+	test_dump_keys(k);
+#endif
 	rks_clear(k);
 	kr_cache_clear(k);
 	pthread_rwlock_unlock(&k->state);

@@ -16,6 +16,7 @@
  * cache_mu.
  */
 #pragma once
+#include <stdio.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdbool.h>
@@ -88,6 +89,11 @@ struct keyring {
 	void (*retire_hook)(void *userdata);
 	void *retire_hook_userdata;
 };
+
+#ifdef VAULTD_FAULT_INJECTION
+/* Test builds: writes "kek TENANT VERSION HEX" for each cached KEK to f. */
+void kr_cache_test_dump(struct keyring *k, FILE *f);
+#endif
 
 /* ---- keyring.c ---- */
 
