@@ -25,11 +25,14 @@ import unittest
 VAULTD_BIN = os.environ.get("VAULTD_BIN", "vaultd")
 SOFTHSM_MODULE = os.environ.get("VAULTD_SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 PASSPHRASE = "correct horse battery staple"
+# scripts/memcheck runs the daemon under valgrind, some 20 to 50 times
+# slower: every timeout here and in the config scales by this factor.
+SLOW = float(os.environ.get("VAULTD_E2E_SLOW", "1"))
 ADMIN = "admin"
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30):
+    def __init__(self, path, timeout=30 * SLOW):
         super().__init__("vaultd", timeout=timeout)
         self.unix_path = path
 
@@ -100,7 +103,7 @@ class Vault:
 [server]
 socket = {self.sock}
 socket_mode = 0660
-request_timeout = 5
+request_timeout = {int(5 * SLOW)}
 [storage]
 path = {self.db}
 [hsm]
@@ -108,7 +111,7 @@ module = {SOFTHSM_MODULE}
 token_label = {token_label}
 pin_file = {pin_file}
 key_label = vaultd-root
-[auth]
+""" + (f"timeout_ms = {int(10000 * SLOW)}\n" if SLOW > 1 else "") + """[auth]
 argon2_memory_kib = 8192
 argon2_iterations = 1
 [log]
@@ -131,7 +134,7 @@ level = debug
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout=30):
+    def wait_ready(self, timeout=30 * SLOW):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -144,7 +147,7 @@ level = debug
             time.sleep(0.05)
         raise AssertionError("vaultd did not become ready:\n" + self.read_log())
 
-    def stop(self, sig=signal.SIGTERM, timeout=20):
+    def stop(self, sig=signal.SIGTERM, timeout=20 * SLOW):
         if not self.proc:
             return None
         if self.proc.poll() is None:

@@ -7,7 +7,7 @@ import socket
 import time
 
 from cred_examples import TRMM, VALID as EXAMPLES
-from harness import ADMIN, PASSPHRASE, Vault, VaultTestCase, as_uid, main
+from harness import ADMIN, PASSPHRASE, SLOW, Vault, VaultTestCase, as_uid, main
 
 Vault.spend_recovery_codes = True      # no test here counts recovery codes
 
@@ -308,10 +308,10 @@ class Secrets(VaultTestCase):
             s.sendall(b"GET /v1/sys/health HTTP/1.1\r\n")  # never finishes the headers
         t0 = time.monotonic()
         self.assertEqual(v.get("/v1/sys/health").status, 200, "others are served meanwhile")
-        self.assertLess(time.monotonic() - t0, 2)
+        self.assertLess(time.monotonic() - t0, 2 * SLOW)
         for s in idle:
-            s.settimeout(15)
-            data = s.recv(100)  # the daemon drops it after request_timeout (5 s here)
+            s.settimeout(15 * SLOW)
+            data = s.recv(100)  # the daemon drops it after request_timeout (5 s here, times SLOW)
             self.assertIn(data, (b"",) if not data else (data,))
             s.close()
 
@@ -779,6 +779,10 @@ class HsmErrors(VaultTestCase):
         self.assertEqual(v.post("/v1/sys/lock").status, 200)
         v.unlock()                      # a second open of the token, from the kept copy
         self.assertEqual(v.get("/v1/secrets/acme/env/pin").json["data"], {"k": "v"})
+        if os.environ.get("VAULTD_MEMCHECK_BIN"):
+            # Under valgrind /proc/PID/environ is valgrind's start-up block,
+            # not the one vaultd wipes: the check means nothing there.
+            return
         with open(f"/proc/{v.proc.pid}/environ", "rb") as f:
             environ = f.read()
         # /proc/PID/environ is the start-up block: unsetenv() leaves the name
