@@ -17,6 +17,7 @@ import json
 import re
 import select
 import socket
+import threading
 import time
 
 from harness import UnixHTTPConnection, VaultTestCase, as_uid, main
@@ -31,7 +32,9 @@ SECRET = {"token": "limits-e2e-credential"}
 REFUSAL_LINE = re.compile(r"refused (\d+) connections? from uid 65534: over max_connections_per_uid \((\d+)\)")
 
 
-class SlowLoris(VaultTestCase):
+class LimitsCase(VaultTestCase):
+    """A vault with a short request_timeout that uid 65534 may reach."""
+
     def setUp(self):
         super().setUp()
         v = self.v
@@ -123,6 +126,9 @@ class SlowLoris(VaultTestCase):
     def refusal_counts(self):
         return [(int(n), int(cap)) for n, cap in REFUSAL_LINE.findall(self.v.read_log())]
 
+
+
+class SlowLoris(LimitsCase):
     def test_slow_loris_from_one_uid(self):
         v = self.v
         self.check_root_served("before")
@@ -195,6 +201,78 @@ class SlowLoris(VaultTestCase):
         self.assertGreaterEqual(time.monotonic() - t_connect, 9.5, "the second line waited for 10 s")
         self.assertEqual(self.refusal_counts(), [(1, CAP), (len(refused) - 1, CAP)])
 
+        self.assertEqual(v.stop(), 0, "vaultd exits 0 on SIGTERM (sanitizers included)")
+
+
+class Misbehaving(LimitsCase):
+    """Issue 15, point 4: uid 65534's clients that disconnect mid-request
+    or mid-response, and pipeline requests; root's health and credential
+    read are timed throughout (under a second each), and the daemon keeps
+    serving both uids."""
+
+    def open_n(self, n):
+        global LORIS
+        saved, LORIS = LORIS, n
+        try:
+            socks = self.open_as_nobody()
+        finally:
+            LORIS = saved
+        return socks
+
+    def test_disconnects_and_pipelining(self):
+        v = self.v
+        for i in range(40):     # something sizeable to list
+            self.assertEqual(v.put(f"/v1/secrets/acme/bulk/s{i:02}", {"type": "generic",
+                                                                      "data": {"k": "x" * 2000}}).status, 200)
+        stop, worst, errors = threading.Event(), [0.0], []
+
+        def root_timer():
+            while not stop.is_set():
+                try:
+                    self.check_root_served("while uid 65534 misbehaves")
+                    dt, _ = self.timed("/v1/sys/health")
+                    worst[0] = max(worst[0], dt)
+                except BaseException as e:  # noqa: reported by the main thread
+                    errors.append(e)
+                    return
+                stop.wait(0.05)
+        t = threading.Thread(target=root_timer)
+        t.start()
+        try:
+            for _ in range(3):
+                # Mid-request: headers promise 1000 bytes, 10 arrive, then close.
+                for s in self.open_n(CAP // 2):
+                    s.sendall(b"PUT /v1/secrets/acme/x HTTP/1.1\r\nHost: v\r\nContent-Type: application/json\r\n"
+                              b"Content-Length: 1000\r\n\r\n{\"type\": \"g")
+                    s.close()
+                # Mid-response: ask for a big answer, then close unread.
+                for s in self.open_n(CAP // 2):
+                    s.sendall(b"GET /v1/secrets/acme/bulk/s01 HTTP/1.1\r\nHost: v\r\n\r\n" * 4)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")  # RST
+                    s.close()
+            # Pipelining: five requests in one write, five answers in order.
+            s = self.open_n(1)[0]
+            s.sendall(b"".join(b"GET /v1/sys/health HTTP/1.1\r\nHost: v\r\n\r\n" for _ in range(5)))
+            data, deadline = b"", time.monotonic() + 5
+            s.settimeout(1)
+            while data.count(b"HTTP/1.1 200 OK") < 5 and time.monotonic() < deadline:
+                try:
+                    b = s.recv(65536)
+                except socket.timeout:
+                    continue
+                if not b:
+                    break
+                data += b
+            s.close()
+            self.assertEqual(data.count(b"HTTP/1.1 200 OK"), 5, f"five pipelined answers: {data[:300]!r}")
+            self.assertEqual(data.count(b'"initialized":true'), 5, "each a JSON health body")
+        finally:
+            stop.set()
+            t.join(30)
+        if errors:
+            raise errors[0]
+        self.assertLess(worst[0], 1.0, f"root's slowest health answer took {worst[0]:.2f} s")
+        self.assertEqual(as_uid(NOBODY, NOGROUP, lambda: v.get("/v1/sys/health", token=False).status), 200)
         self.assertEqual(v.stop(), 0, "vaultd exits 0 on SIGTERM (sanitizers included)")
 
 
