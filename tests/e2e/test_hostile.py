@@ -103,15 +103,18 @@ CATALOGUE = [
      "bad_request"),
     ("method of 40 letters", "request-line", b"G" * 40 + b" /v1/sys/health HTTP/1.1\r\n" + H + b"\r\n", 400,
      "bad_request"),
-    ("control byte in the target", "request-line", b"GET /v1/sys/he\x01alth HTTP/1.1\r\n" + H + b"\r\n", 400,
-     "bad_request"),
-    ("tab in the target", "request-line", b"GET /v1/sys/he\talth HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request"),
-    ("two spaces around the target", "request-line", b"GET  /v1/sys/health  HTTP/1.1\r\n" + H + b"\r\n", 400,
-     "bad_request"),
-    ("DEL in the target", "request-line", b"GET /v1/secrets/acme/a\x7fb HTTP/1.1\r\n" + H + b"\r\n", 400,
-     "bad_request"),
-    ("raw UTF-8 in the target", "request-line", req("GET", b"/v1/secrets/acme/caf\xc3\xa9"), 400, "bad_request"),
-    ("invalid UTF-8 in the target", "request-line", req("GET", b"/v1/secrets/acme/\xff\xfe"), 400, "bad_request"),
+    # Bytes MHD keeps in the target reach the router, which finds no route
+    # or no valid path, and the refusal is audited (escaped: docs/api.md).
+    ("control byte in the target", "request-line", b"GET /v1/sys/he\x01alth HTTP/1.1\r\n" + H + b"\r\n", 404,
+     "not_found"),
+    ("tab in the target", "request-line", b"GET /v1/sys/he\talth HTTP/1.1\r\n" + H + b"\r\n", 404, "not_found"),
+    ("two spaces around the target", "request-line", b"GET  /v1/sys/health  HTTP/1.1\r\n" + H + b"\r\n", 404,
+     "not_found"),
+    ("escape sequence in the target", "request-line", req("GET", b"/v1/secrets/acme/\x1b[2J\x1b]0;owned\x07"), 400,
+     "bad_path"),
+    ("DEL in the target", "request-line", req("GET", b"/v1/secrets/acme/a\x7fb"), 400, "bad_path"),
+    ("raw UTF-8 in the target", "request-line", req("GET", b"/v1/secrets/acme/caf\xc3\xa9"), 400, "bad_path"),
+    ("invalid UTF-8 in the target", "request-line", req("GET", b"/v1/secrets/acme/\xff\xfe"), 400, "bad_path"),
     ("target of 3000 bytes", "request-line", req("GET", "/v1/secrets/acme/" + "a" * 3000), 414, "uri_too_long"),
     ("target over the connection memory", "request-line",
      b"GET /v1/secrets/acme/" + b"a" * 70000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414, "uri_too_long"),
@@ -426,14 +429,12 @@ class HostileCatalogue(unittest.TestCase):
             self.assertEqual(r.status, status, out[:300])
             self.assertEqual(r.headers.get("content-type"), "application/json", out[:300])
             self.assertNotIn(b"<html", out.lower())
-            if data.startswith(b"HEAD "):
-                self.assertEqual(r.body, b"")
-            else:
-                j = json.loads(r.body)
-                self.assertIsInstance(j, dict, r.body)
-                self.assertEqual(j.get("error"), code, r.body)
-                self.assertIsInstance(j.get("message"), str, r.body)
-                self.assertTrue(set(j) <= {"error", "message", "fields"}, r.body)
+            self.assertEqual(int(r.headers.get("content-length", -1)), len(r.body), out[:300])
+            j = json.loads(r.body)
+            self.assertIsInstance(j, dict, r.body)
+            self.assertEqual(j.get("error"), code, r.body)
+            self.assertIsInstance(j.get("message"), str, r.body)
+            self.assertTrue(set(j) <= {"error", "message", "fields"}, r.body)
             self.assertRegex(r.headers.get("x-request-id", ""), r"^[0-9a-f]{32}$")
         if status in (408, NO_REPLY):
             self.assertLess(took, TIMEOUT + 1, "closed at request_timeout")
