@@ -11,6 +11,8 @@
  *   on_completed()          Authorization values wiped, request_state freed,
  *                           deadline restarted for the next request
  *   on_connection(CLOSED)   struct peer unlinked and freed
+ * A request MHD cannot parse never reaches on_access(): MHD queues its own
+ * refusal, which MHD_queue_response() below answers in JSON instead.
  * A reply queued on the first call (413, 414) makes MHD close the connection
  * after sending it, without reading the body: what we want for those. MHD
  * 0.9.75 cannot queue a reply in the middle of an upload, so a body that grows
@@ -20,14 +22,16 @@
  * Deadlines: MHD's CONNECTION_TIMEOUT is an idle timeout (every byte restarts
  * it), so a client sending a byte now and then would hold its connection for
  * ever. The reaper thread closes a connection whose request has not fully
- * arrived timeout_s after the connection became ready for it, and one whose
- * reply has not left timeout_s after the handler returned. It only calls
+ * arrived timeout_s after the connection became ready for it (with a 408
+ * first if its request line had arrived), and one whose reply has not left
+ * timeout_s after the handler returned. It only calls
  * shutdown() on MHD's descriptor, under s->lock: MHD 0.9.75 closes a
  * connection's descriptor after on_connection(CLOSED) (MHD_cleanup_connections,
  * and the failure path of internal_add_connection), and that callback takes
  * s->lock to unlink the peer, so the descriptor cannot be closed, let alone
  * reused, while the reaper looks at it. MHD then sees EOF and closes as usual.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
@@ -69,6 +73,8 @@ struct uid_slot {
 
 struct peer;
 
+static void peer_request_open(struct server *s, struct peer *p, bool open);
+
 struct server {
 	struct MHD_Daemon *mhd;
 	int listen_fd;                  /* ours; MHD gets a dup() it may close itself */
@@ -107,12 +113,14 @@ struct peer {
 	int fd;                         /* MHD's; valid while the peer is linked */
 	uint64_t deadline;              /* CLOCK_MONOTONIC ns; DEADLINE_NONE in the handler */
 	bool reaped;                    /* shut down for missing its deadline */
+	bool request_open;              /* a request line arrived and nothing is answered yet */
 	struct uid_slot *slot;          /* its uid's; conns >= 1 while linked */
 	struct peer *prev, *next;       /* s->peers */
 };
 
 /* Request context (MHD's con_cls), created by on_uri(). */
 struct request_state {
+	struct server *server;
 	struct MHD_Connection *connection;
 	struct peer *peer;
 	char *path;                     /* raw request-target up to '?' */
@@ -292,8 +300,8 @@ static char *serialize(json_t *body)
 }
 
 /* Queues status + body (reference taken; NULL allowed) with the common headers. */
-static enum MHD_Result reply(struct MHD_Connection *c, const char *request_id, unsigned status,
-			     json_t *body_in)
+static enum MHD_Result reply(struct MHD_Connection *c, const struct request_state *st,
+			     unsigned status, json_t *body_in)
 {
 	_cleanup_json_ json_t *body = body_in;
 	static const char out_of_memory_reply[] =
@@ -315,7 +323,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, const char *request_id, u
 		if (!text) {
 			/* Unserialisable value or out of memory: one try with a small error. */
 			log_error("cannot serialise the reply (status %u, request %s)", status,
-				  request_id);
+				  st->request_id);
 			json_decref(body);
 			status = MHD_HTTP_INTERNAL_SERVER_ERROR;
 			body = server_error_json("internal", "The server could not build its reply.");
@@ -347,12 +355,14 @@ static enum MHD_Result reply(struct MHD_Connection *c, const char *request_id, u
 	if (((text || fixed) && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 					     "application/json") != MHD_YES) ||
 	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
-	    MHD_add_response_header(resp, "X-Request-Id", request_id) != MHD_YES) {
+	    MHD_add_response_header(resp, "X-Request-Id", st->request_id) != MHD_YES) {
 		MHD_destroy_response(resp);
 		return MHD_NO;
 	}
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);     /* MHD holds its own reference until sent */
+	if (ret == MHD_YES && st->peer)
+		peer_request_open(st->server, st->peer, false);
 	return ret;
 }
 
@@ -360,7 +370,122 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, const struct reques
 				   unsigned status, const char *code, const char *message)
 {
 	log_debug("request %s: %u %s", st->request_id, status, code);
-	return reply(c, st->request_id, status, server_error_json(code, message));
+	return reply(c, st, status, server_error_json(code, message));
+}
+
+/* ---- libmicrohttpd's own error replies --------------------------------
+ *
+ * MHD 0.9.75 answers a request it cannot parse itself, before any callback
+ * of ours sees it: a bad request line or header line (400), a bad
+ * Content-Length (400) or one too large to represent (413), a bad chunk
+ * (400) or chunk size (413), a request line or headers over the connection
+ * memory (414, 431), an HTTP version it does not speak (505). Its pages are
+ * HTML and it has no option to supply another body (MHD_OPTION_* and the
+ * daemon flags of this version have none; the access handler is not called).
+ * All of them go through one function, transmit_error_response_len(), whose
+ * MHD_queue_response() call goes through the library's PLT (the other
+ * internal caller is digest authentication, unused here), after its check
+ * that no byte of a reply has been sent yet. So the definition below,
+ * exported from the executable, is the one it reaches: a call from inside
+ * libmicrohttpd with a 4xx or 5xx is answered with the same status and a
+ * JSON body in the API's error shape; every other call is passed on
+ * unchanged. A libmicrohttpd built to bind that call internally would bring
+ * the HTML back, and e2e_hostile fails on it. Not covered, because MHD
+ * queues nothing for them: a request line without a target (MHD closes the
+ * connection at once) and a connection sending only empty lines or NULs
+ * (closed by the reaper, with no request begun). */
+
+typedef enum MHD_Result (*queue_response_fn)(struct MHD_Connection *c, unsigned int status,
+					     struct MHD_Response *r);
+
+static queue_response_fn real_queue_response;
+static void *mhd_base;                  /* libmicrohttpd's load address */
+static pthread_once_t mhd_resolved = PTHREAD_ONCE_INIT;
+
+static void mhd_resolve(void)
+{
+	Dl_info info;
+	void *p = dlsym(RTLD_NEXT, "MHD_queue_response");
+
+	if (!p)
+		return;
+	memcpy(&real_queue_response, &p, sizeof(p));   /* POSIX: a function's address */
+	if (dladdr(p, &info) && info.dli_fbase)
+		mhd_base = info.dli_fbase;
+}
+
+static const char *mhd_error_body(unsigned status)
+{
+	switch (status) {
+	case MHD_HTTP_BAD_REQUEST:
+		return "{\"error\":\"bad_request\",\"message\":\"The request is not well-formed HTTP.\"}";
+	case MHD_HTTP_CONTENT_TOO_LARGE:
+		return "{\"error\":\"too_large\",\"message\":\"The request body is too large.\"}";
+	case MHD_HTTP_URI_TOO_LONG:
+		return "{\"error\":\"uri_too_long\",\"message\":\"The request target is too long.\"}";
+	case MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE:
+		return "{\"error\":\"headers_too_large\",\"message\":\"The request headers are too large.\"}";
+	case MHD_HTTP_HTTP_VERSION_NOT_SUPPORTED:
+		return "{\"error\":\"http_version_not_supported\",\"message\":\"Only HTTP/1.0 and HTTP/1.1 are spoken.\"}";
+	default:
+		return status < 500 ? "{\"error\":\"bad_request\",\"message\":\"The request is not valid.\"}"
+				    : "{\"error\":\"internal\",\"message\":\"The server failed to handle the request.\"}";
+	}
+}
+
+/* Writes a whole fixed reply straight to the socket, then shuts it down:
+ * MHD sees EOF (or EPIPE on its own send, MSG_NOSIGNAL) and closes the
+ * connection. MSG_DONTWAIT: a worker never waits on a client, and a client
+ * that left a full send buffer gets what fits. */
+static void send_fixed_reply(int fd, unsigned status, const char *reason, const char *extra_headers,
+			     const char *body)
+{
+	char buf[768], id[33];
+	uint8_t raw[16];
+	int n;
+
+	randombytes_buf(raw, sizeof(raw));
+	(void)sodium_bin2hex(id, sizeof(id), raw, sizeof(raw));
+	n = snprintf(buf, sizeof(buf),
+		     "HTTP/1.1 %u %s\r\n"
+		     "Content-Type: application/json\r\n"
+		     "Cache-Control: no-store\r\n"
+		     "%s"
+		     "Connection: close\r\n"
+		     "X-Request-Id: %s\r\n"
+		     "Content-Length: %zu\r\n"
+		     "\r\n%s",
+		     status, reason, extra_headers, id, strlen(body), body);
+	if (n > 0 && (size_t)n < sizeof(buf))
+		(void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)shutdown(fd, SHUT_RDWR);
+}
+
+/* The JSON reply is written to the socket here rather than queued in place
+ * of MHD's: MHD 0.9.75 sends the status line and headers of its
+ * Content-Length refusals twice and never the body, whatever the response.
+ * Its own (HTML) response is then queued on a socket already shut down, so
+ * not a byte of it leaves; MHD logs the failed send and closes. */
+_public_ __attribute__((noinline)) enum MHD_Result
+MHD_queue_response(struct MHD_Connection *c, unsigned int status, struct MHD_Response *resp)
+{
+	void *caller = __builtin_return_address(0);
+	const union MHD_ConnectionInfo *ci;
+	const char *reason;
+	Dl_info info;
+
+	(void)pthread_once(&mhd_resolved, mhd_resolve);
+	if (!real_queue_response)
+		return MHD_NO;
+	if (status >= 400 && mhd_base && dladdr(caller, &info) && info.dli_fbase == mhd_base &&
+	    (ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD))) {
+		reason = MHD_get_reason_phrase_for(status);
+		log_debug("libmicrohttpd refused a request with %u: answered in JSON, connection closed",
+			  status);
+		send_fixed_reply(ci->connect_fd, status, reason && *reason ? reason : "Error", "",
+				 mhd_error_body(status));
+	}
+	return real_queue_response(c, status, resp);
 }
 
 /* ---- connections per uid, deadlines ------------------------------------ */
@@ -493,6 +618,15 @@ static void peer_deadline_restart(struct server *s, struct peer *p)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* A request has begun to arrive (on_uri) or has been answered: one cut
+ * at its deadline while open is told 408 first. */
+static void peer_request_open(struct server *s, struct peer *p, bool open)
+{
+	pthread_mutex_lock(&s->lock);
+	p->request_open = open;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void log_refusals(const struct server *s, uid_t uid, unsigned n)
 {
 	log_notice("refused %u connection%s from uid %u: over max_connections_per_uid (%u)", n,
@@ -505,27 +639,9 @@ static void log_refusals(const struct server *s, uid_t uid, unsigned n)
  * MSG_DONTWAIT anyway, as a worker must never wait on a client. */
 static void refuse_busy(int fd)
 {
-	static const char body[] = "{\"error\":\"too_many_connections\",\"message\":"
-				   "\"Too many connections from this uid; retry later.\"}";
-	char buf[512], id[33];
-	uint8_t raw[16];
-	int n;
-
-	randombytes_buf(raw, sizeof(raw));
-	(void)sodium_bin2hex(id, sizeof(id), raw, sizeof(raw));
-	n = snprintf(buf, sizeof(buf),
-		     "HTTP/1.1 503 Service Unavailable\r\n"
-		     "Content-Type: application/json\r\n"
-		     "Cache-Control: no-store\r\n"
-		     "Retry-After: 1\r\n"
-		     "Connection: close\r\n"
-		     "X-Request-Id: %s\r\n"
-		     "Content-Length: %zu\r\n"
-		     "\r\n%s",
-		     id, sizeof(body) - 1, body);
-	if (n > 0 && (size_t)n < sizeof(buf))
-		(void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-	(void)shutdown(fd, SHUT_RDWR);
+	send_fixed_reply(fd, MHD_HTTP_SERVICE_UNAVAILABLE, "Service Unavailable", "Retry-After: 1\r\n",
+			 "{\"error\":\"too_many_connections\",\"message\":"
+			 "\"Too many connections from this uid; retry later.\"}");
 }
 
 struct reaped {
@@ -554,7 +670,14 @@ static uint64_t reap_pass(struct server *s, uint64_t now, struct reaped *cut, si
 				next = p->deadline;
 			continue;
 		}
-		/* Linked, so MHD has not closed p->fd: see the top of the file. */
+		/* Linked, so MHD has not closed p->fd: see the top of the file.
+		 * A request that began but never fully arrived (a truncated
+		 * body, headers that never end) is told so; nothing of a reply
+		 * has been queued for it, so these are the first bytes sent. */
+		if (p->request_open)
+			send_fixed_reply(p->fd, MHD_HTTP_REQUEST_TIMEOUT, "Request Timeout", "",
+					 "{\"error\":\"request_timeout\",\"message\":"
+					 "\"The request did not fully arrive within request_timeout.\"}");
 		(void)shutdown(p->fd, SHUT_RDWR);
 		p->reaped = true;
 		if (*n_cut < REAPER_LOG_BATCH)
@@ -716,12 +839,14 @@ refuse:
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
 	struct server *s = cls;
+	const union MHD_ConnectionInfo *ci;
 	struct request_state *st;
 	uint8_t id[16];
 
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return NULL;
+	st->server = cls;
 	st->connection = c;
 	st->target_len = strlen(uri);
 	st->path = strndup(uri, strcspn(uri, "?"));
@@ -734,6 +859,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 	pthread_mutex_lock(&s->lock);
 	s->in_flight++;
 	pthread_mutex_unlock(&s->lock);
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (ci && ci->socket_context)
+		peer_request_open(s, ci->socket_context, true);
 	return st;
 }
 
@@ -770,8 +898,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		pthread_mutex_unlock(&s->lock);
 	}
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	if (ci && ci->socket_context)
+	if (ci && ci->socket_context) {
+		peer_request_open(s, ci->socket_context, false);
 		peer_deadline_restart(s, ci->socket_context);
+	}
 	if (s->test_completed)
 		s->test_completed(s->userdata, c);
 }
@@ -787,6 +917,73 @@ static int parse_content_length(const char *s, size_t *ret)
 	return 0;
 }
 
+struct header_walk {
+	const char *bad;                /* what is wrong, for the 400 */
+};
+
+static bool token_valid(const char *p, size_t n)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '\0' || !strchr(tchar, p[i]))
+			return false;
+	return true;
+}
+
+/* MHD 0.9.75 takes a header name up to the colon as it is (spaces before
+ * the colon, bytes over 0x7f) and a value up to the line end (a bare CR and
+ * other control bytes included). */
+static enum MHD_Result header_check_it(void *cls, enum MHD_ValueKind kind, const char *key,
+				       size_t key_size, const char *value, size_t value_size)
+{
+	struct header_walk *w = cls;
+
+	if (!key || !token_valid(key, key_size)) {
+		w->bad = "A header name is not a valid token.";
+		return MHD_NO;
+	}
+	for (size_t i = 0; value && i < value_size; i++) {
+		unsigned char ch = (unsigned char)value[i];
+
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+			w->bad = "A header value holds a control character.";
+			return MHD_NO;
+		}
+	}
+	return MHD_YES;
+}
+
+/* NULL, or what makes the request's header section unacceptable: a bad
+ * name or value, or framing a front end could read differently from us
+ * (request smuggling: RFC 9112 section 6.3). MHD 0.9.75 uses the first of
+ * repeated Content-Length headers, and a chunked Transfer-Encoding over a
+ * Content-Length; it treats any other transfer coding as no body. */
+static const char *headers_invalid(struct MHD_Connection *c)
+{
+	struct header_walk w = { 0 };
+	const char *te;
+
+	(void)MHD_get_connection_values_n(c, MHD_HEADER_KIND, header_check_it, &w);
+	if (w.bad)
+		return w.bad;
+	if (header_count(c, MHD_HTTP_HEADER_CONTENT_LENGTH) > 1)
+		return "The Content-Length header is repeated.";
+	if (header_count(c, MHD_HTTP_HEADER_TRANSFER_ENCODING) > 1)
+		return "The Transfer-Encoding header is repeated.";
+	if (header_count(c, MHD_HTTP_HEADER_HOST) > 1)
+		return "The Host header is repeated.";
+	te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	if (te && strcasecmp(te, "chunked") != 0)
+		return "The only Transfer-Encoding accepted is chunked.";
+	if (te && MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH))
+		return "Content-Length and Transfer-Encoding must not both be sent.";
+	return NULL;
+}
+
 /* An RFC 9110 token: MHD 0.9.75 passes any bytes up to the first space. */
 static bool method_valid(const char *m)
 {
@@ -800,7 +997,7 @@ static enum MHD_Result request_begin(struct server *s, struct request_state *st,
 				     struct MHD_Connection *c, const char *method)
 {
 	const union MHD_ConnectionInfo *ci;
-	const char *cl;
+	const char *cl, *msg;
 	size_t n;
 	int r;
 
@@ -818,6 +1015,9 @@ static enum MHD_Result request_begin(struct server *s, struct request_state *st,
 				   "The request target is too long.");
 	log_debug("request %s: %s '%s' uid %u", st->request_id, method, st->path,
 		  (unsigned)st->peer->uid);
+
+	if ((msg = headers_invalid(c)))
+		return reply_error(c, st, MHD_HTTP_BAD_REQUEST, "bad_request", msg);
 
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl) {
@@ -950,7 +1150,7 @@ static enum MHD_Result request_finish(struct server *s, struct request_state *st
 		return reply_error(c, st, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
 				   "The server failed to handle the request.");
 	}
-	return reply(c, st->request_id, (unsigned)status, TAKE_PTR(body));
+	return reply(c, st, (unsigned)status, TAKE_PTR(body));
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
@@ -1127,7 +1327,10 @@ int server_start(const struct server_config *cfg, server_handler_fn fn, void *us
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mhd_fd,
 		MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
 		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-		MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s,
+		/* A second after the reaper's deadline: MHD's idle timeout
+		 * only backs it up, so a request cut at the deadline is told
+		 * 408 (reap_pass()) rather than closed silently by MHD. */
+		MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s + 1,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(cfg->max_url + HEADER_BUDGET),
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
