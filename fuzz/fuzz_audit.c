@@ -13,13 +13,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct audit_checkpoint c;
 	char *s;
 
-	if (size > 4096)
-		return 0;
-	s = malloc(size + 1);
+	s = fuzz_cstr(data, size, 4096);
 	if (!s)
 		return 0;
-	memcpy(s, data, size);
-	s[size] = '\0';
 	if (audit_anchor_parse(s, &a) == 0 && (a.version < 1 || a.version > 2 || a.id < 0 || a.first < 0))
 		abort();
 	if (audit_checkpoint_parse(s, &c) == 0 && (c.first < 0 || c.through < c.first))

@@ -14,13 +14,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256];
 	char *text;
 
-	if (size > 65536)
-		return 0;
-	text = malloc(size + 1);
+	text = fuzz_cstr(data, size, 65536);
 	if (!text)
 		return 0;
-	memcpy(text, data, size);
-	text[size] = '\0';
 	memset(err, 'x', sizeof(err));
 	if (config_load_string(text, "fuzz.conf", &c, err, sizeof(err)) < 0 && !memchr(err, '\0', sizeof(err)))
 		abort();

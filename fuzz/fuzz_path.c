@@ -12,13 +12,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char tenant[PATH_SEGMENT_MAX + 1];
 	char *s;
 
-	if (size > 4096)
-		return 0;
-	s = malloc(size + 1);
+	s = fuzz_cstr(data, size, 4096);
 	if (!s)
 		return 0;
-	memcpy(s, data, size);
-	s[size] = '\0';
 	for (unsigned min = 0; min <= 2; min++)
 		if (!path_check(s, min)) {
 			if (path_tenant(s, tenant) != 0 || path_check(tenant, 1))

@@ -65,6 +65,7 @@
 #include "common/secret.h"
 #include "common/util.h"
 #include "pkcs11/keyprov_p11_test.h"
+#include "pkcs11/pin.h"
 
 /* Last: in its default compatibility mode p11-kit's pkcs11.h #defines plain
  * words (value, count, params, ...) that must not reach other headers. */
@@ -74,7 +75,6 @@
 #define RSA_BITS_MIN 2048               /* blob ciphertexts are 256..512 bytes */
 #define RSA_BITS_MAX 4096
 #define DEFAULT_TIMEOUT_MS 10000
-#define PIN_MAX 256
 #define ATTR_MAX 2048                   /* largest attribute we read (a 4096-bit modulus is 512) */
 
 DEFINE_CLEANUP(EVP_PKEY *, EVP_PKEY_free)
@@ -82,12 +82,6 @@ DEFINE_CLEANUP(EVP_PKEY_CTX *, EVP_PKEY_CTX_free)
 DEFINE_CLEANUP(BIGNUM *, BN_free)
 DEFINE_CLEANUP(OSSL_PARAM_BLD *, OSSL_PARAM_BLD_free)
 DEFINE_CLEANUP(OSSL_PARAM *, OSSL_PARAM_free)
-
-static inline void closep(int *fd)
-{
-	if (*fd >= 0)
-		(void)close(*fd);
-}
 
 enum job_op {
 	JOB_OPEN,
@@ -119,7 +113,7 @@ static const char *const job_names[] = {
  * worker carries the worker's detail back (job.detail). */
 static _Thread_local char last_detail[256];
 
-_printf_(1, 2) static void set_detail(const char *fmt, ...)
+void set_detail(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -236,183 +230,6 @@ static bool mech_hash_valid(enum keyprov_mech mech, enum keyprov_hash hash)
 static const EVP_MD *oaep_md(enum keyprov_hash hash)
 {
 	return hash == KEYPROV_HASH_SHA1 ? EVP_sha1() : EVP_sha256();
-}
-
-/* PIN from a file: a regular file nobody but the owner may read or write,
- * at most PIN_MAX bytes plus one trailing newline. NUL-terminated inside the
- * secret (len excludes the NUL). */
-static int pin_from_file(const char *path, struct secret **ret)
-{
-	_cleanup_secret_ struct secret *pin = NULL;
-	_cleanup_(closep) int fd = -1;
-	struct stat st;
-	uint8_t extra;
-	ssize_t n;
-	int r;
-
-	/* O_NONBLOCK: a FIFO planted at the path must not block us in open();
-	 * regular files ignore it. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		r = -errno;
-		set_detail("PIN file '%s': %s", path, vlt_strerror(r));
-		return -VLT_E_HSM_PIN_SOURCE;
-	}
-	/* fstat() on the open fd: the file we check is the file we read. */
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		set_detail("PIN file '%s' is not a regular file", path);
-		return -VLT_E_HSM_PIN_SOURCE;
-	}
-	if (st.st_mode & 0077) {
-		set_detail("PIN file '%s' has mode %04o; group and others must have no access",
-			  path, (unsigned)(st.st_mode & 07777));
-		return -VLT_E_HSM_PIN_SOURCE;
-	}
-
-	r = secret_new(PIN_MAX + 2, &pin);      /* PIN, '\n', NUL */
-	if (r < 0)
-		return r;
-	while (pin->len < pin->cap - 1) {
-		n = read(fd, pin->p + pin->len, pin->cap - 1 - pin->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -VLT_E_HSM_PIN_SOURCE;
-		if (n == 0)
-			break;
-		pin->len += (size_t)n;
-	}
-	if (pin->len == pin->cap - 1) {
-		/* Full: only fine if the file ends here. */
-		do
-			n = read(fd, &extra, 1);
-		while (n < 0 && errno == EINTR);
-		if (n != 0) {
-			OPENSSL_cleanse(&extra, sizeof(extra));
-			set_detail("PIN file '%s' is too long", path);
-			return -VLT_E_HSM_PIN_SOURCE;
-		}
-	}
-	if (pin->len > 0 && pin->p[pin->len - 1] == '\n')
-		pin->len--;
-	if (pin->len == 0 || pin->len > PIN_MAX || memchr(pin->p, '\0', pin->len)) {
-		set_detail("PIN file '%s' is empty, too long or contains NUL", path);
-		return -VLT_E_HSM_PIN_SOURCE;
-	}
-	pin->p[pin->len] = '\0';
-	*ret = TAKE_PTR(pin);
-	return 0;
-}
-
-/* PINs taken from the environment (finding 10). The variable is read once,
- * copied here, its bytes wiped in place and the variable unset, so the PIN is
- * neither inherited by children nor left in /proc/PID/environ; the daemon
- * opens the provider again at every unlock and rotation, and those opens get
- * this copy. The environment was the PIN's home for the life of the process:
- * this is its guarded replacement (sodium memory, sealed PROT_NONE between
- * opens), not a login cache. A provider still keeps no PIN of its own: each
- * open gets a copy that is wiped right after C_Login. */
-struct env_pin {
-	struct env_pin *next;
-	struct secret *pin;             /* sealed while idle; NUL-terminated */
-	char name[];
-};
-static pthread_mutex_t env_pins_mtx = PTHREAD_MUTEX_INITIALIZER;
-static struct env_pin *env_pins;        /* under env_pins_mtx; lives until exit */
-
-/* Caller holds env_pins_mtx. */
-static struct env_pin *env_pin_find(const char *name)
-{
-	for (struct env_pin *e = env_pins; e; e = e->next)
-		if (streq(e->name, name))
-			return e;
-	return NULL;
-}
-
-/* Takes the value v of variable name: wipes it in environ and unsets it,
- * whether or not it is a usable PIN, then keeps a sealed copy of a usable
- * one, replacing what an earlier value left. Caller holds env_pins_mtx. */
-static int env_pin_take(const char *name, char *v)
-{
-	_cleanup_secret_ struct secret *pin = NULL;
-	struct env_pin *e;
-	size_t n = strlen(v);
-	int r = 0;
-
-	if (n > PIN_MAX) {
-		set_detail("PIN environment variable '%s' is too long", name);
-		r = -VLT_E_HSM_PIN_SOURCE;
-	} else if ((r = secret_new_guarded(n + 1, &pin)) >= 0) {
-		memcpy(pin->p, v, n);
-		pin->p[n] = '\0';
-		pin->len = n;
-	}
-	/* Wipe before unsetenv(): afterwards nothing points at the bytes. The
-	 * string is writable (the process's initial stack, or setenv()'s copy). */
-	sodium_memzero(v, n);
-	if (unsetenv(name) < 0 && r >= 0)
-		r = -errno;
-	if (r < 0)
-		return r;
-	if ((r = secret_seal(pin)) < 0)
-		return r;
-
-	e = env_pin_find(name);
-	if (!e) {
-		e = calloc(1, sizeof(*e) + strlen(name) + 1);
-		if (!e)
-			return -ENOMEM;
-		strcpy(e->name, name);
-		e->next = env_pins;
-		env_pins = e;
-	}
-	if (e->pin) {
-		/* An earlier value: wiped (which needs it writable). */
-		(void)secret_unseal(e->pin);
-		secret_free(e->pin);
-	}
-	e->pin = TAKE_PTR(pin);
-	return 0;
-}
-
-/* The PIN named by environment variable 'name', as a copy the caller owns.
- * Set in the environment: that value (taken, see env_pin_take()); set but
- * empty: an error, whatever was taken before; unset: what was taken. */
-static int pin_from_env(const char *name, struct secret **ret)
-{
-	struct secret *pin = NULL;
-	struct env_pin *e;
-	char *v;
-	int r;
-
-	pthread_mutex_lock(&env_pins_mtx);
-	v = getenv(name);
-	if (v && !*v) {
-		set_detail("PIN environment variable '%s' is empty", name);
-		r = -VLT_E_HSM_PIN_SOURCE;
-		goto out;
-	}
-	if (v && (r = env_pin_take(name, v)) < 0)
-		goto out;
-	e = env_pin_find(name);
-	if (!e) {
-		set_detail("PIN environment variable '%s' is unset", name);
-		r = -VLT_E_HSM_PIN_SOURCE;
-		goto out;
-	}
-	if ((r = secret_unseal(e->pin)) < 0)
-		goto out;
-	r = secret_dup(e->pin, &pin);
-	if (secret_seal(e->pin) < 0 && r >= 0)
-		r = -EIO;
-	if (r < 0) {
-		secret_free(pin);
-		goto out;
-	}
-	*ret = pin;
-out:
-	pthread_mutex_unlock(&env_pins_mtx);
-	return r;
 }
 
 static int login_error(CK_RV rv)
@@ -1346,7 +1163,7 @@ int keyprov_open(const struct keyprov_config *cfg, struct keyprov **ret)
 	if (r < 0)
 		return r;
 
-	r = has_file ? pin_from_file(cfg->pin_file, &pin) : pin_from_env(cfg->pin_env, &pin);
+	r = has_file ? p11_pin_from_file(cfg->pin_file, &pin) : p11_pin_from_env(cfg->pin_env, &pin);
 	if (r < 0)
 		return r;
 
