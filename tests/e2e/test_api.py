@@ -496,7 +496,7 @@ class FifoReader:
         with self.lock:
             return [json.loads(l) for l in self.data.decode().splitlines()]
 
-    def wait_for(self, request_id, timeout=10):
+    def wait_for(self, request_id, timeout=10 * SLOW):
         """The lines read, once the one of request_id is among them."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -611,11 +611,11 @@ class AuditMirror(VaultTestCase):
         # Health needs neither the writer nor the mirror: it answers while
         # the PUT waits for the mirror, and after.
         self.assertEqual(v.get("/v1/sys/health").status, 200)
-        t.join(10)
+        t.join(10 * SLOW)
         self.assertFalse(t.is_alive(), "the PUT did not come back")
         r = put["r"]
         self.assertEqual((r.status, r.json["error"]), (503, "audit_unavailable"), r)
-        self.assertLess(time.monotonic() - t0, 5)
+        self.assertLess(time.monotonic() - t0, 5 * SLOW)
         self.assertEqual(v.get("/v1/sys/health").status, 200)
         # The mirror is still stuck on the PUT's record: the next ones are
         # refused at once, not after another timeout.
@@ -627,7 +627,7 @@ class AuditMirror(VaultTestCase):
 
         reader = FifoReader(path)
         try:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 10 * SLOW
             while True:
                 r3 = v.put("/v1/secrets/acme/m/z", {"type": "generic", "data": {"k": "v"}})
                 if r3.status == 200 or time.monotonic() > deadline:
@@ -658,7 +658,7 @@ class AuditMirror(VaultTestCase):
         t0 = time.monotonic()
         self.assertEqual(v.put("/v1/secrets/acme/m/c", {"type": "generic", "data": {"k": "v"}}).status, 200)
         self.assertEqual(v.get("/v1/secrets/acme/m/c").status, 200)
-        self.assertLess(time.monotonic() - t0, 5)
+        self.assertLess(time.monotonic() - t0, 5 * SLOW)
         m = v.get("/v1/sys/metrics")
         self.assertEqual(m.status, 200, m)
         self.assertGreaterEqual(m.json["audit_mirror_failures"], before + 2)
@@ -667,7 +667,7 @@ class AuditMirror(VaultTestCase):
         # Shutdown does not wait for the writer stuck in open().
         t0 = time.monotonic()
         self.assertEqual(v.stop(), 0)
-        self.assertLess(time.monotonic() - t0, 10)
+        self.assertLess(time.monotonic() - t0, 10 * SLOW)
 
 
 class HsmErrors(VaultTestCase):
